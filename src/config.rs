@@ -1,0 +1,187 @@
+//! Configuration: parsed once in `main` from flags and `PASSGATE_*` variables,
+//! then passed down by reference. Nothing reads the environment after start-up.
+
+use std::net::SocketAddr;
+
+use url::Url;
+
+/// Default cap on request bodies. MCP requests and OAuth forms are small; a
+/// large body is a mistake or an attack, and gets 413.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of `passgate serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PASSGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The URL people and clients reach passgate at (scheme, host, optional
+    /// port; no path). It is the OAuth issuer and the base of every URL that
+    /// passgate hands out, so it must stay stable.
+    #[arg(long, env = "PASSGATE_PUBLIC_URL", default_value = "http://localhost:8080", value_parser = parse_public_url)]
+    pub public_url: Url,
+
+    /// Extra browser origins allowed to call `/mcp` (for browser-based MCP
+    /// clients). The public URL's own origin is always allowed.
+    #[arg(
+        long = "allowed-origin",
+        env = "PASSGATE_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "PASSGATE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// Log format.
+    #[arg(long, env = "PASSGATE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Accepts only an absolute http(s) URL with no path, query or fragment, so
+/// that the issuer and every derived URL are unambiguous.
+pub fn parse_public_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("the public URL must start with http:// or https://".into());
+    }
+    if url.host_str().is_none() {
+        return Err("the public URL needs a host".into());
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err("the public URL must be an origin only, like https://mcp.example.com (no path, query or fragment)".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the public URL must not contain credentials".into());
+    }
+    Ok(url)
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    public_url: Url,
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    pub fn from_args(args: &ServeArgs) -> Self {
+        Self {
+            listen: args.listen,
+            public_url: args.public_url.clone(),
+            allowed_origins: args.allowed_origins.clone(),
+            max_body_bytes: args.max_body_bytes,
+        }
+    }
+
+    /// A configuration for tests and embedding: defaults plus a public URL.
+    pub fn for_public_url(public_url: &str) -> Result<Self, String> {
+        Ok(Self {
+            listen: ([127, 0, 0, 1], 0).into(),
+            public_url: parse_public_url(public_url)?,
+            allowed_origins: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        })
+    }
+
+    /// The issuer: the public URL without a trailing slash (RFC 8414 §2).
+    pub fn issuer(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_owned()
+    }
+
+    /// The URL of the MCP endpoint, which is also the protected resource's
+    /// identifier (RFC 9728) and the audience of access tokens (RFC 8707).
+    pub fn mcp_url(&self) -> String {
+        format!("{}/mcp", self.issuer())
+    }
+
+    /// A URL under the public URL, such as `url("/token")`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer(), path)
+    }
+
+    /// The browser origin of the public URL (`scheme://host[:port]`).
+    pub fn origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    pub fn public_host(&self) -> &str {
+        self.public_url.host_str().unwrap_or("localhost")
+    }
+
+    /// Served over https: cookies get `Secure` and the `__Host-` prefix.
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// True when the public URL names this machine, as in local development.
+    pub fn public_url_is_loopback(&self) -> bool {
+        match self.public_url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
+    }
+
+    /// Host header values accepted on `/mcp` (DNS-rebinding protection).
+    /// Only enforced for a loopback public URL, where rebinding is the threat;
+    /// a public deployment may sit behind proxies that rewrite `Host`, and
+    /// relies on the Origin check and on bearer tokens instead.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        if !self.public_url_is_loopback() {
+            return Vec::new();
+        }
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        hosts.push(self.public_host().to_owned());
+        hosts
+    }
+
+    /// Browser origins accepted on `/mcp`: our own plus the configured ones.
+    pub fn allowed_origins(&self) -> Vec<String> {
+        let mut origins = vec![self.origin()];
+        origins.extend(self.allowed_origins.iter().cloned());
+        origins
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_must_be_an_origin() {
+        assert!(parse_public_url("https://mcp.example.com").is_ok());
+        assert!(parse_public_url("https://mcp.example.com/").is_ok());
+        assert!(parse_public_url("https://mcp.example.com/base").is_err());
+        assert!(parse_public_url("https://mcp.example.com/?a=b").is_err());
+        assert!(parse_public_url("ftp://mcp.example.com").is_err());
+        assert!(parse_public_url("https://u:p@mcp.example.com").is_err());
+        assert!(parse_public_url("not a url").is_err());
+    }
+
+    #[test]
+    fn derived_urls_have_no_double_slash() {
+        let c = Config::for_public_url("https://mcp.example.com/").unwrap();
+        assert_eq!(c.issuer(), "https://mcp.example.com");
+        assert_eq!(c.mcp_url(), "https://mcp.example.com/mcp");
+        assert_eq!(c.origin(), "https://mcp.example.com");
+        assert!(c.allowed_hosts().is_empty());
+        let local = Config::for_public_url("http://localhost:8080").unwrap();
+        assert_eq!(local.origin(), "http://localhost:8080");
+        assert!(local.allowed_hosts().contains(&"127.0.0.1".to_string()));
+    }
+}

@@ -1,0 +1,13 @@
+//! passgate: a remote MCP server behind real sign-in.
+//!
+//! Reading order: [`config`] (what can be set), [`routes`] (every URL in one
+//! table), [`mcp`] (the tools and the MCP transport), then [`error`] (how
+//! failures become HTTP responses). `ARCHITECTURE.md` has the bird's-eye view.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod mcp;
+pub mod routes;
+pub mod server;
+pub mod telemetry;

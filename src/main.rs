@@ -1,0 +1,46 @@
+//! The `passgate` binary: parses the command line and wires the library
+//! together. No logic lives here.
+
+use clap::{Parser, Subcommand};
+use passgate::{
+    app::AppState,
+    config::{Config, ServeArgs},
+    routes, server, telemetry,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "passgate",
+    version,
+    about = "A remote MCP server behind passkey sign-in"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            telemetry::init(args.log_format);
+            let config = Config::from_args(&args);
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            let state = AppState::new(config);
+            tracing::info!(
+                listen = %listener.local_addr()?,
+                mcp_url = %state.config.mcp_url(),
+                "passgate is serving"
+            );
+            let shutdown = state.shutdown.clone();
+            server::serve(listener, routes::router(state), shutdown).await
+        }
+    }
+}

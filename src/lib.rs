@@ -10,4 +10,5 @@ pub mod error;
 pub mod mcp;
 pub mod routes;
 pub mod server;
+pub mod store;
 pub mod telemetry;

@@ -1,0 +1,337 @@
+//! The embedded backend: one SQLite file in the data directory, shared safely
+//! by several processes on one machine (WAL mode, `BEGIN IMMEDIATE` for every
+//! write so that conditional writes are serialized by SQLite's own lock).
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{Item, NewItem, Store, StoreError, Write, now_unix};
+
+/// Versioned migrations, applied in order at start-up. The index of the last
+/// one applied is kept in `PRAGMA user_version`. Append only; never edit.
+const MIGRATIONS: &[&str] = &[
+    // 1: the item table and an expiry index for purging.
+    "CREATE TABLE items (
+        pk TEXT NOT NULL,
+        sk TEXT NOT NULL,
+        value BLOB NOT NULL,
+        version INTEGER NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (pk, sk)
+    ) WITHOUT ROWID;
+    CREATE INDEX items_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;",
+];
+
+pub struct SqliteStore {
+    // Separate connections so that reads (the per-request hot path) do not
+    // queue behind writes; WAL lets them proceed concurrently.
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(format!("sqlite busy: {e}"))
+        }
+        other => StoreError::Other(format!("sqlite: {other}")),
+    }
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(db_err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(db_err)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let current: usize = tx
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(db_err)? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Other(format!(
+            "the database has schema version {current}, newer than this passgate knows ({}); upgrade passgate",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.execute_batch(sql).map_err(db_err)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(db_err)?;
+    }
+    tx.commit().map_err(db_err)
+}
+
+fn row_to_item(pk: &str, sk: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+    Ok(Item {
+        pk: pk.to_owned(),
+        sk: sk.to_owned(),
+        value: row.get(0)?,
+        version: row.get::<_, i64>(1)? as u64,
+        expires_at: row.get(2)?,
+    })
+}
+
+fn live_version(
+    tx: &rusqlite::Transaction<'_>,
+    pk: &str,
+    sk: &str,
+    now: i64,
+) -> Result<Option<u64>, StoreError> {
+    tx.query_row(
+        "SELECT version FROM items WHERE pk = ?1 AND sk = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+        params![pk, sk, now],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()
+    .map(|v| v.map(|v| v as u64))
+    .map_err(db_err)
+}
+
+fn upsert(tx: &rusqlite::Transaction<'_>, item: &NewItem, now: i64) -> Result<(), StoreError> {
+    // An expired leftover counts as absent: its version restarts at 1.
+    tx.execute(
+        "INSERT INTO items (pk, sk, value, version, expires_at) VALUES (?1, ?2, ?3, 1, ?4)
+         ON CONFLICT (pk, sk) DO UPDATE SET
+           value = excluded.value,
+           expires_at = excluded.expires_at,
+           version = CASE WHEN items.expires_at IS NOT NULL AND items.expires_at <= ?5
+                          THEN 1 ELSE items.version + 1 END",
+        params![item.pk, item.sk, item.value, item.expires_at, now],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut writer = open(path)?;
+        migrate(&mut writer)?;
+        let reader = open(path)?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Deletes expired items. Reads already ignore them; this only reclaims
+    /// space, so it runs in the background.
+    pub async fn purge_expired(&self) -> Result<usize, StoreError> {
+        self.with_writer(|conn| {
+            conn.execute(
+                "DELETE FROM items WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                params![now_unix()],
+            )
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        conn: &Arc<Mutex<Connection>>,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Other("sqlite connection poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("sqlite task failed: {e}")))?
+    }
+
+    async fn with_writer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        Self::with_conn(&self.writer, f).await
+    }
+
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        Self::with_conn(&self.reader, f).await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        let (pk, sk) = (pk.to_owned(), sk.to_owned());
+        self.with_reader(move |conn| {
+            conn.prepare_cached(
+                "SELECT value, version, expires_at FROM items
+                 WHERE pk = ?1 AND sk = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![pk, sk, now_unix()], |r| row_to_item(&pk, &sk, r))
+                    .optional()
+            })
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list(&self, pk: &str) -> Result<Vec<Item>, StoreError> {
+        let pk = pk.to_owned();
+        self.with_reader(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT value, version, expires_at, sk FROM items
+                     WHERE pk = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY sk",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![pk, now_unix()], |r| {
+                    let sk: String = r.get(3)?;
+                    row_to_item(&pk, &sk, r)
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn take(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        let (pk, sk) = (pk.to_owned(), sk.to_owned());
+        self.with_writer(move |conn| {
+            // A single DELETE ... RETURNING is atomic across processes.
+            let item = conn
+                .prepare_cached(
+                    "DELETE FROM items WHERE pk = ?1 AND sk = ?2 RETURNING value, version, expires_at",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![pk, sk], |r| row_to_item(&pk, &sk, r))
+                        .optional()
+                })
+                .map_err(db_err)?;
+            Ok(item.filter(|i| i.is_live(now_unix())))
+        })
+        .await
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        if writes.len() > 25 {
+            return Err(StoreError::Other(
+                "a transaction takes at most 25 writes".into(),
+            ));
+        }
+        self.with_writer(move |conn| {
+            let now = now_unix();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            for write in &writes {
+                match write {
+                    Write::Put(item) => upsert(&tx, item, now)?,
+                    Write::Insert(item) => {
+                        if live_version(&tx, &item.pk, &item.sk, now)?.is_some() {
+                            return Err(StoreError::Conflict);
+                        }
+                        upsert(&tx, item, now)?;
+                    }
+                    Write::Replace {
+                        item,
+                        expected_version,
+                    } => {
+                        if live_version(&tx, &item.pk, &item.sk, now)? != Some(*expected_version) {
+                            return Err(StoreError::Conflict);
+                        }
+                        upsert(&tx, item, now)?;
+                    }
+                    Write::Delete { pk, sk } => {
+                        tx.execute(
+                            "DELETE FROM items WHERE pk = ?1 AND sk = ?2",
+                            params![pk, sk],
+                        )
+                        .map_err(db_err)?;
+                    }
+                    Write::DeleteVersion {
+                        pk,
+                        sk,
+                        expected_version,
+                    } => {
+                        if live_version(&tx, pk, sk, now)? != Some(*expected_version) {
+                            return Err(StoreError::Conflict);
+                        }
+                        tx.execute(
+                            "DELETE FROM items WHERE pk = ?1 AND sk = ?2",
+                            params![pk, sk],
+                        )
+                        .map_err(db_err)?;
+                    }
+                }
+            }
+            // Dropping `tx` on an early return rolls everything back.
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn increment(&self, pk: &str, sk: &str, expires_at: i64) -> Result<u64, StoreError> {
+        let (pk, sk) = (pk.to_owned(), sk.to_owned());
+        self.with_writer(move |conn| {
+            let now = now_unix();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let current: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT value FROM items WHERE pk = ?1 AND sk = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                    params![pk, sk, now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let (count, expiry) = match current {
+                Some(bytes) => (
+                    std::str::from_utf8(&bytes)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        + 1,
+                    // Keep the window's original expiry.
+                    tx.query_row(
+                        "SELECT expires_at FROM items WHERE pk = ?1 AND sk = ?2",
+                        params![pk, sk],
+                        |r| r.get::<_, Option<i64>>(0),
+                    )
+                    .map_err(db_err)?,
+                ),
+                None => (1, Some(expires_at)),
+            };
+            let item = NewItem {
+                pk,
+                sk,
+                value: count.to_string().into_bytes(),
+                expires_at: expiry,
+            };
+            upsert(&tx, &item, now)?;
+            tx.commit().map_err(db_err)?;
+            Ok(count)
+        })
+        .await
+    }
+}

@@ -1,7 +1,7 @@
 //! Configuration: parsed once in `main` from flags and `PASSGATE_*` variables,
 //! then passed down by reference. Nothing reads the environment after start-up.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use url::Url;
 
@@ -15,18 +15,61 @@ pub enum LogFormat {
     Json,
 }
 
-/// Settings of `passgate serve`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "PASSGATE_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// A SQLite file in the data directory (the default; no cloud account).
+    Sqlite,
+    /// An Amazon DynamoDB table (build with the `dynamodb` feature).
+    Dynamodb,
+}
 
+/// Settings every subcommand needs: where state lives and who we are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
     /// The URL people and clients reach passgate at (scheme, host, optional
     /// port; no path). It is the OAuth issuer and the base of every URL that
     /// passgate hands out, so it must stay stable.
     #[arg(long, env = "PASSGATE_PUBLIC_URL", default_value = "http://localhost:8080", value_parser = parse_public_url)]
     pub public_url: Url,
+
+    /// Where the embedded store keeps its files.
+    #[arg(long, env = "PASSGATE_DATA_DIR", default_value = "passgate-data")]
+    pub data_dir: PathBuf,
+
+    /// Which store keeps the OAuth and account state.
+    #[arg(long, env = "PASSGATE_STORE", value_enum, default_value = "sqlite")]
+    pub store: StoreKind,
+
+    /// DynamoDB table name (with `--store dynamodb`).
+    #[arg(long, env = "PASSGATE_DYNAMODB_TABLE")]
+    pub dynamodb_table: Option<String>,
+
+    /// The master secret that encrypts signing keys and stored upstream
+    /// tokens. Without it, the embedded setup creates `master.key` in the
+    /// data directory on first start.
+    #[arg(long, env = "PASSGATE_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "PASSGATE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Settings of `passgate serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Address to listen on.
+    #[arg(long, env = "PASSGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
 
     /// Extra browser origins allowed to call `/mcp` (for browser-based MCP
     /// clients). The public URL's own origin is always allowed.
@@ -40,10 +83,6 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PASSGATE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
-
-    /// Log format.
-    #[arg(long, env = "PASSGATE_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
 }
 
 /// Accepts only an absolute http(s) URL with no path, query or fragment, so
@@ -78,7 +117,7 @@ impl Config {
     pub fn from_args(args: &ServeArgs) -> Self {
         Self {
             listen: args.listen,
-            public_url: args.public_url.clone(),
+            public_url: args.common.public_url.clone(),
             allowed_origins: args.allowed_origins.clone(),
             max_body_bytes: args.max_body_bytes,
         }

@@ -1,34 +1,100 @@
 //! Error policy. Domain code returns [`Error`], which knows nothing of HTTP;
-//! `IntoResponse` below is the one place where failures become responses.
-//! Client mistakes are 4xx with a message that says what to fix; only our own
-//! faults are 5xx, and their details go to the log, not to the client.
+//! the `IntoResponse` impls in this file are the one place where failures
+//! become responses. Client mistakes are 4xx with a message that says what
+//! to fix; only our own faults are 5xx, and their details go to the log,
+//! never to the client. Browser-facing routes answer with an error page.
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
+use crate::{pages, store::StoreError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The request is malformed or refers to something invalid; the message
+    /// is shown to the person.
     #[error("{0}")]
     BadRequest(String),
-    #[error("not found")]
-    NotFound,
+    #[error("{0}")]
+    NotFound(String),
+    /// Not allowed for this person.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A form without the right anti-forgery token.
+    #[error("the form expired or was not sent from passgate")]
+    Csrf,
+    /// Too many attempts; try again later.
+    #[error("too many attempts")]
+    RateLimited,
+    /// Something single-use was used already, or expired.
+    #[error("{0}")]
+    Gone(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
 }
 
+impl Error {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Self::BadRequest(msg.into())
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        match self {
-            Error::BadRequest(msg) => (StatusCode::BAD_REQUEST, msg).into_response(),
-            Error::NotFound => (StatusCode::NOT_FOUND, "not found").into_response(),
-            Error::Internal(err) => {
-                tracing::error!(error = %format!("{err:#}"), "internal error");
+        let (status, what, next) = match &self {
+            Error::BadRequest(m) => (
+                StatusCode::BAD_REQUEST,
+                m.clone(),
+                "Go back to the application you came from and start again.",
+            ),
+            Error::NotFound(m) => (StatusCode::NOT_FOUND, m.clone(), "Check the address."),
+            Error::Forbidden(m) => (
+                StatusCode::FORBIDDEN,
+                m.clone(),
+                "Ask an administrator of this passgate if you need access.",
+            ),
+            Error::Csrf => (
+                StatusCode::FORBIDDEN,
+                self.to_string(),
+                "Reload the page and submit the form again.",
+            ),
+            Error::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "There were too many attempts in a short time.".to_owned(),
+                "Wait a few minutes, then try again.",
+            ),
+            Error::Gone(m) => (
+                StatusCode::GONE,
+                m.clone(),
+                "Start again from the application you came from.",
+            ),
+            Error::Store(StoreError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "store unavailable");
                 (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "passgate hit an internal error; try again, and tell the operator if it persists",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "passgate's storage is busy or unreachable right now.".to_owned(),
+                    "Try again in a moment.",
                 )
-                    .into_response()
             }
-        }
+            Error::Store(e) => {
+                tracing::error!(error = %e, "store error");
+                internal()
+            }
+            Error::Internal(e) => {
+                tracing::error!(error = %format!("{e:#}"), "internal error");
+                internal()
+            }
+        };
+        pages::error_page(status, &what, next).into_response()
     }
+}
+
+fn internal() -> (StatusCode, String, &'static str) {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "passgate hit an internal error.".to_owned(),
+        "Try again; if it keeps happening, tell the operator (details are in the server log).",
+    )
 }

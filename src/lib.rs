@@ -5,9 +5,14 @@
 //! failures become HTTP responses). `ARCHITECTURE.md` has the bird's-eye view.
 
 pub mod app;
+pub mod bootstrap;
 pub mod config;
+pub mod crypto;
 pub mod error;
+pub mod login;
 pub mod mcp;
+pub mod oauth;
+pub mod pages;
 pub mod routes;
 pub mod server;
 pub mod store;

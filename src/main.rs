@@ -30,10 +30,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            telemetry::init(args.log_format);
+            telemetry::init(args.common.log_format);
             let config = Config::from_args(&args);
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
-            let state = AppState::new(config);
+            let (store, master_key) = passgate::bootstrap::open_store(&args.common).await?;
+            let state = AppState::new(config, store, master_key);
             tracing::info!(
                 listen = %listener.local_addr()?,
                 mcp_url = %state.config.mcp_url(),

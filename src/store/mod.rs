@@ -18,6 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use serde::{Serialize, de::DeserializeOwned};
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 pub mod sqlite;
 
 /// Seconds since the Unix epoch.

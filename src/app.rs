@@ -5,24 +5,43 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, crypto::MasterKey, store::Store};
+use crate::{
+    config::Config,
+    crypto::MasterKey,
+    oauth::{cimd::CimdFetcher, clients::Client, keys::SigningKeys},
+    store::Store,
+};
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub master_key: MasterKey,
+    pub keys: SigningKeys,
+    pub cimd: CimdFetcher,
+    /// Clients the operator configured (not stored: they are configuration).
+    pub configured_clients: Arc<Vec<Client>>,
     /// Cancelled on shutdown so long-lived responses (SSE) end promptly.
     pub shutdown: CancellationToken,
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Arc<dyn Store>, master_key: MasterKey) -> Self {
-        Self {
+    /// Loads (or creates) the signing keys; everything else is cheap.
+    pub async fn build(
+        config: Config,
+        store: Arc<dyn Store>,
+        master_key: MasterKey,
+    ) -> anyhow::Result<Self> {
+        let keys = SigningKeys::load_or_create(store.as_ref(), &master_key).await?;
+        let configured_clients = Arc::new(config.clients.clone());
+        Ok(Self {
             config: Arc::new(config),
             store,
             master_key,
+            keys,
+            cimd: CimdFetcher::new(),
+            configured_clients,
             shutdown: CancellationToken::new(),
-        }
+        })
     }
 }

@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use url::Url;
 
+use crate::oauth::clients::{Client, ConfiguredClient};
+
 /// Default cap on request bodies. MCP requests and OAuth forms are small; a
 /// large body is a mistake or an attack, and gets 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
@@ -80,9 +82,27 @@ pub struct ServeArgs {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// A JSON file listing pre-registered OAuth clients:
+    /// `[{"client_id": "...", "client_name": "...", "redirect_uris": ["..."], "client_secret": "..."}]`
+    /// (`client_secret` only for confidential clients).
+    #[arg(long, env = "PASSGATE_CLIENTS_FILE")]
+    pub clients_file: Option<PathBuf>,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PASSGATE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+}
+
+fn load_clients(path: &std::path::Path) -> anyhow::Result<Vec<Client>> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the clients file {}", path.display()))?;
+    let configured: Vec<ConfiguredClient> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a JSON list of clients", path.display()))?;
+    configured
+        .into_iter()
+        .map(|c| c.into_client().map_err(anyhow::Error::msg))
+        .collect()
 }
 
 /// Accepts only an absolute http(s) URL with no path, query or fragment, so
@@ -111,16 +131,22 @@ pub struct Config {
     public_url: Url,
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
+    pub clients: Vec<Client>,
 }
 
 impl Config {
-    pub fn from_args(args: &ServeArgs) -> Self {
-        Self {
+    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        let clients = match &args.clients_file {
+            Some(path) => load_clients(path)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
             listen: args.listen,
             public_url: args.common.public_url.clone(),
             allowed_origins: args.allowed_origins.clone(),
             max_body_bytes: args.max_body_bytes,
-        }
+            clients,
+        })
     }
 
     /// A configuration for tests and embedding: defaults plus a public URL.
@@ -130,6 +156,7 @@ impl Config {
             public_url: parse_public_url(public_url)?,
             allowed_origins: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            clients: Vec::new(),
         })
     }
 

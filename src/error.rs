@@ -7,7 +7,10 @@
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
-use crate::{pages, store::StoreError};
+use axum::Json;
+use http::{HeaderValue, header};
+
+use crate::{oauth::OAuthError, pages, store::StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -97,4 +100,32 @@ fn internal() -> (StatusCode, String, &'static str) {
         "passgate hit an internal error.".to_owned(),
         "Try again; if it keeps happening, tell the operator (details are in the server log).",
     )
+}
+
+/// OAuth errors are JSON (RFC 6749 §5.2). `invalid_client` is 401 with a
+/// challenge when the client tried HTTP authentication (§5.2); transient
+/// trouble is 503, so that clients retry instead of dropping credentials.
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let status = match self.code {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let body = serde_json::json!({
+            "error": self.code,
+            "error_description": self.description,
+        });
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="passgate""#),
+            );
+        }
+        response
+    }
 }

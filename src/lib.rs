@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod error;
 pub mod login;
 pub mod mcp;
+pub mod net;
 pub mod oauth;
 pub mod pages;
 pub mod routes;

@@ -31,10 +31,10 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             telemetry::init(args.common.log_format);
-            let config = Config::from_args(&args);
+            let config = Config::from_args(&args)?;
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let (store, master_key) = passgate::bootstrap::open_store(&args.common).await?;
-            let state = AppState::new(config, store, master_key);
+            let state = AppState::build(config, store, master_key).await?;
             tracing::info!(
                 listen = %listener.local_addr()?,
                 mcp_url = %state.config.mcp_url(),

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use rmcp::{
     ErrorData, ServerHandler,
-    handler::server::{router::tool::ToolRouter, tool::schema_for_output, wrapper::Parameters},
+    handler::server::{
+        common::Extension, router::tool::ToolRouter, tool::schema_for_output, wrapper::Parameters,
+    },
     model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig},
     tool, tool_handler, tool_router,
     transport::streamable_http_server::{
@@ -16,7 +18,7 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::{config::Config, oauth::bearer::Identity};
 
 /// Arguments of `add`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -33,6 +35,17 @@ pub struct AddArgs {
 pub struct AddOutput {
     /// The exact sum.
     pub result: i64,
+}
+
+/// Structured result of `whoami`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct WhoamiOutput {
+    /// The signed-in person's passgate user id.
+    pub user_id: String,
+    /// The OAuth client the call came through.
+    pub client_id: String,
+    /// The scopes of the access token.
+    pub scopes: Vec<String>,
 }
 
 /// The tools passgate serves. Built once; each request gets a cheap clone
@@ -81,6 +94,33 @@ impl Tools {
                 i64::MAX
             ))]),
         })
+    }
+
+    /// Reports who is calling, from the verified access token: useful to
+    /// check a client's connection, and the pattern for tools that act on
+    /// behalf of the person.
+    #[tool(
+        description = "Tell which passgate user and OAuth client this connection is signed in as.",
+        output_schema = schema_for_output::<WhoamiOutput>(),
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    pub async fn whoami(
+        &self,
+        Extension(parts): Extension<http::request::Parts>,
+    ) -> CallToolResult {
+        match parts.extensions.get::<Identity>() {
+            Some(identity) => {
+                let out = WhoamiOutput {
+                    user_id: identity.user_id.clone(),
+                    client_id: identity.client_id.clone(),
+                    scopes: identity.scopes.clone(),
+                };
+                CallToolResult::structured(serde_json::to_value(out).unwrap_or_default())
+            }
+            None => {
+                CallToolResult::error(vec![ContentBlock::text("this connection is not signed in")])
+            }
+        }
     }
 }
 

@@ -1,35 +1,72 @@
 //! The route table: every URL passgate answers, in one place.
+//!
+//! OAuth endpoints sit at the origin root because Claude appends
+//! `/authorize`, `/token` and `/register` to the base URL instead of reading
+//! the metadata.
 
-use axum::{Router, routing::get};
+use axum::{
+    Router, middleware,
+    routing::{get, post},
+};
 use http::{HeaderValue, header};
 use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer};
 
-use crate::{app::AppState, config::Config, mcp, telemetry};
+use crate::{
+    app::AppState,
+    config::Config,
+    mcp,
+    oauth::{authorize, bearer, clients, metadata, revoke, token},
+    pages, telemetry,
+};
 
 /// Builds the whole application. Tests call this and drive it with `oneshot`.
 pub fn router(state: AppState) -> Router {
     let mcp_service = mcp::service(mcp::Tools::new(), &state.config, state.shutdown.clone());
-    with_common_layers(
-        Router::new()
-            .route("/healthz", get(healthz))
-            .route_service("/mcp", mcp_service),
-        &state,
-    )
-    .with_state(state)
+    let mcp = Router::new()
+        .route_service("/mcp", mcp_service)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            bearer::require_token,
+        ));
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        // Discovery
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::authorization_server_handler),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(metadata::authorization_server_handler),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(metadata::protected_resource_handler),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(metadata::protected_resource_handler),
+        )
+        .route("/.well-known/jwks.json", get(metadata::jwks_handler))
+        // Authorization server
+        .route("/register", post(clients::register_handler))
+        .route("/authorize", get(authorize::authorize))
+        .route(
+            "/consent",
+            get(authorize::consent_page).post(authorize::consent_decision),
+        )
+        .route("/token", post(token::token))
+        .route("/revoke", post(revoke::revoke))
+        // Pages and assets
+        .route("/assets/style.css", get(pages::stylesheet))
+        .route("/assets/passkeys.js", get(pages::passkeys_js))
+        .merge(mcp);
+    with_common_layers(app, &state.config).with_state(state)
 }
 
 /// Layers every passgate router gets, including the conformance fixtures':
 /// body limit, request logging without secrets, and safe response headers.
 pub fn with_common_layers<S: Clone + Send + Sync + 'static>(
-    router: Router<S>,
-    state: &AppState,
-) -> Router<S> {
-    with_common_layers_for(router, &state.config)
-}
-
-/// [`with_common_layers`] for routers built without an [`AppState`], such as
-/// the conformance fixtures (`examples/conformance_server.rs`).
-pub fn with_common_layers_for<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     config: &Config,
 ) -> Router<S> {

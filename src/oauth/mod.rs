@@ -1,4 +1,145 @@
 //! passgate as an OAuth 2.1 authorization server for MCP clients, and the
 //! resource-server side that protects `/mcp`.
+//!
+//! Every piece of state a later request needs (registrations, pending
+//! authorizations, codes, refresh tokens, grants, signing keys) is in the
+//! store; nothing survives in process memory except the signing keys' cached
+//! copy, which is refreshed from the store when an unknown key id appears.
 
+pub mod authorize;
+pub mod bearer;
+pub mod cimd;
+pub mod clients;
 pub mod grants;
+pub mod keys;
+pub mod metadata;
+pub mod revoke;
+pub mod token;
+
+/// The one scope passgate grants: use the MCP server's tools.
+pub const SCOPE_MCP: &str = "mcp";
+/// Access tokens are short-lived; refresh tokens carry the session.
+pub const ACCESS_TOKEN_TTL_SECS: i64 = 3600;
+/// A refresh token lives this long after it was issued; each rotation
+/// issues a new one, so an active client stays signed in.
+pub const REFRESH_TOKEN_TTL_SECS: i64 = 30 * 24 * 3600;
+/// Authorization codes (RFC 6749 recommends at most ten minutes).
+pub const CODE_TTL_SECS: i64 = 120;
+/// How long a person has between `/authorize` and approving consent.
+pub const PENDING_AUTHORIZATION_TTL_SECS: i64 = 15 * 60;
+/// A client that sends the same code or refresh token twice within this
+/// window (ChatGPT re-posts codes; Claude refreshes from two places at once)
+/// gets the same answer again instead of having its session revoked.
+pub const REPLAY_GRACE_SECS: i64 = 30;
+
+/// An OAuth error (RFC 6749 §5.2, RFC 7591 §3.2.2, RFC 8707). Carries no
+/// HTTP knowledge beyond the code; `error.rs` maps it to a response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {description}")]
+pub struct OAuthError {
+    pub code: &'static str,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+        }
+    }
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new("invalid_request", d)
+    }
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new("invalid_grant", d)
+    }
+    pub fn invalid_client(d: impl Into<String>) -> Self {
+        Self::new("invalid_client", d)
+    }
+    pub fn invalid_target(d: impl Into<String>) -> Self {
+        Self::new("invalid_target", d)
+    }
+    pub fn server_error(d: impl Into<String>) -> Self {
+        Self::new("server_error", d)
+    }
+    pub fn temporarily_unavailable(d: impl Into<String>) -> Self {
+        Self::new("temporarily_unavailable", d)
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        // Never `invalid_grant` for our own trouble: clients discard their
+        // credentials on it.
+        match e {
+            crate::store::StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "store unavailable during an OAuth request");
+                Self::temporarily_unavailable("storage is busy; retry shortly")
+            }
+            other => {
+                tracing::error!(error = %other, "store error during an OAuth request");
+                Self::server_error("internal error; retry later")
+            }
+        }
+    }
+}
+
+/// Parses a space-separated scope string, keeps the scopes we know, and
+/// falls back to the default. Unknown scopes (Claude asks for `claudeai`)
+/// are dropped rather than refused, as RFC 6749 §3.3 allows.
+pub fn effective_scope(requested: Option<&str>) -> String {
+    let known: Vec<&str> = requested
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| *s == SCOPE_MCP)
+        .collect();
+    if known.is_empty() {
+        SCOPE_MCP.to_owned()
+    } else {
+        known.join(" ")
+    }
+}
+
+/// True when `resource` names our MCP endpoint. Query parameters are
+/// ignored because ChatGPT appends some; the scheme, host, port and path
+/// must match exactly and a fragment is never allowed (RFC 8707 §2).
+pub fn resource_matches(resource: &str, mcp_url: &str) -> bool {
+    let (Ok(given), Ok(ours)) = (url::Url::parse(resource), url::Url::parse(mcp_url)) else {
+        return false;
+    };
+    given.fragment().is_none()
+        && given.scheme() == ours.scheme()
+        && given.host() == ours.host()
+        && given.port_or_known_default() == ours.port_or_known_default()
+        && given.path().trim_end_matches('/') == ours.path()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_lenient_with_unknown_ones() {
+        assert_eq!(effective_scope(None), "mcp");
+        assert_eq!(effective_scope(Some("claudeai")), "mcp");
+        assert_eq!(effective_scope(Some("mcp offline_access")), "mcp");
+    }
+
+    #[test]
+    fn resource_matching() {
+        let ours = "https://mcp.example.com/mcp";
+        assert!(resource_matches("https://mcp.example.com/mcp", ours));
+        assert!(resource_matches("https://mcp.example.com:443/mcp", ours));
+        assert!(resource_matches(
+            "https://mcp.example.com/mcp?chatgpt=1",
+            ours
+        ));
+        assert!(resource_matches("https://mcp.example.com/mcp/", ours));
+        assert!(!resource_matches("https://mcp.example.com/mcp#x", ours));
+        assert!(!resource_matches("https://mcp.example.com/other", ours));
+        assert!(!resource_matches("https://evil.example.com/mcp", ours));
+        assert!(!resource_matches("http://mcp.example.com/mcp", ours));
+        assert!(!resource_matches("not a url", ours));
+    }
+}

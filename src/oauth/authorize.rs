@@ -1,0 +1,414 @@
+//! The authorization endpoint and passgate's own consent page.
+//!
+//! `/authorize` validates the request and stores it as a pending
+//! authorization (nothing is kept in memory, so the person's next request
+//! may reach any instance), then sends the browser to `/consent`. There the
+//! person signs in if needed and approves or denies; approval is stored per
+//! person and client, and a remembered approval skips the page next time.
+//!
+//! Errors about the client or redirect URI are shown as a page and never
+//! redirected (the URI is not trusted yet); later errors go back to the
+//! client's redirect URI with `error`, `state` and `iss` (RFC 9207).
+//!
+//! Keys: `authz#<id>` / `pending` (taken once, on the decision);
+//! `code#<sha256(code)>` / `code`.
+
+use axum::{
+    Form,
+    extract::{Query, State},
+    response::{IntoResponse, Redirect, Response},
+};
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CODE_TTL_SECS, OAuthError, PENDING_AUTHORIZATION_TTL_SECS, SCOPE_MCP,
+    clients::{self, ClientSource},
+    effective_scope, grants, resource_matches,
+};
+use crate::{
+    app::AppState,
+    crypto,
+    error::Error,
+    login,
+    pages::{Page, escape},
+    store::NewItem,
+};
+
+#[derive(Debug, Deserialize)]
+pub struct AuthorizeParams {
+    response_type: Option<String>,
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    state: Option<String>,
+    scope: Option<String>,
+    resource: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    pub client_id: String,
+    pub client_name: String,
+    pub client_source: ClientSource,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub code_challenge: String,
+    pub scope: String,
+    pub resource: String,
+}
+
+/// What a code stands for; stored under the code's hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeGrant {
+    pub client_id: String,
+    pub client_name: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub scope: String,
+    pub resource: String,
+    pub user_id: String,
+    /// Set by the first successful redemption (see `token.rs`).
+    #[serde(default)]
+    pub redeemed: Option<super::token::Redeemed>,
+}
+
+pub fn code_key(code: &str) -> String {
+    format!("code#{}", crypto::token_hash(code))
+}
+
+fn pending_key(id: &str) -> String {
+    format!("authz#{id}")
+}
+
+/// Appends parameters to a validated redirect URI, keeping its own query.
+fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+    match url::Url::parse(redirect_uri) {
+        Ok(mut url) => {
+            {
+                let mut q = url.query_pairs_mut();
+                for (k, v) in params {
+                    q.append_pair(k, v);
+                }
+            }
+            Redirect::to(url.as_str()).into_response()
+        }
+        // Validated at registration, so this means corrupt data.
+        Err(_) => Error::bad_request("the client's redirect URI is invalid").into_response(),
+    }
+}
+
+fn error_redirect(
+    state: &AppState,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    error: &OAuthError,
+) -> Response {
+    let issuer = state.config.issuer();
+    let mut params = vec![
+        ("error", error.code),
+        ("error_description", error.description.as_str()),
+        ("iss", issuer.as_str()),
+    ];
+    if let Some(s) = client_state {
+        params.push(("state", s));
+    }
+    redirect_with(redirect_uri, &params)
+}
+
+fn oauth_page_error(e: OAuthError) -> Response {
+    match e.code {
+        "temporarily_unavailable" => {
+            Error::Store(crate::store::StoreError::Unavailable(e.description)).into_response()
+        }
+        "server_error" => Error::Internal(anyhow::anyhow!(e.description)).into_response(),
+        _ => Error::BadRequest(e.description).into_response(),
+    }
+}
+
+/// `GET /authorize`
+pub async fn authorize(
+    State(state): State<AppState>,
+    Query(p): Query<AuthorizeParams>,
+) -> Response {
+    // 1. Client and redirect URI: failures here are shown, never redirected.
+    let Some(client_id) = p.client_id.as_deref().filter(|c| !c.is_empty()) else {
+        return Error::bad_request("The sign-in request has no client_id.").into_response();
+    };
+    let client = match clients::find(&state, client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Error::bad_request(
+                "This application is not registered with passgate (unknown client_id). \
+                 Remove the server from the application and add it again so that it registers anew.",
+            )
+            .into_response();
+        }
+        Err(e) => return oauth_page_error(e),
+    };
+    let redirect_uri = match p.redirect_uri.as_deref() {
+        Some(uri) if clients::redirect_uri_allowed(&client, uri) => uri.to_owned(),
+        Some(_) => {
+            return Error::bad_request(
+                "The redirect URI in this request is not one the application registered.",
+            )
+            .into_response();
+        }
+        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+        None => {
+            return Error::bad_request("The sign-in request has no redirect_uri.").into_response();
+        }
+    };
+    let client_state = p.state.as_deref();
+    let fail = |e: OAuthError| error_redirect(&state, &redirect_uri, client_state, &e);
+
+    // 2. The rest of the request: failures go back to the client.
+    if p.response_type.as_deref() != Some("code") {
+        return fail(OAuthError::new(
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        ));
+    }
+    let Some(challenge) = p.code_challenge.filter(|c| !c.is_empty()) else {
+        return fail(OAuthError::invalid_request(
+            "PKCE is required: send code_challenge with code_challenge_method=S256",
+        ));
+    };
+    if p.code_challenge_method.as_deref() != Some("S256") {
+        return fail(OAuthError::invalid_request(
+            "code_challenge_method must be S256",
+        ));
+    }
+    // A S256 challenge is 43 base64url characters.
+    if challenge.len() != 43
+        || !challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return fail(OAuthError::invalid_request(
+            "code_challenge is not a valid S256 challenge",
+        ));
+    }
+    let mcp_url = state.config.mcp_url();
+    if let Some(resource) = p.resource.as_deref()
+        && !resource_matches(resource, &mcp_url)
+    {
+        return fail(OAuthError::invalid_target(format!(
+            "this server only issues tokens for {mcp_url}"
+        )));
+    }
+    if client_state.is_some_and(|s| s.len() > 2000) {
+        return fail(OAuthError::invalid_request("state is too long"));
+    }
+
+    let pending = PendingAuthorization {
+        client_id: client.client_id.clone(),
+        client_name: client.client_name.clone(),
+        client_source: client.source,
+        redirect_uri: redirect_uri.clone(),
+        state: p.state.clone(),
+        code_challenge: challenge,
+        scope: effective_scope(p.scope.as_deref()),
+        resource: mcp_url,
+    };
+    let id = crypto::random_token(24);
+    let item = match NewItem::json(pending_key(&id), "pending", &pending) {
+        Ok(i) => i.expires_in(PENDING_AUTHORIZATION_TTL_SECS),
+        Err(e) => return fail(e.into()),
+    };
+    if let Err(e) = state.store.insert(item).await {
+        return fail(e.into());
+    }
+    Redirect::to(&format!("/consent?request={id}")).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConsentQuery {
+    request: Option<String>,
+}
+
+fn expired_request() -> Error {
+    Error::Gone("This sign-in request has expired or was already completed.".into())
+}
+
+/// Issues a code for an approved request and sends the browser back.
+async fn complete(
+    state: &AppState,
+    pending: &PendingAuthorization,
+    user_id: &str,
+) -> Result<Response, Error> {
+    let code = crypto::random_token(32);
+    let grant = CodeGrant {
+        client_id: pending.client_id.clone(),
+        client_name: pending.client_name.clone(),
+        redirect_uri: pending.redirect_uri.clone(),
+        code_challenge: pending.code_challenge.clone(),
+        scope: pending.scope.clone(),
+        resource: pending.resource.clone(),
+        user_id: user_id.to_owned(),
+        redeemed: None,
+    };
+    state
+        .store
+        .insert(NewItem::json(code_key(&code), "code", &grant)?.expires_in(CODE_TTL_SECS))
+        .await?;
+    let issuer = state.config.issuer();
+    let mut params = vec![("code", code.as_str()), ("iss", issuer.as_str())];
+    if let Some(s) = pending.state.as_deref() {
+        params.push(("state", s));
+    }
+    Ok(redirect_with(&pending.redirect_uri, &params))
+}
+
+fn scope_covered(approved: &str, requested: &str) -> bool {
+    requested
+        .split(' ')
+        .all(|s| approved.split(' ').any(|a| a == s))
+}
+
+/// `GET /consent?request=...`
+pub async fn consent_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ConsentQuery>,
+) -> Result<Response, Error> {
+    let id = q.request.ok_or_else(expired_request)?;
+    let Some(signed_in) = login::current(&state, &headers).await? else {
+        return Ok(login::sign_in_redirect(&format!("/consent?request={id}")));
+    };
+    let pending: PendingAuthorization = state
+        .store
+        .get_json(&pending_key(&id), "pending")
+        .await?
+        .ok_or_else(expired_request)?;
+    // Approved before: no page. The pending request is still consumed once.
+    if let Some(consent) =
+        grants::consent(state.store.as_ref(), &signed_in.user_id, &pending.client_id).await?
+        && scope_covered(&consent.scope, &pending.scope)
+    {
+        let pending: PendingAuthorization = state
+            .store
+            .take_json(&pending_key(&id), "pending")
+            .await?
+            .ok_or_else(expired_request)?;
+        return complete(&state, &pending, &signed_in.user_id).await;
+    }
+    Ok(render_consent(&id, &pending, &signed_in).into_response())
+}
+
+fn redirect_origin(uri: &str) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    match url.origin() {
+        url::Origin::Tuple(..) => Some(url.origin().ascii_serialization()),
+        // Private-use schemes (cursor://...) have opaque origins; CSP
+        // source expressions accept a bare scheme.
+        url::Origin::Opaque(_) => Some(format!("{}:", url.scheme())),
+    }
+}
+
+fn render_consent(id: &str, p: &PendingAuthorization, who: &login::SignedIn) -> Page {
+    let redirect_host = url::Url::parse(&p.redirect_uri)
+        .ok()
+        .map(|u| match u.host_str() {
+            Some(h) => match u.port() {
+                Some(port) => format!("{h}:{port}"),
+                None => h.to_owned(),
+            },
+            None => format!("{}:", u.scheme()),
+        })
+        .unwrap_or_default();
+    let source = match p.client_source {
+        ClientSource::MetadataDocument => format!(
+            "Identified by its metadata document at <code>{}</code>.",
+            escape(&p.client_id)
+        ),
+        ClientSource::Registered => {
+            "It registered itself with passgate; its name is its own claim.".to_owned()
+        }
+        ClientSource::Configured => "Configured by this server's operator.".to_owned(),
+    };
+    let scopes: String = p
+        .scope
+        .split(' ')
+        .map(|s| match s {
+            SCOPE_MCP => "<li>Use this server's MCP tools as you</li>".to_owned(),
+            other => format!("<li><code>{}</code></li>", escape(other)),
+        })
+        .collect();
+    let body = format!(
+        r#"<section class="card">
+<h1>Allow <strong>{name}</strong> to use your account?</h1>
+<p class="muted">{source}</p>
+<p>It will be able to:</p>
+<ul class="scopes">{scopes}</ul>
+<p>After you decide, you are sent to <code>{host}</code>.</p>
+<p class="muted">Signed in as {display} ({user}).</p>
+<form method="post" action="/consent">
+<input type="hidden" name="request" value="{id}">
+<input type="hidden" name="csrf" value="{csrf}">
+<div class="actions">
+<button type="submit" name="decision" value="approve">Allow</button>
+<button type="submit" name="decision" value="deny" class="secondary">Deny</button>
+</div>
+</form>
+</section>"#,
+        name = escape(&p.client_name),
+        host = escape(&redirect_host),
+        display = escape(&who.display_name),
+        user = escape(&who.name),
+        id = escape(id),
+        csrf = escape(&who.csrf),
+    );
+    let page = Page::new(format!("Allow {}?", p.client_name), body);
+    match redirect_origin(&p.redirect_uri) {
+        Some(origin) => page.form_target(origin),
+        None => page,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConsentForm {
+    request: String,
+    csrf: String,
+    decision: String,
+}
+
+/// `POST /consent`
+pub async fn consent_decision(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<ConsentForm>,
+) -> Result<Response, Error> {
+    let Some(signed_in) = login::current(&state, &headers).await? else {
+        return Ok(login::sign_in_redirect(&format!(
+            "/consent?request={}",
+            form.request
+        )));
+    };
+    signed_in.check_csrf(&form.csrf)?;
+    // Taken atomically: a double-submitted form decides once.
+    let pending: PendingAuthorization = state
+        .store
+        .take_json(&pending_key(&form.request), "pending")
+        .await?
+        .ok_or_else(expired_request)?;
+    match form.decision.as_str() {
+        "approve" => {
+            grants::record_consent(
+                state.store.as_ref(),
+                &signed_in.user_id,
+                &pending.client_id,
+                &pending.scope,
+            )
+            .await?;
+            complete(&state, &pending, &signed_in.user_id).await
+        }
+        _ => Ok(error_redirect(
+            &state,
+            &pending.redirect_uri,
+            pending.state.as_deref(),
+            &OAuthError::new("access_denied", "the person denied access"),
+        )),
+    }
+}

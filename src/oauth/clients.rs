@@ -1,0 +1,421 @@
+//! OAuth clients, known three ways: registered through Dynamic Client
+//! Registration (RFC 7591), described by a Client ID Metadata Document (the
+//! client id is an https URL, see [`super::cimd`]), or configured by the
+//! operator. All three end up as a [`Client`].
+//!
+//! Keys: `client#<client_id>` / `client` for registrations. A registration
+//! that never completes an authorization expires after
+//! [`UNUSED_REGISTRATION_TTL_SECS`]; the first issued token makes it permanent.
+
+use serde::{Deserialize, Serialize};
+
+use super::OAuthError;
+use crate::{
+    app::AppState,
+    crypto,
+    store::{NewItem, now_unix},
+};
+
+pub const UNUSED_REGISTRATION_TTL_SECS: i64 = 7 * 24 * 3600;
+const MAX_REDIRECT_URIS: usize = 10;
+const MAX_FIELD_LEN: usize = 2000;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientSource {
+    Registered,
+    MetadataDocument,
+    Configured,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Client {
+    pub client_id: String,
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    pub source: ClientSource,
+    /// Set for confidential clients; the secret itself is never stored.
+    #[serde(default)]
+    pub secret_hash: Option<String>,
+    #[serde(default)]
+    pub created_at: i64,
+}
+
+/// A pre-registered client from the operator's clients file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConfiguredClient {
+    pub client_id: String,
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+}
+
+impl ConfiguredClient {
+    pub fn into_client(self) -> Result<Client, String> {
+        for uri in &self.redirect_uris {
+            validate_redirect_uri(uri).map_err(|e| format!("client {}: {e}", self.client_id))?;
+        }
+        Ok(Client {
+            client_name: self.client_name.unwrap_or_else(|| self.client_id.clone()),
+            client_id: self.client_id,
+            redirect_uris: self.redirect_uris,
+            source: ClientSource::Configured,
+            secret_hash: self.client_secret.as_deref().map(crypto::token_hash),
+            created_at: 0,
+        })
+    }
+}
+
+fn key(client_id: &str) -> String {
+    format!("client#{client_id}")
+}
+
+/// Finds a client by id, fetching its metadata document if the id is a URL.
+pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, OAuthError> {
+    if client_id.is_empty() || client_id.len() > MAX_FIELD_LEN {
+        return Ok(None);
+    }
+    if let Some(c) = state
+        .configured_clients
+        .iter()
+        .find(|c| c.client_id == client_id)
+    {
+        return Ok(Some(c.clone()));
+    }
+    if client_id.starts_with("https://") {
+        return super::cimd::resolve(state, client_id).await.map(Some);
+    }
+    Ok(state.store.get_json(&key(client_id), "client").await?)
+}
+
+/// Makes a registration permanent once it has been used.
+pub async fn mark_used(state: &AppState, client: &Client) -> Result<(), OAuthError> {
+    if client.source != ClientSource::Registered {
+        return Ok(());
+    }
+    if let Some(item) = state.store.get(&key(&client.client_id), "client").await?
+        && item.expires_at.is_some()
+    {
+        let mut new = NewItem::new(item.pk.clone(), item.sk.clone(), item.value.clone());
+        new.expires_at = None;
+        // Losing this race to a concurrent redemption is harmless.
+        let _ = state.store.replace(new, item.version).await;
+    }
+    Ok(())
+}
+
+fn is_loopback_host(host: Option<url::Host<&str>>) -> bool {
+    match host {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Checks a redirect URI at registration: absolute, no fragment, no
+/// credentials, and plain http only on loopback (RFC 8252 §7.3). Native
+/// apps' private-use schemes (`cursor://...`) are allowed; schemes that
+/// would run code in the browser are not.
+pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
+    if uri.len() > MAX_FIELD_LEN {
+        return Err("redirect URI is too long".into());
+    }
+    let url =
+        url::Url::parse(uri).map_err(|_| format!("redirect URI {uri:?} is not an absolute URI"))?;
+    if url.fragment().is_some() {
+        return Err(format!("redirect URI {uri:?} must not contain a fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("redirect URI {uri:?} must not contain credentials"));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(url.host()) => Ok(()),
+        "http" => Err(format!(
+            "redirect URI {uri:?} uses plain http on a non-loopback host; use https"
+        )),
+        "javascript" | "data" | "file" | "vbscript" | "blob" | "about" => Err(format!(
+            "redirect URI scheme {:?} is not allowed",
+            url.scheme()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Does `requested` match one of the client's redirect URIs? Exactly, except
+/// that a loopback http redirect may use any port (RFC 8252 §7.3), since
+/// native clients such as VS Code pick a free port at run time.
+pub fn redirect_uri_allowed(client: &Client, requested: &str) -> bool {
+    if client.redirect_uris.iter().any(|r| r == requested) {
+        return true;
+    }
+    let Ok(req) = url::Url::parse(requested) else {
+        return false;
+    };
+    if req.scheme() != "http" || !is_loopback_host(req.host()) || req.fragment().is_some() {
+        return false;
+    }
+    client.redirect_uris.iter().any(|registered| {
+        url::Url::parse(registered).is_ok_and(|reg| {
+            reg.scheme() == "http"
+                && reg.host() == req.host()
+                && reg.path() == req.path()
+                && reg.query() == req.query()
+                && req.username().is_empty()
+                && req.password().is_none()
+        })
+    })
+}
+
+/// The body of a registration request. Unknown fields are ignored, as
+/// RFC 7591 §2 asks.
+#[derive(Debug, Deserialize)]
+pub struct RegistrationRequest {
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    pub client_name: Option<String>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub response_types: Option<Vec<String>>,
+    pub application_type: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// Registers a client (RFC 7591). Returns the response body.
+pub async fn register(
+    state: &AppState,
+    req: RegistrationRequest,
+) -> Result<serde_json::Value, OAuthError> {
+    let invalid_metadata = |d: String| OAuthError::new("invalid_client_metadata", d);
+    if req.redirect_uris.is_empty() {
+        return Err(OAuthError::new(
+            "invalid_redirect_uri",
+            "redirect_uris must list at least one redirect URI",
+        ));
+    }
+    if req.redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(OAuthError::new(
+            "invalid_redirect_uri",
+            format!("at most {MAX_REDIRECT_URIS} redirect URIs"),
+        ));
+    }
+    for uri in &req.redirect_uris {
+        validate_redirect_uri(uri).map_err(|e| OAuthError::new("invalid_redirect_uri", e))?;
+    }
+    if let Some(types) = &req.grant_types
+        && !types.iter().any(|t| t == "authorization_code")
+    {
+        return Err(invalid_metadata(
+            "grant_types must include authorization_code".into(),
+        ));
+    }
+    if let Some(types) = &req.response_types
+        && !types.iter().all(|t| t == "code")
+    {
+        return Err(invalid_metadata(
+            "only the `code` response type is supported".into(),
+        ));
+    }
+    if let Some(kind) = &req.application_type
+        && kind != "web"
+        && kind != "native"
+    {
+        return Err(invalid_metadata(format!(
+            "application_type must be `web` or `native`, not {kind:?}"
+        )));
+    }
+    let auth_method = req
+        .token_endpoint_auth_method
+        .clone()
+        .unwrap_or_else(|| "none".into());
+    let secret = match auth_method.as_str() {
+        "none" => None,
+        "client_secret_basic" | "client_secret_post" => Some(crypto::random_token(32)),
+        other => {
+            return Err(invalid_metadata(format!(
+                "token_endpoint_auth_method {other:?} is not supported; use none, client_secret_basic or client_secret_post"
+            )));
+        }
+    };
+    let client_name: String = req
+        .client_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("Unnamed MCP client")
+        .chars()
+        .take(200)
+        .collect();
+    let now = now_unix();
+    let client = Client {
+        client_id: crypto::random_id(),
+        client_name,
+        redirect_uris: req.redirect_uris,
+        source: ClientSource::Registered,
+        secret_hash: secret.as_deref().map(crypto::token_hash),
+        created_at: now,
+    };
+    state
+        .store
+        .insert(
+            NewItem::json(key(&client.client_id), "client", &client)?
+                .expires_in(UNUSED_REGISTRATION_TTL_SECS),
+        )
+        .await?;
+    let mut body = serde_json::json!({
+        "client_id": client.client_id,
+        "client_id_issued_at": now,
+        "client_name": client.client_name,
+        "redirect_uris": client.redirect_uris,
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": auth_method,
+    });
+    if let Some(kind) = req.application_type {
+        body["application_type"] = kind.into();
+    }
+    if let Some(scope) = req.scope {
+        // Echo what was asked for; what is granted is decided at consent.
+        body["scope"] = scope.chars().take(MAX_FIELD_LEN).collect::<String>().into();
+    }
+    if let Some(secret) = secret {
+        body["client_secret"] = secret.into();
+        body["client_secret_expires_at"] = 0.into();
+    }
+    Ok(body)
+}
+
+/// Client authentication at the token and revocation endpoints: public
+/// clients send only their id; confidential ones prove their secret (HTTP
+/// Basic or form post).
+pub fn authenticate(
+    client: &Client,
+    basic_secret: Option<&str>,
+    form_secret: Option<&str>,
+) -> Result<(), OAuthError> {
+    match &client.secret_hash {
+        None => Ok(()),
+        Some(hash) => {
+            let presented = basic_secret
+                .or(form_secret)
+                .ok_or_else(|| OAuthError::invalid_client("client authentication required"))?;
+            if crypto::constant_time_eq(&crypto::token_hash(presented), hash) {
+                Ok(())
+            } else {
+                Err(OAuthError::invalid_client("client authentication failed"))
+            }
+        }
+    }
+}
+
+/// Registrations allowed per client address per hour.
+const REGISTRATIONS_PER_HOUR: u64 = 30;
+
+/// `POST /register`
+pub async fn register_handler(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    addr: crate::net::ClientAddr,
+    body: Result<axum::Json<RegistrationRequest>, axum::extract::rejection::JsonRejection>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Err(e) = &body
+        && e.status() == http::StatusCode::PAYLOAD_TOO_LARGE
+    {
+        return (
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            OAuthError::new("invalid_client_metadata", "the registration is too large")
+                .into_response(),
+        )
+            .into_response();
+    }
+    let result = async {
+        let axum::Json(req) = body.map_err(|e| {
+            OAuthError::new(
+                "invalid_client_metadata",
+                format!("the registration must be a JSON object: {}", e.body_text()),
+            )
+        })?;
+        let addr = addr.key();
+        let window = now_unix() / 3600;
+        let count = state
+            .store
+            .increment(
+                &format!("ratelimit#register#{addr}"),
+                &window.to_string(),
+                (window + 1) * 3600,
+            )
+            .await?;
+        if count > REGISTRATIONS_PER_HOUR {
+            return Err(OAuthError::new(
+                "slow_down",
+                "too many registrations from this address; try again later",
+            ));
+        }
+        register(&state, req).await
+    }
+    .await;
+    match result {
+        Ok(body) => (
+            http::StatusCode::CREATED,
+            [(http::header::CACHE_CONTROL, "no-store")],
+            axum::Json(body),
+        )
+            .into_response(),
+        Err(e) if e.code == "slow_down" => {
+            (http::StatusCode::TOO_MANY_REQUESTS, e.into_response()).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(uris: &[&str]) -> Client {
+        Client {
+            client_id: "c".into(),
+            client_name: "c".into(),
+            redirect_uris: uris.iter().map(|s| s.to_string()).collect(),
+            source: ClientSource::Registered,
+            secret_hash: None,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn redirect_validation() {
+        assert!(validate_redirect_uri("https://claude.ai/api/mcp/auth_callback").is_ok());
+        assert!(validate_redirect_uri("http://127.0.0.1:33418/").is_ok());
+        assert!(validate_redirect_uri("http://localhost:6274/oauth/callback").is_ok());
+        assert!(
+            validate_redirect_uri("cursor://anysphere.cursor-retrieval/oauth/callback").is_ok()
+        );
+        assert!(validate_redirect_uri("http://example.com/cb").is_err());
+        assert!(validate_redirect_uri("https://example.com/cb#frag").is_err());
+        assert!(validate_redirect_uri("https://user:pw@example.com/cb").is_err());
+        assert!(validate_redirect_uri("javascript:alert(1)").is_err());
+        assert!(validate_redirect_uri("/relative").is_err());
+    }
+
+    #[test]
+    fn loopback_redirects_may_change_port_only() {
+        let c = client(&["http://127.0.0.1:33418/callback", "https://app.example/cb"]);
+        assert!(redirect_uri_allowed(&c, "http://127.0.0.1:33418/callback"));
+        assert!(redirect_uris_allowed_port(&c));
+        assert!(!redirect_uri_allowed(&c, "http://127.0.0.1:5000/other"));
+        assert!(!redirect_uri_allowed(&c, "http://localhost:5000/callback"));
+        assert!(!redirect_uri_allowed(&c, "https://app.example/cb2"));
+        assert!(!redirect_uri_allowed(&c, "https://app.example:444/cb"));
+        assert!(!redirect_uri_allowed(
+            &c,
+            "http://127.0.0.1:5000/callback#x"
+        ));
+    }
+
+    fn redirect_uris_allowed_port(c: &Client) -> bool {
+        redirect_uri_allowed(c, "http://127.0.0.1:5000/callback")
+    }
+}

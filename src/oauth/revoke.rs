@@ -1,0 +1,71 @@
+//! Token revocation (RFC 7009). Revoking either kind of token ends its whole
+//! family: access tokens are self-contained JWTs, so the family is what
+//! every use checks. Unknown tokens get 200, as the RFC requires.
+
+use axum::{
+    Form,
+    extract::State,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+use super::{
+    OAuthError, bearer, grants,
+    token::{RefreshToken, client_of_request},
+};
+use crate::{app::AppState, crypto};
+
+#[derive(Debug, Deserialize)]
+pub struct RevokeForm {
+    token: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// `POST /revoke`
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<RevokeForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return OAuthError::invalid_request(
+            "send the request as application/x-www-form-urlencoded",
+        )
+        .into_response();
+    };
+    match handle(&state, &headers, form).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, form: RevokeForm) -> Result<(), OAuthError> {
+    let client = client_of_request(
+        state,
+        headers,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )
+    .await?;
+    let token = form
+        .token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let store = state.store.as_ref();
+    let rt_key = format!("rt#{}", crypto::token_hash(&token));
+    if let Some(record) = store.get_json::<RefreshToken>(&rt_key, "rt").await? {
+        // A client may only revoke its own tokens (RFC 7009 §2.1).
+        if record.client_id == client.client_id {
+            grants::revoke(store, &record.user_id, &record.family).await?;
+        }
+        return Ok(());
+    }
+    if let Ok(claims) = bearer::verify(state, &token).await
+        && claims.client_id == client.client_id
+    {
+        grants::revoke(store, &claims.sub, &claims.fam).await?;
+    }
+    Ok(())
+}

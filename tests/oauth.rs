@@ -1,0 +1,541 @@
+//! The authorization server and the resource server, in-process: discovery,
+//! registration, `/authorize` validation, the token endpoint's refusals, and
+//! bearer-token checks on `/mcp`. Full browser-less sign-in flows are in
+//! `oauth_flows.rs`.
+
+mod common;
+
+use axum::body::Body;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use common::*;
+use http::{Request, StatusCode, header};
+use serde_json::json;
+
+#[tokio::test]
+async fn metadata_documents_describe_this_server() {
+    let app = TestApp::new().await;
+    let as_meta = body_json(app.get("/.well-known/oauth-authorization-server").await).await;
+    assert_eq!(as_meta["issuer"], PUBLIC_URL);
+    assert_eq!(
+        as_meta["authorization_endpoint"],
+        format!("{PUBLIC_URL}/authorize")
+    );
+    assert_eq!(as_meta["token_endpoint"], format!("{PUBLIC_URL}/token"));
+    assert_eq!(
+        as_meta["registration_endpoint"],
+        format!("{PUBLIC_URL}/register")
+    );
+    assert_eq!(
+        as_meta["revocation_endpoint"],
+        format!("{PUBLIC_URL}/revoke")
+    );
+    assert_eq!(as_meta["response_types_supported"], json!(["code"]));
+    assert_eq!(as_meta["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(
+        as_meta["authorization_response_iss_parameter_supported"],
+        true
+    );
+    assert_eq!(as_meta["client_id_metadata_document_supported"], true);
+    assert_eq!(
+        as_meta["grant_types_supported"],
+        json!(["authorization_code", "refresh_token"])
+    );
+    let oidc = body_json(app.get("/.well-known/openid-configuration").await).await;
+    assert_eq!(oidc, as_meta);
+
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ] {
+        let prm = body_json(app.get(path).await).await;
+        assert_eq!(prm["resource"], format!("{PUBLIC_URL}/mcp"));
+        assert_eq!(prm["authorization_servers"], json!([PUBLIC_URL]));
+        assert_eq!(prm["scopes_supported"], json!(["mcp"]));
+    }
+    let jwks = body_json(app.get("/.well-known/jwks.json").await).await;
+    let key = &jwks["keys"][0];
+    assert_eq!(key["kty"], "EC");
+    assert_eq!(key["alg"], "ES256");
+    assert!(
+        key.get("d").is_none(),
+        "private key material must never be published"
+    );
+}
+
+#[tokio::test]
+async fn mcp_without_a_token_gets_a_challenge_pointing_at_metadata() {
+    let app = TestApp::new().await;
+    let response = app
+        .send(mcp_request(
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+            None,
+        ))
+        .await;
+    assert_status(&response, StatusCode::UNAUTHORIZED);
+    let challenge = response.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap();
+    assert_eq!(
+        challenge,
+        format!(
+            r#"Bearer resource_metadata="{PUBLIC_URL}/.well-known/oauth-protected-resource/mcp", scope="mcp""#
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_token_in_the_query_string_is_not_accepted() {
+    let app = TestApp::new().await;
+    let (_, token) = app.grant_and_token("u1", "c1", "mcp").await;
+    let request = Request::post(format!("/mcp?access_token={token}"))
+        .header(header::HOST, "localhost:8080")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json, text/event-stream")
+        .body(Body::from(
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string(),
+        ))
+        .unwrap();
+    assert_status(&app.send(request).await, StatusCode::UNAUTHORIZED);
+}
+
+async fn call_add(app: &TestApp, token: &str) -> http::Response<Body> {
+    app.send(mcp_request(
+        json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":40}}}),
+        Some(token),
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_valid_token_reaches_the_tools_and_identity_reaches_the_handler() {
+    let app = TestApp::new().await;
+    let (_, token) = app.grant_and_token("user-42", "client-7", "mcp").await;
+    let response = call_add(&app, &token).await;
+    assert_status(&response, StatusCode::OK);
+    let body = body_json(response).await;
+    assert_eq!(body["result"]["structuredContent"]["result"], 42);
+
+    let whoami = app
+        .send(mcp_request(
+            json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"whoami","arguments":{}}}),
+            Some(&token),
+        ))
+        .await;
+    let body = body_json(whoami).await;
+    assert_eq!(body["result"]["structuredContent"]["user_id"], "user-42");
+    assert_eq!(body["result"]["structuredContent"]["client_id"], "client-7");
+    assert_eq!(
+        body["result"]["structuredContent"]["scopes"],
+        json!(["mcp"])
+    );
+}
+
+fn invalid_token_reason(response: &http::Response<Body>) -> String {
+    assert_status(response, StatusCode::UNAUTHORIZED);
+    let challenge = response.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap();
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+    assert!(challenge.contains("resource_metadata="), "{challenge}");
+    challenge.to_owned()
+}
+
+#[tokio::test]
+async fn tokens_for_another_audience_expired_forged_or_unsigned_are_refused() {
+    let app = TestApp::new().await;
+    let (grant, _) = app.grant_and_token("u1", "c1", "mcp").await;
+
+    let mut claims = app.claims(&grant);
+    claims.aud = "https://other.example/mcp".into();
+    let c = invalid_token_reason(&call_add(&app, &app.sign(&claims)).await);
+    assert!(c.contains("another audience"), "{c}");
+
+    let mut claims = app.claims(&grant);
+    claims.exp = passgate::store::now_unix() - 3600;
+    let c = invalid_token_reason(&call_add(&app, &app.sign(&claims)).await);
+    assert!(c.contains("expired"), "{c}");
+
+    let mut claims = app.claims(&grant);
+    claims.iss = "https://evil.example".into();
+    invalid_token_reason(&call_add(&app, &app.sign(&claims)).await);
+
+    // Signed by a different instance's key (same key id shape, other key).
+    let other = TestApp::new().await;
+    let forged = other.sign(&app.claims(&grant));
+    invalid_token_reason(&call_add(&app, &forged).await);
+
+    // Tampered payload keeps the original signature.
+    let good = app.sign(&app.claims(&grant));
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    payload["sub"] = "someone-else".into();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(payload.to_string()),
+        parts[2]
+    );
+    invalid_token_reason(&call_add(&app, &tampered).await);
+
+    // alg: none
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"at+jwt"}"#);
+    let unsigned = format!("{header}.{}.", parts[1]);
+    invalid_token_reason(&call_add(&app, &unsigned).await);
+
+    invalid_token_reason(&call_add(&app, "not-a-jwt").await);
+}
+
+#[tokio::test]
+async fn a_token_without_the_scope_gets_403_insufficient_scope() {
+    let app = TestApp::new().await;
+    let (_, token) = app.grant_and_token("u1", "c1", "profile").await;
+    let response = call_add(&app, &token).await;
+    assert_status(&response, StatusCode::FORBIDDEN);
+    let challenge = response.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap();
+    assert!(challenge.contains(r#"error="insufficient_scope""#));
+    assert!(challenge.contains(r#"scope="mcp""#));
+}
+
+#[tokio::test]
+async fn a_revoked_grant_stops_its_access_tokens() {
+    let app = TestApp::new().await;
+    let (grant, token) = app.grant_and_token("u1", "c1", "mcp").await;
+    assert_status(&call_add(&app, &token).await, StatusCode::OK);
+    passgate::oauth::grants::revoke_all_for_user(app.state.store.as_ref(), &grant.user_id)
+        .await
+        .unwrap();
+    let c = invalid_token_reason(&call_add(&app, &token).await);
+    assert!(c.contains("revoked"), "{c}");
+}
+
+#[tokio::test]
+async fn dynamic_registration_accepts_real_client_shapes() {
+    let app = TestApp::new().await;
+    // Claude registers with its own scope; VS Code uses a loopback redirect.
+    let response = app
+        .post_json(
+            "/register",
+            &json!({
+                "client_name": "Claude",
+                "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+                "scope": "claudeai",
+                "application_type": "web"
+            }),
+        )
+        .await;
+    assert_status(&response, StatusCode::CREATED);
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    let body = body_json(response).await;
+    assert!(body["client_id"].as_str().unwrap().len() >= 16);
+    assert!(body.get("client_secret").is_none());
+    assert_eq!(body["token_endpoint_auth_method"], "none");
+
+    let response = app
+        .post_json(
+            "/register",
+            &json!({"client_name": "Visual Studio Code", "redirect_uris": ["http://127.0.0.1:33418/"], "application_type": "native", "token_endpoint_auth_method": "client_secret_post"}),
+        )
+        .await;
+    assert_status(&response, StatusCode::CREATED);
+    let body = body_json(response).await;
+    assert!(body["client_secret"].as_str().unwrap().len() >= 32);
+}
+
+#[tokio::test]
+async fn bad_registrations_get_clear_errors() {
+    let app = TestApp::new().await;
+    let cases = [
+        (json!({"redirect_uris": []}), "invalid_redirect_uri"),
+        (json!({"client_name": "x"}), "invalid_redirect_uri"),
+        (
+            json!({"redirect_uris": ["http://evil.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb#frag"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["https://user:pw@a.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["javascript:alert(1)"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "grant_types": ["client_credentials"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "private_key_jwt"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "application_type": "desktop"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": "https://a.example/cb"}),
+            "invalid_client_metadata",
+        ),
+        (json!([1, 2, 3]), "invalid_client_metadata"),
+    ];
+    for (body, code) in cases {
+        let response = app.post_json("/register", &body).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        assert_eq!(body_json(response).await["error"], code, "for {body}");
+    }
+    let malformed = app
+        .send(
+            Request::post("/register")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{not json"))
+                .unwrap(),
+        )
+        .await;
+    assert_status(&malformed, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body_json(malformed).await["error"],
+        "invalid_client_metadata"
+    );
+
+    let huge = format!(
+        r#"{{"redirect_uris":["https://a.example/cb"],"client_name":"{}"}}"#,
+        "x".repeat(400 * 1024)
+    );
+    let response = app
+        .send(
+            Request::post("/register")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(huge))
+                .unwrap(),
+        )
+        .await;
+    assert_status(&response, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn registration_is_rate_limited_per_address() {
+    let app = TestApp::new().await;
+    let body = json!({"redirect_uris": ["https://a.example/cb"]});
+    let mut statuses = Vec::new();
+    for _ in 0..32 {
+        statuses.push(app.post_json("/register", &body).await.status());
+    }
+    assert!(statuses[..30].iter().all(|s| *s == StatusCode::CREATED));
+    assert_eq!(statuses[31], StatusCode::TOO_MANY_REQUESTS);
+}
+
+async fn register(app: &TestApp, redirect: &str) -> String {
+    let body = body_json(
+        app.post_json(
+            "/register",
+            &json!({"client_name": "Test <App>", "redirect_uris": [redirect]}),
+        )
+        .await,
+    )
+    .await;
+    body["client_id"].as_str().unwrap().to_owned()
+}
+
+fn authorize_url(client_id: &str, redirect: &str, challenge: &str, extra: &str) -> String {
+    let q = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+        ("state", "xyz"),
+    ])
+    .unwrap();
+    format!("/authorize?{q}{extra}")
+}
+
+#[tokio::test]
+async fn authorize_shows_a_page_never_a_redirect_for_bad_client_or_redirect() {
+    let app = TestApp::new().await;
+    let redirect = "https://app.example/cb";
+    let client = register(&app, redirect).await;
+    let (_, challenge) = pkce();
+    for url in [
+        authorize_url("unknown-client", redirect, &challenge, ""),
+        authorize_url(&client, "https://evil.example/cb", &challenge, ""),
+        authorize_url(&client, "https://app.example/cb#frag", &challenge, ""),
+        authorize_url(&client, "https://user@app.example/cb", &challenge, ""),
+        "/authorize?response_type=code".to_owned(),
+    ] {
+        let response = app.get(&url).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        assert!(response.headers().get(header::LOCATION).is_none());
+        let html = body_text(response).await;
+        assert!(html.contains("<h1>"), "an error page: {html}");
+    }
+}
+
+#[tokio::test]
+async fn authorize_errors_after_validation_go_back_with_state_and_iss() {
+    let app = TestApp::new().await;
+    let redirect = "https://app.example/cb";
+    let client = register(&app, redirect).await;
+    let (_, challenge) = pkce();
+    let cases = [
+        (authorize_url(&client, redirect, "", ""), "invalid_request"),
+        (
+            authorize_url(&client, redirect, &challenge, "").replace("S256", "plain"),
+            "invalid_request",
+        ),
+        (
+            authorize_url(
+                &client,
+                redirect,
+                &challenge,
+                "&resource=https%3A%2F%2Fother.example%2Fmcp",
+            ),
+            "invalid_target",
+        ),
+        (
+            authorize_url(&client, redirect, &challenge, "")
+                .replace("response_type=code", "response_type=token"),
+            "unsupported_response_type",
+        ),
+    ];
+    for (url, code) in cases {
+        let response = app.get(&url).await;
+        assert!(response.status().is_redirection(), "{url}");
+        let location = url::Url::parse(&location(&response)).unwrap();
+        assert!(location.as_str().starts_with(redirect));
+        let q: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+        assert_eq!(q["error"], code, "{url}");
+        assert_eq!(q["state"], "xyz");
+        assert_eq!(q["iss"], PUBLIC_URL);
+    }
+}
+
+#[tokio::test]
+async fn a_valid_authorize_request_is_stored_and_leads_to_sign_in() {
+    let app = TestApp::new().await;
+    let redirect = "http://127.0.0.1:33418/callback";
+    let client = register(&app, redirect).await;
+    let (_, challenge) = pkce();
+    // A loopback redirect may come back on another port (RFC 8252).
+    let url = authorize_url(
+        &client,
+        "http://127.0.0.1:51000/callback",
+        &challenge,
+        "&scope=claudeai",
+    );
+    let response = app.get(&url).await;
+    assert_status(&response, StatusCode::SEE_OTHER);
+    let consent = location(&response);
+    assert!(consent.starts_with("/consent?request="), "{consent}");
+    // Not signed in: the consent page sends the browser to sign in first.
+    let response = app.get(&consent).await;
+    assert!(response.status().is_redirection());
+    assert!(location(&response).starts_with("/login?next=%2Fconsent"));
+}
+
+#[tokio::test]
+async fn token_endpoint_refuses_bad_requests_with_rfc6749_errors() {
+    let app = TestApp::new().await;
+    let client = register(&app, "https://app.example/cb").await;
+    let cases: Vec<(Vec<(&str, &str)>, StatusCode, &str)> = vec![
+        (
+            vec![
+                ("grant_type", "authorization_code"),
+                ("code", "nope"),
+                ("code_verifier", "v"),
+            ],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "authorization_code"),
+                ("client_id", "unknown"),
+                ("code", "x"),
+                ("code_verifier", "v"),
+            ],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "authorization_code"),
+                ("client_id", &client),
+                ("code", "made-up"),
+                ("code_verifier", "v"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("grant_type", "authorization_code"),
+                ("client_id", &client),
+                ("code", "made-up"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "refresh_token"),
+                ("client_id", &client),
+                ("refresh_token", "made-up"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        ),
+        (
+            vec![("grant_type", "password"), ("client_id", &client)],
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+        ),
+        (
+            vec![("client_id", &client)],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "refresh_token"),
+                ("client_id", &client),
+                ("refresh_token", "x"),
+                ("resource", "https://other.example/mcp"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+        ),
+    ];
+    for (form, status, code) in cases {
+        let response = app.post_form("/token", &form).await;
+        assert_eq!(response.status(), status, "{form:?}");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(body_json(response).await["error"], code, "{form:?}");
+    }
+    let json_body = app
+        .post_json("/token", &json!({"grant_type": "refresh_token"}))
+        .await;
+    assert_status(&json_body, StatusCode::BAD_REQUEST);
+    assert_eq!(body_json(json_body).await["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn revocation_answers_200_even_for_unknown_tokens() {
+    let app = TestApp::new().await;
+    let client = register(&app, "https://app.example/cb").await;
+    let response = app
+        .post_form("/revoke", &[("client_id", &client), ("token", "unknown")])
+        .await;
+    assert_status(&response, StatusCode::OK);
+}

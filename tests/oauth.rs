@@ -448,7 +448,8 @@ async fn a_valid_authorize_request_is_stored_and_leads_to_sign_in() {
 async fn token_endpoint_refuses_bad_requests_with_rfc6749_errors() {
     let app = TestApp::new().await;
     let client = register(&app, "https://app.example/cb").await;
-    let cases: Vec<(Vec<(&str, &str)>, StatusCode, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![
                 ("grant_type", "authorization_code"),

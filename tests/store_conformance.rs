@@ -1,0 +1,843 @@
+//! The store conformance suite: every property the rest of passgate relies
+//! on, written once as an `async fn` over `Arc<dyn Store>`, and run against
+//! every backend by `conformance_suite!`:
+//! - `sqlite::*` on a real database file in a temporary directory;
+//! - `dynamodb::*` (feature `dynamodb`) on a real DynamoDB-compatible server,
+//!   moto, which each test starts on a free loopback port.
+//!
+//! Expiry is tested with `expires_at` in the past, so nothing sleeps.
+
+use std::{any::Any, collections::HashSet, sync::Arc};
+
+use passgate::store::{NewItem, Store, StoreError, Write, now_unix, sqlite::SqliteStore};
+use tokio::sync::Barrier;
+
+#[cfg(feature = "dynamodb")]
+#[path = "support/moto.rs"]
+mod moto;
+
+/// A store and whatever must live as long as it (temp dir, server).
+struct Fixture {
+    store: Arc<dyn Store>,
+    _guard: Box<dyn Any + Send>,
+}
+
+async fn sqlite_fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("passgate.db")).expect("open sqlite");
+    Fixture {
+        store: Arc::new(store),
+        _guard: Box::new(dir),
+    }
+}
+
+#[cfg(feature = "dynamodb")]
+async fn dynamodb_fixture() -> Fixture {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    use passgate::store::dynamodb::DynamoStore;
+
+    let moto = moto::Moto::start();
+    // Dummy credentials and the endpoint go on this client's config only.
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "passgate-tests",
+        ));
+    let store = DynamoStore::from_config(config, "passgate-conformance");
+    store
+        .create_table_if_missing()
+        .await
+        .unwrap_or_else(|e| panic!("creating the table on moto: {e}\n{}", moto.output()));
+    // Idempotent.
+    store
+        .create_table_if_missing()
+        .await
+        .expect("second create");
+    Fixture {
+        store: Arc::new(store),
+        _guard: Box::new(moto),
+    }
+}
+
+/// One `#[tokio::test]` per property, for the backend `$fixture` makes.
+macro_rules! conformance_suite {
+    ($fixture:path) => {
+        conformance_suite!(@tests $fixture;
+            get_put_list_and_partitions,
+            insert_conflicts_only_on_live_items,
+            replace_checks_the_version,
+            delete_version_checks_the_version,
+            transact_is_all_or_nothing,
+            expiry_is_checked_on_read,
+            take_returns_the_item_once,
+            concurrent_take_is_exactly_once,
+            concurrent_insert_is_exactly_once,
+            concurrent_replace_is_exactly_once,
+            concurrent_increment_counts_every_call,
+            increment_restarts_after_expiry,
+            binary_values_round_trip,
+            large_values_round_trip,
+        );
+    };
+    (@tests $fixture:path; $($prop:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $prop() {
+                let fixture = $fixture().await;
+                super::$prop(fixture.store.clone()).await;
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    conformance_suite!(super::sqlite_fixture);
+}
+
+#[cfg(feature = "dynamodb")]
+mod dynamodb {
+    conformance_suite!(super::dynamodb_fixture);
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+const PAST: i64 = -10;
+const FUTURE: i64 = 3600;
+
+fn item(pk: &str, sk: &str, value: &[u8]) -> NewItem {
+    NewItem::new(pk, sk, value.to_vec())
+}
+
+fn expired(pk: &str, sk: &str, value: &[u8]) -> NewItem {
+    item(pk, sk, value).expires_at(now_unix() + PAST)
+}
+
+async fn value_of(store: &Arc<dyn Store>, pk: &str, sk: &str) -> Option<Vec<u8>> {
+    store.get(pk, sk).await.expect("get").map(|i| i.value)
+}
+
+fn assert_conflict(result: Result<(), StoreError>, what: &str) {
+    match result {
+        Err(StoreError::Conflict) => {}
+        other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+/// Runs `n` copies of `f` at once (released together by a barrier) and
+/// returns their results.
+async fn race<T, F, Fut>(n: usize, f: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(n));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let barrier = barrier.clone();
+        let fut = f(i);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            fut.await
+        }));
+    }
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.expect("task panicked"));
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so that large values are
+/// not trivially compressible.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Properties
+
+async fn get_put_list_and_partitions(store: Arc<dyn Store>) {
+    assert!(store.get("p1", "missing").await.unwrap().is_none());
+    assert!(store.list("p1").await.unwrap().is_empty());
+
+    // Written out of order; listed in ascending byte order of the sort key.
+    for sk in ["b", "a#2", "B", "a", "a#10", "é", "z"] {
+        store.put(item("p1", sk, sk.as_bytes())).await.unwrap();
+    }
+    store
+        .put(item("p2", "a", b"other partition"))
+        .await
+        .unwrap();
+    store
+        .put(item("p10", "a", b"prefix partition"))
+        .await
+        .unwrap();
+
+    let listed: Vec<String> = store
+        .list("p1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| {
+            assert_eq!(i.pk, "p1");
+            assert_eq!(i.value, i.sk.as_bytes());
+            assert_eq!(i.version, 1);
+            i.sk
+        })
+        .collect();
+    assert_eq!(listed, ["B", "a", "a#10", "a#2", "b", "z", "é"]);
+
+    // Partitions are isolated.
+    let p2 = store.list("p2").await.unwrap();
+    assert_eq!(p2.len(), 1);
+    assert_eq!(p2[0].value, b"other partition");
+    assert_eq!(store.list("p10").await.unwrap().len(), 1);
+    assert!(store.get("p2", "b").await.unwrap().is_none());
+    assert!(store.list("p").await.unwrap().is_empty());
+
+    // get returns the whole item; put overwrites and bumps the version.
+    let got = store.get("p1", "a").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.pk.as_str(),
+            got.sk.as_str(),
+            got.version,
+            got.expires_at
+        ),
+        ("p1", "a", 1, None)
+    );
+    let exp = now_unix() + FUTURE;
+    store
+        .put(item("p1", "a", b"second").expires_at(exp))
+        .await
+        .unwrap();
+    let got = store.get("p1", "a").await.unwrap().unwrap();
+    assert_eq!(got.value, b"second");
+    assert_eq!(got.version, 2);
+    assert_eq!(got.expires_at, Some(exp));
+    // ... and a put without expiry removes it.
+    store.put(item("p1", "a", b"third")).await.unwrap();
+    let got = store.get("p1", "a").await.unwrap().unwrap();
+    assert_eq!((got.version, got.expires_at), (3, None));
+
+    // delete removes one item; deleting a missing one is fine.
+    store.delete("p1", "a").await.unwrap();
+    store.delete("p1", "a").await.unwrap();
+    assert!(store.get("p1", "a").await.unwrap().is_none());
+    assert_eq!(store.list("p1").await.unwrap().len(), 6);
+    assert_eq!(
+        value_of(&store, "p2", "a").await.unwrap(),
+        b"other partition"
+    );
+}
+
+async fn insert_conflicts_only_on_live_items(store: Arc<dyn Store>) {
+    store.insert(item("ins", "k", b"first")).await.unwrap();
+    assert_conflict(
+        store.insert(item("ins", "k", b"second")).await,
+        "insert over a live item",
+    );
+    let got = store.get("ins", "k").await.unwrap().unwrap();
+    assert_eq!((got.value.as_slice(), got.version), (&b"first"[..], 1));
+
+    // A live item that expires later still blocks.
+    store
+        .insert(item("ins", "later", b"1").expires_at(now_unix() + FUTURE))
+        .await
+        .unwrap();
+    assert_conflict(
+        store.insert(item("ins", "later", b"2")).await,
+        "insert over an item that expires later",
+    );
+
+    // An expired leftover counts as absent: insert succeeds, version restarts.
+    store.put(expired("ins", "old", b"stale")).await.unwrap();
+    store
+        .put(expired("ins", "old", b"stale again"))
+        .await
+        .unwrap();
+    store.insert(item("ins", "old", b"fresh")).await.unwrap();
+    let got = store.get("ins", "old").await.unwrap().unwrap();
+    assert_eq!(got.value, b"fresh");
+    assert_eq!(got.version, 1);
+    assert_eq!(got.expires_at, None);
+}
+
+async fn replace_checks_the_version(store: Arc<dyn Store>) {
+    assert_conflict(
+        store.replace(item("rep", "k", b"x"), 1).await,
+        "replace of a missing item",
+    );
+    assert!(store.get("rep", "k").await.unwrap().is_none());
+
+    store.insert(item("rep", "k", b"v1")).await.unwrap();
+    store.replace(item("rep", "k", b"v2"), 1).await.unwrap();
+    let got = store.get("rep", "k").await.unwrap().unwrap();
+    assert_eq!((got.value.as_slice(), got.version), (&b"v2"[..], 2));
+
+    assert_conflict(
+        store.replace(item("rep", "k", b"stale"), 1).await,
+        "replace with an old version",
+    );
+    assert_conflict(
+        store.replace(item("rep", "k", b"future"), 3).await,
+        "replace with a future version",
+    );
+    assert_eq!(value_of(&store, "rep", "k").await.unwrap(), b"v2");
+
+    let exp = now_unix() + FUTURE;
+    store
+        .replace(item("rep", "k", b"v3").expires_at(exp), 2)
+        .await
+        .unwrap();
+    let got = store.get("rep", "k").await.unwrap().unwrap();
+    assert_eq!(
+        (got.value.as_slice(), got.version, got.expires_at),
+        (&b"v3"[..], 3, Some(exp))
+    );
+}
+
+async fn delete_version_checks_the_version(store: Arc<dyn Store>) {
+    let del = |version| {
+        vec![Write::DeleteVersion {
+            pk: "dv".into(),
+            sk: "k".into(),
+            expected_version: version,
+        }]
+    };
+    assert_conflict(
+        store.transact(del(1)).await,
+        "DeleteVersion of a missing item",
+    );
+
+    store.put(item("dv", "k", b"a")).await.unwrap();
+    store.put(item("dv", "k", b"b")).await.unwrap();
+    assert_conflict(store.transact(del(1)).await, "DeleteVersion, old version");
+    assert_conflict(
+        store.transact(del(3)).await,
+        "DeleteVersion, future version",
+    );
+    assert_eq!(value_of(&store, "dv", "k").await.unwrap(), b"b");
+
+    store.transact(del(2)).await.unwrap();
+    assert!(store.get("dv", "k").await.unwrap().is_none());
+    assert_conflict(store.transact(del(2)).await, "DeleteVersion twice");
+}
+
+async fn transact_is_all_or_nothing(store: Arc<dyn Store>) {
+    store.put(item("tx", "existing", b"keep")).await.unwrap();
+    store.put(item("tx", "versioned", b"v1")).await.unwrap();
+    store
+        .put(item("tx", "doomed", b"still here"))
+        .await
+        .unwrap();
+
+    // A failing condition in the middle: nothing before or after it applies.
+    let failing_middles = [
+        Write::Insert(item("tx", "existing", b"clobbered")),
+        Write::Replace {
+            item: item("tx", "versioned", b"clobbered"),
+            expected_version: 7,
+        },
+        Write::DeleteVersion {
+            pk: "tx".into(),
+            sk: "versioned".into(),
+            expected_version: 2,
+        },
+        Write::Replace {
+            item: item("tx", "missing", b"x"),
+            expected_version: 1,
+        },
+    ];
+    for middle in failing_middles {
+        let writes = vec![
+            Write::Put(item("tx", "new-before", b"x")),
+            Write::Delete {
+                pk: "tx".into(),
+                sk: "doomed".into(),
+            },
+            middle.clone(),
+            Write::Insert(item("tx", "new-after", b"x")),
+        ];
+        assert_conflict(store.transact(writes).await, &format!("{middle:?}"));
+        assert!(store.get("tx", "new-before").await.unwrap().is_none());
+        assert!(store.get("tx", "new-after").await.unwrap().is_none());
+        assert!(store.get("tx", "missing").await.unwrap().is_none());
+        assert_eq!(
+            value_of(&store, "tx", "doomed").await.unwrap(),
+            b"still here"
+        );
+        assert_eq!(value_of(&store, "tx", "existing").await.unwrap(), b"keep");
+        let versioned = store.get("tx", "versioned").await.unwrap().unwrap();
+        assert_eq!(
+            (versioned.value.as_slice(), versioned.version),
+            (&b"v1"[..], 1)
+        );
+    }
+
+    // All conditions hold: everything applies.
+    store
+        .transact(vec![
+            Write::Put(item("tx", "existing", b"overwritten")),
+            Write::Insert(item("tx", "inserted", b"new")),
+            Write::Replace {
+                item: item("tx", "versioned", b"v2"),
+                expected_version: 1,
+            },
+            Write::Delete {
+                pk: "tx".into(),
+                sk: "doomed".into(),
+            },
+            Write::Delete {
+                pk: "tx".into(),
+                sk: "never-existed".into(),
+            },
+        ])
+        .await
+        .unwrap();
+    let existing = store.get("tx", "existing").await.unwrap().unwrap();
+    assert_eq!(
+        (existing.value.as_slice(), existing.version),
+        (&b"overwritten"[..], 2)
+    );
+    assert_eq!(value_of(&store, "tx", "inserted").await.unwrap(), b"new");
+    let versioned = store.get("tx", "versioned").await.unwrap().unwrap();
+    assert_eq!(
+        (versioned.value.as_slice(), versioned.version),
+        (&b"v2"[..], 2)
+    );
+    assert!(store.get("tx", "doomed").await.unwrap().is_none());
+
+    store
+        .transact(vec![
+            Write::DeleteVersion {
+                pk: "tx".into(),
+                sk: "versioned".into(),
+                expected_version: 2,
+            },
+            Write::Put(item("tx", "after-delete", b"y")),
+        ])
+        .await
+        .unwrap();
+    assert!(store.get("tx", "versioned").await.unwrap().is_none());
+    let sks: Vec<String> = store
+        .list("tx")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.sk)
+        .collect();
+    assert_eq!(sks, ["after-delete", "existing", "inserted"]);
+
+    // The documented limits: empty is a no-op, more than 25 is refused.
+    store.transact(vec![]).await.unwrap();
+    let too_many = (0..26)
+        .map(|i| Write::Put(item("tx-many", &format!("{i:02}"), b"x")))
+        .collect();
+    assert!(store.transact(too_many).await.is_err());
+    assert!(store.list("tx-many").await.unwrap().is_empty());
+    let max = (0..25)
+        .map(|i| Write::Insert(item("tx-many", &format!("{i:02}"), b"x")))
+        .collect();
+    store.transact(max).await.unwrap();
+    assert_eq!(store.list("tx-many").await.unwrap().len(), 25);
+}
+
+async fn expiry_is_checked_on_read(store: Arc<dyn Store>) {
+    store.put(expired("exp", "gone", b"old")).await.unwrap();
+    store.put(item("exp", "live", b"here")).await.unwrap();
+    let later = now_unix() + FUTURE;
+    store
+        .put(item("exp", "later", b"soon gone").expires_at(later))
+        .await
+        .unwrap();
+
+    // get / list
+    assert!(store.get("exp", "gone").await.unwrap().is_none());
+    let listed: Vec<(String, Option<i64>)> = store
+        .list("exp")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.sk, i.expires_at))
+        .collect();
+    assert_eq!(
+        listed,
+        [("later".to_owned(), Some(later)), ("live".to_owned(), None)]
+    );
+    store.put(expired("exp-only", "a", b"x")).await.unwrap();
+    assert!(store.list("exp-only").await.unwrap().is_empty());
+
+    // take
+    assert!(store.take("exp", "gone").await.unwrap().is_none());
+
+    // replace / DeleteVersion: an expired item has no version to match.
+    store.put(expired("exp", "gone", b"old")).await.unwrap();
+    assert_conflict(
+        store.replace(item("exp", "gone", b"revived"), 1).await,
+        "replace of an expired item",
+    );
+    assert_conflict(
+        store
+            .transact(vec![Write::DeleteVersion {
+                pk: "exp".into(),
+                sk: "gone".into(),
+                expected_version: 1,
+            }])
+            .await,
+        "DeleteVersion of an expired item",
+    );
+    assert!(store.get("exp", "gone").await.unwrap().is_none());
+
+    // A put over an expired leftover starts a new item at version 1.
+    store.put(item("exp", "gone", b"new life")).await.unwrap();
+    let got = store.get("exp", "gone").await.unwrap().unwrap();
+    assert_eq!(
+        (got.value.as_slice(), got.version, got.expires_at),
+        (&b"new life"[..], 1, None)
+    );
+
+    // The same inside a multi-write transaction.
+    store.put(expired("exp", "tx", b"old")).await.unwrap();
+    store
+        .transact(vec![
+            Write::Put(item("exp", "tx", b"tx life")),
+            Write::Insert(item("exp", "tx-other", b"x")),
+        ])
+        .await
+        .unwrap();
+    let got = store.get("exp", "tx").await.unwrap().unwrap();
+    assert_eq!((got.value.as_slice(), got.version), (&b"tx life"[..], 1));
+}
+
+async fn take_returns_the_item_once(store: Arc<dyn Store>) {
+    assert!(store.take("take", "missing").await.unwrap().is_none());
+
+    let exp = now_unix() + FUTURE;
+    store
+        .put(item("take", "code", b"secret").expires_at(exp))
+        .await
+        .unwrap();
+    store
+        .put(item("take", "code", b"secret2").expires_at(exp))
+        .await
+        .unwrap();
+    store.put(item("take", "sibling", b"stays")).await.unwrap();
+
+    let taken = store.take("take", "code").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            taken.pk.as_str(),
+            taken.sk.as_str(),
+            taken.value.as_slice(),
+            taken.version,
+            taken.expires_at
+        ),
+        ("take", "code", &b"secret2"[..], 2, Some(exp))
+    );
+    assert!(store.take("take", "code").await.unwrap().is_none());
+    assert!(store.get("take", "code").await.unwrap().is_none());
+    assert_eq!(value_of(&store, "take", "sibling").await.unwrap(), b"stays");
+
+    // The JSON helpers go through the same path.
+    store
+        .put(NewItem::json("take", "json", &serde_json::json!({"n": 1})).unwrap())
+        .await
+        .unwrap();
+    let v: Option<serde_json::Value> = store.take_json("take", "json").await.unwrap();
+    assert_eq!(v, Some(serde_json::json!({"n": 1})));
+    let v: Option<serde_json::Value> = store.take_json("take", "json").await.unwrap();
+    assert_eq!(v, None);
+}
+
+const RACERS: usize = 50;
+
+async fn concurrent_take_is_exactly_once(store: Arc<dyn Store>) {
+    for round in 0..3 {
+        let sk = format!("code-{round}");
+        store
+            .put(item("race-take", &sk, b"single use").expires_at(now_unix() + FUTURE))
+            .await
+            .unwrap();
+        let results = race(RACERS, |_| {
+            let (store, sk) = (store.clone(), sk.clone());
+            async move { store.take("race-take", &sk).await }
+        })
+        .await;
+        let winners: Vec<_> = results
+            .into_iter()
+            .filter_map(|r| r.expect("take failed"))
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        assert_eq!(winners[0].value, b"single use");
+        assert!(store.get("race-take", &sk).await.unwrap().is_none());
+    }
+}
+
+async fn concurrent_insert_is_exactly_once(store: Arc<dyn Store>) {
+    let results = race(RACERS, |i| {
+        let store = store.clone();
+        async move {
+            store
+                .insert(item("race-insert", "k", format!("{i}").as_bytes()))
+                .await
+                .map(|()| i)
+        }
+    })
+    .await;
+    let mut winners = Vec::new();
+    for r in results {
+        match r {
+            Ok(i) => winners.push(i),
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("insert failed with {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let got = store.get("race-insert", "k").await.unwrap().unwrap();
+    assert_eq!(got.value, format!("{}", winners[0]).as_bytes());
+    assert_eq!(got.version, 1);
+}
+
+async fn concurrent_replace_is_exactly_once(store: Arc<dyn Store>) {
+    store.put(item("race-replace", "k", b"v1")).await.unwrap();
+    store.put(item("race-replace", "k", b"v2")).await.unwrap();
+    let results = race(RACERS, |i| {
+        let store = store.clone();
+        async move {
+            store
+                .replace(item("race-replace", "k", format!("{i}").as_bytes()), 2)
+                .await
+                .map(|()| i)
+        }
+    })
+    .await;
+    let mut winners = Vec::new();
+    for r in results {
+        match r {
+            Ok(i) => winners.push(i),
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("replace failed with {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let got = store.get("race-replace", "k").await.unwrap().unwrap();
+    assert_eq!(got.value, format!("{}", winners[0]).as_bytes());
+    assert_eq!(got.version, 3);
+}
+
+async fn concurrent_increment_counts_every_call(store: Arc<dyn Store>) {
+    let window = now_unix() + FUTURE;
+    let results = race(RACERS, |_| {
+        let store = store.clone();
+        async move { store.increment("race-count", "ip", window).await }
+    })
+    .await;
+    let mut counts: Vec<u64> = results
+        .into_iter()
+        .map(|r| r.expect("increment failed"))
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=RACERS as u64).collect::<Vec<_>>());
+
+    let got = store.get("race-count", "ip").await.unwrap().unwrap();
+    assert_eq!(got.value, RACERS.to_string().as_bytes());
+    assert_eq!(got.expires_at, Some(window));
+    assert_eq!(
+        store.increment("race-count", "ip", window).await.unwrap(),
+        51
+    );
+    // Other counters are separate.
+    assert_eq!(
+        store
+            .increment("race-count", "other", window)
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+async fn increment_restarts_after_expiry(store: Arc<dyn Store>) {
+    // A window that is already over restarts on every call.
+    let over = now_unix() + PAST;
+    assert_eq!(store.increment("count", "a", over).await.unwrap(), 1);
+    assert_eq!(store.increment("count", "a", over).await.unwrap(), 1);
+    assert!(store.get("count", "a").await.unwrap().is_none());
+
+    // A live window counts up and keeps its first expiry.
+    let window = now_unix() + FUTURE;
+    assert_eq!(store.increment("count", "a", window).await.unwrap(), 1);
+    assert_eq!(
+        store.increment("count", "a", window + 100).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store.increment("count", "a", window + 200).await.unwrap(),
+        3
+    );
+    let got = store.get("count", "a").await.unwrap().unwrap();
+    assert_eq!(got.value, b"3");
+    assert_eq!(got.expires_at, Some(window));
+
+    // An expired counter (here: written directly) starts over at 1.
+    store.put(expired("count", "b", b"41")).await.unwrap();
+    assert_eq!(store.increment("count", "b", window).await.unwrap(), 1);
+    let got = store.get("count", "b").await.unwrap().unwrap();
+    assert_eq!(
+        (got.value.as_slice(), got.expires_at),
+        (&b"1"[..], Some(window))
+    );
+
+    // A counter can be taken (reset) like any item.
+    let taken = store.take("count", "a").await.unwrap().unwrap();
+    assert_eq!(taken.value, b"3");
+    assert_eq!(store.increment("count", "a", window).await.unwrap(), 1);
+}
+
+async fn binary_values_round_trip(store: Arc<dyn Store>) {
+    let all_bytes: Vec<u8> = (0..=255u8).collect();
+    let not_utf8 = vec![0xff, 0xfe, 0x00, 0xc3, 0x28, 0x00];
+    let cases: [(&str, &[u8]); 4] = [
+        ("all", &all_bytes),
+        ("not-utf8", &not_utf8),
+        ("empty", b""),
+        ("nul", b"\0"),
+    ];
+    for (sk, value) in cases {
+        store.put(item("bin", sk, value)).await.unwrap();
+        assert_eq!(value_of(&store, "bin", sk).await.unwrap(), value, "{sk}");
+    }
+    let listed = store.list("bin").await.unwrap();
+    assert_eq!(listed.len(), 4);
+    for i in &listed {
+        let expected = cases.iter().find(|(sk, _)| *sk == i.sk).unwrap().1;
+        assert_eq!(i.value, expected, "list {}", i.sk);
+    }
+    store
+        .transact(vec![
+            Write::Insert(item("bin", "tx-a", &all_bytes)),
+            Write::Insert(item("bin", "tx-b", &not_utf8)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take("bin", "tx-a").await.unwrap().unwrap().value,
+        all_bytes
+    );
+    assert_eq!(
+        store.take("bin", "tx-b").await.unwrap().unwrap().value,
+        not_utf8
+    );
+    assert_eq!(
+        store.take("bin", "empty").await.unwrap().unwrap().value,
+        b""
+    );
+}
+
+async fn large_values_round_trip(store: Arc<dyn Store>) {
+    let big = noise(100 * 1024, 7);
+    store.put(item("big", "a", &big)).await.unwrap();
+    assert_eq!(value_of(&store, "big", "a").await.unwrap(), big);
+
+    let bigger = noise(200 * 1024, 11);
+    store.replace(item("big", "a", &bigger), 1).await.unwrap();
+    assert_eq!(value_of(&store, "big", "a").await.unwrap(), bigger);
+
+    store
+        .transact(vec![
+            Write::Insert(item("big", "b", &big)),
+            Write::Insert(item("big", "c", &noise(100 * 1024, 13))),
+        ])
+        .await
+        .unwrap();
+    let listed = store.list("big").await.unwrap();
+    let lens: Vec<usize> = listed.iter().map(|i| i.value.len()).collect();
+    assert_eq!(lens, [200 * 1024, 100 * 1024, 100 * 1024]);
+    assert_eq!(listed[1].value, big);
+
+    assert_eq!(store.take("big", "a").await.unwrap().unwrap().value, bigger);
+}
+
+// ---------------------------------------------------------------------------
+// SQLite only: several processes share one database file.
+
+/// Two `SqliteStore` handles on one file, as two processes would have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_two_handles_share_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+
+    // Each sees the other's writes.
+    a.put(item("shared", "from-a", b"1")).await.unwrap();
+    assert_eq!(value_of(&b, "shared", "from-a").await.unwrap(), b"1");
+    b.replace(item("shared", "from-a", b"2"), 1).await.unwrap();
+    assert_eq!(value_of(&a, "shared", "from-a").await.unwrap(), b"2");
+    assert_conflict(
+        a.insert(item("shared", "from-a", b"3")).await,
+        "insert over the other handle's item",
+    );
+    assert_eq!(b.list("shared").await.unwrap().len(), 1);
+
+    // take is exactly-once across handles.
+    let stores = [a.clone(), b.clone()];
+    for round in 0..3 {
+        let sk = format!("code-{round}");
+        a.put(item("shared", &sk, b"once")).await.unwrap();
+        let results = race(RACERS, |i| {
+            let (store, sk) = (stores[i % 2].clone(), sk.clone());
+            async move { store.take("shared", &sk).await }
+        })
+        .await;
+        let winners = results
+            .into_iter()
+            .filter_map(|r| r.expect("take failed"))
+            .count();
+        assert_eq!(winners, 1, "round {round}");
+    }
+
+    // So are inserts, and counters count across handles.
+    let results = race(RACERS, |i| {
+        let store = stores[i % 2].clone();
+        async move { store.insert(item("shared", "ins", b"x")).await }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(()) | Err(StoreError::Conflict)))
+    );
+    let window = now_unix() + FUTURE;
+    let results = race(RACERS, |i| {
+        let store = stores[i % 2].clone();
+        async move { store.increment("shared", "count", window).await.unwrap() }
+    })
+    .await;
+    assert_eq!(
+        results.into_iter().collect::<HashSet<_>>(),
+        (1..=RACERS as u64).collect::<HashSet<_>>()
+    );
+
+    // A third handle opened later (a restart) sees everything.
+    drop((a, b, stores));
+    let c = SqliteStore::open(&path).unwrap();
+    assert_eq!(c.list("shared").await.unwrap().len(), 3);
+}

@@ -1,0 +1,82 @@
+//! Mints an access token for the benchmarks (`bench/run.sh`): opens
+//! passgate's data directory exactly as `passgate serve` does (same store,
+//! same master key, same signing keys, created on first use), records a
+//! grant as the token endpoint would, and prints a signed ES256 access token
+//! for it on stdout.
+//!
+//! This is an example binary, never part of the release `passgate` binary:
+//! it skips sign-in and consent, which is what a benchmark of the `/mcp` hot
+//! path needs and what a production server must never offer.
+//!
+//! ```text
+//! cargo run --release --example bench_token -- \
+//!     --data-dir /tmp/pg-data --public-url http://127.0.0.1:18080 --ttl-secs 86400
+//! ```
+
+use clap::Parser;
+use passgate::{
+    bootstrap,
+    config::{CommonArgs, Config},
+    crypto,
+    oauth::{
+        SCOPE_MCP,
+        bearer::AccessClaims,
+        grants::{self, Grant},
+        keys::SigningKeys,
+    },
+    store::now_unix,
+};
+
+#[derive(Parser)]
+#[command(about = "Print a benchmark access token for a passgate data directory")]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+
+    /// Lifetime of the token, in seconds.
+    #[arg(long, default_value_t = 24 * 3600)]
+    ttl_secs: i64,
+
+    /// The user id the grant is for.
+    #[arg(long, default_value = "bench-user")]
+    user_id: String,
+
+    /// The client id the grant is for.
+    #[arg(long, default_value = "bench-client")]
+    client_id: String,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config =
+        Config::for_public_url(args.common.public_url.as_str()).map_err(anyhow::Error::msg)?;
+    let (store, master_key) = bootstrap::open_store(&args.common).await?;
+    let keys = SigningKeys::load_or_create(store.as_ref(), &master_key).await?;
+
+    let now = now_unix();
+    let grant = Grant {
+        family: crypto::random_id(),
+        user_id: args.user_id,
+        client_id: args.client_id,
+        client_name: "passgate benchmark".into(),
+        scope: SCOPE_MCP.into(),
+        resource: config.mcp_url(),
+        created_at: now,
+    };
+    store.transact(grants::create_writes(&grant)?).await?;
+
+    let claims = AccessClaims {
+        iss: config.issuer(),
+        sub: grant.user_id.clone(),
+        aud: config.mcp_url(),
+        exp: now + args.ttl_secs,
+        iat: now,
+        jti: crypto::random_id(),
+        client_id: grant.client_id.clone(),
+        scope: grant.scope.clone(),
+        fam: grant.family.clone(),
+    };
+    println!("{}", keys.sign(&claims));
+    Ok(())
+}

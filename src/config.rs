@@ -216,11 +216,30 @@ impl Config {
         hosts
     }
 
-    /// Browser origins accepted on `/mcp`: our own plus the configured ones.
+    /// Browser origins accepted on `/mcp`: our own plus the configured ones,
+    /// each with an explicit port (rmcp treats a port-less entry as "any
+    /// port"). A loopback public URL also accepts the other loopback names on
+    /// the same port, as the Host check does.
     pub fn allowed_origins(&self) -> Vec<String> {
-        let mut origins = vec![self.origin()];
+        let scheme = self.public_url.scheme();
+        let port = self.public_url.port_or_known_default().unwrap_or(80);
+        let mut origins = vec![format!("{scheme}://{}:{port}", self.public_host_for_origin())];
+        if self.public_url_is_loopback() {
+            for host in ["localhost", "127.0.0.1", "[::1]"] {
+                origins.push(format!("{scheme}://{host}:{port}"));
+            }
+        }
         origins.extend(self.allowed_origins.iter().cloned());
+        origins.dedup();
         origins
+    }
+
+    fn public_host_for_origin(&self) -> String {
+        match self.public_url.host() {
+            Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+            Some(host) => host.to_string(),
+            None => "localhost".into(),
+        }
     }
 }
 
@@ -246,8 +265,10 @@ mod tests {
         assert_eq!(c.mcp_url(), "https://mcp.example.com/mcp");
         assert_eq!(c.origin(), "https://mcp.example.com");
         assert!(c.allowed_hosts().is_empty());
+        assert_eq!(c.allowed_origins(), vec!["https://mcp.example.com:443"]);
         let local = Config::for_public_url("http://localhost:8080").unwrap();
         assert_eq!(local.origin(), "http://localhost:8080");
+        assert!(local.allowed_origins().contains(&"http://127.0.0.1:8080".to_string()));
         assert!(local.allowed_hosts().contains(&"127.0.0.1".to_string()));
     }
 }

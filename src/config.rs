@@ -83,7 +83,28 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PASSGATE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+
+    /// Take the client address for rate limits from the first
+    /// `X-Forwarded-For` hop. Only behind a reverse proxy that sets that
+    /// header itself; otherwise clients could pick their own address.
+    #[arg(
+        long,
+        env = "PASSGATE_TRUST_FORWARDED_FOR",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true"
+    )]
+    pub trust_forwarded_for: bool,
+
+    /// How long invitation links (including the first administrator's)
+    /// stay valid, in hours.
+    #[arg(long, env = "PASSGATE_INVITE_TTL_HOURS", default_value_t = DEFAULT_INVITE_TTL_HOURS)]
+    pub invite_ttl_hours: u32,
 }
+
+/// Default lifetime of an invitation link.
+pub const DEFAULT_INVITE_TTL_HOURS: u32 = 24;
 
 /// Accepts only an absolute http(s) URL with no path, query or fragment, so
 /// that the issuer and every derived URL are unambiguous.
@@ -111,6 +132,10 @@ pub struct Config {
     public_url: Url,
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// Use the first `X-Forwarded-For` hop as the client address.
+    pub trust_forwarded_for: bool,
+    /// Lifetime of invitation links, in seconds.
+    pub invite_ttl_secs: i64,
 }
 
 impl Config {
@@ -120,6 +145,8 @@ impl Config {
             public_url: args.common.public_url.clone(),
             allowed_origins: args.allowed_origins.clone(),
             max_body_bytes: args.max_body_bytes,
+            trust_forwarded_for: args.trust_forwarded_for,
+            invite_ttl_secs: i64::from(args.invite_ttl_hours) * 3600,
         }
     }
 
@@ -130,6 +157,8 @@ impl Config {
             public_url: parse_public_url(public_url)?,
             allowed_origins: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            trust_forwarded_for: false,
+            invite_ttl_secs: i64::from(DEFAULT_INVITE_TTL_HOURS) * 3600,
         })
     }
 

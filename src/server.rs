@@ -18,10 +18,14 @@ pub async fn serve(
         tracing::info!("shutting down");
         signal_token.cancel();
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
-        .await
-        .context("server failed")
+    // Connect info gives handlers the peer address (rate limits).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
+    .await
+    .context("server failed")
 }
 
 async fn wait_for_signal() {

@@ -237,12 +237,8 @@ pub async fn finish_sign_in(
     if stored.user_id != user_id {
         return Err(not_registered());
     }
-    ratelimit::check(
-        state.store.as_ref(),
-        ratelimit::SIGN_IN_PER_ACCOUNT,
-        &user_id,
-    )
-    .await?;
+    let limit = ratelimit::SIGN_IN_FAILURES_PER_ACCOUNT;
+    ratelimit::check_failures(state.store.as_ref(), limit, &user_id).await?;
     let user = users::get(state.store.as_ref(), &user_id)
         .await?
         .ok_or_else(not_registered)?;
@@ -280,9 +276,10 @@ pub async fn finish_sign_in(
         sig_counter_enforcement: SignatureCounterEnforcement::Fail,
         ..Default::default()
     };
-    server
-        .verify(&rp_id(&state.config)?, &auth, &mut credential, &options)
-        .map_err(|e| sign_in_refused(&e))?;
+    if let Err(e) = server.verify(&rp_id(&state.config)?, &auth, &mut credential, &options) {
+        ratelimit::record_failure(state.store.as_ref(), limit, &user_id).await?;
+        return Err(sign_in_refused(&e));
+    }
 
     let dynamic = credential.dynamic_state();
     apply_dynamic_state(&mut stored, dynamic)?;

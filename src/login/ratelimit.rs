@@ -4,8 +4,11 @@
 //! probing invitations. Counters live in the store, so every instance of a
 //! serverless deployment sees the same counts.
 //!
-//! Keys: `ratelimit#<limit>#<subject>` / `<window number>`, counting
-//! attempts in fixed windows and expiring with the window.
+//! Keys:
+//! - `ratelimit#<limit>#<subject hash>` / `<window number>`: counts attempts
+//!   (or failures) in fixed windows, expiring with the window;
+//! - `ratelimit-block#<limit>#<subject hash>` / `-`: present while a subject
+//!   that failed too often is refused, until its window ends.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -15,7 +18,7 @@ use crate::{
     config::Config,
     crypto::token_hash,
     error::Error,
-    store::{Store, now_unix},
+    store::{NewItem, Store, now_unix},
 };
 
 /// At most `max` attempts per `window_secs` for one subject.
@@ -32,8 +35,9 @@ pub const SIGN_IN_PER_ADDR: Limit = Limit {
     max: 30,
     window_secs: 300,
 };
-/// Sign-in attempts with the passkeys of one account.
-pub const SIGN_IN_PER_ACCOUNT: Limit = Limit {
+/// Failed sign-ins with the passkeys of one account (successful ones do
+/// not count, so a busy person is never locked out by their own use).
+pub const SIGN_IN_FAILURES_PER_ACCOUNT: Limit = Limit {
     name: "signin-user",
     max: 10,
     window_secs: 300,
@@ -51,10 +55,10 @@ pub const ENROLL_PER_INVITATION: Limit = Limit {
     window_secs: 300,
 };
 
-/// Counts one attempt by `subject` and refuses it once over the limit.
-pub async fn check(store: &dyn Store, limit: Limit, subject: &str) -> Result<(), Error> {
-    let now = now_unix();
-    let window = now.div_euclid(limit.window_secs);
+/// Counts one attempt in the current window; returns the count and the
+/// window's end.
+async fn count(store: &dyn Store, limit: Limit, subject: &str) -> Result<(u64, i64), Error> {
+    let window = now_unix().div_euclid(limit.window_secs);
     let expires_at = (window + 1) * limit.window_secs;
     // Subjects can be long or carry secrets (invitation hashes); hashing
     // keeps keys short and uniform.
@@ -62,12 +66,47 @@ pub async fn check(store: &dyn Store, limit: Limit, subject: &str) -> Result<(),
     let count = store
         .increment(&pk, &window.to_string(), expires_at)
         .await?;
+    Ok((count, expires_at))
+}
+
+fn refuse(limit: Limit) -> Error {
+    tracing::info!(limit = limit.name, "rate limit reached");
+    Error::RateLimited
+}
+
+/// Counts one attempt by `subject` and refuses it once over the limit.
+pub async fn check(store: &dyn Store, limit: Limit, subject: &str) -> Result<(), Error> {
+    let (count, _) = count(store, limit, subject).await?;
     if count > limit.max {
-        tracing::info!(limit = limit.name, "rate limit reached");
-        Err(Error::RateLimited)
+        Err(refuse(limit))
     } else {
         Ok(())
     }
+}
+
+fn block_pk(limit: Limit, subject: &str) -> String {
+    format!("ratelimit-block#{}#{}", limit.name, token_hash(subject))
+}
+
+/// Refuses `subject` while it is blocked by [`record_failure`].
+pub async fn check_failures(store: &dyn Store, limit: Limit, subject: &str) -> Result<(), Error> {
+    if store.get(&block_pk(limit, subject), "-").await?.is_some() {
+        Err(refuse(limit))
+    } else {
+        Ok(())
+    }
+}
+
+/// Counts a failure by `subject`; at the limit, blocks it until the
+/// window ends.
+pub async fn record_failure(store: &dyn Store, limit: Limit, subject: &str) -> Result<(), Error> {
+    let (count, window_end) = count(store, limit, subject).await?;
+    if count >= limit.max {
+        store
+            .put(NewItem::new(block_pk(limit, subject), "-", Vec::new()).expires_at(window_end))
+            .await?;
+    }
+    Ok(())
 }
 
 /// The client's address for rate limiting: the TCP peer, or the first

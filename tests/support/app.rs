@@ -109,7 +109,10 @@ impl Default for TestApp {
 
 /// The token in an invitation link.
 pub fn token_of(link: &str) -> String {
-    link.split("token=").nth(1).expect("token in link").to_owned()
+    link.split("token=")
+        .nth(1)
+        .expect("token in link")
+        .to_owned()
 }
 
 #[derive(Debug)]
@@ -241,9 +244,7 @@ impl Browser {
         for (k, v) in extra {
             builder = builder.header(*k, *v);
         }
-        let request = builder
-            .body(Body::from(body.to_string()))
-            .expect("request");
+        let request = builder.body(Body::from(body.to_string())).expect("request");
         self.send(app, request).await
     }
 

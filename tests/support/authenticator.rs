@@ -15,7 +15,9 @@ use passkey_types::{
         Aaguid, Ctap2Error, StatusCode,
         make_credential::{Options, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity},
     },
-    webauthn::{CredentialCreationOptions, CredentialRequestOptions, PublicKeyCredentialDescriptor},
+    webauthn::{
+        CredentialCreationOptions, CredentialRequestOptions, PublicKeyCredentialDescriptor,
+    },
 };
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -108,8 +110,7 @@ impl UserValidationMethod for Person {
     }
 }
 
-type SoftClient =
-    Client<Keyring, Person, AvailableBackend, public_suffix::PublicSuffixList, ()>;
+type SoftClient = Client<Keyring, Person, AvailableBackend, public_suffix::PublicSuffixList, ()>;
 
 /// A device with a platform authenticator and a browser in front of it.
 pub struct SoftAuthenticator {
@@ -125,8 +126,12 @@ impl Default for SoftAuthenticator {
 impl SoftAuthenticator {
     /// Passkeys with a signature counter (so counter checks are exercised).
     pub fn new() -> Self {
-        let mut authenticator =
-            Authenticator::new(Aaguid::new_empty(), Keyring::default(), Person, AvailableBackend);
+        let mut authenticator = Authenticator::new(
+            Aaguid::new_empty(),
+            Keyring::default(),
+            Person,
+            AvailableBackend,
+        );
         authenticator.set_make_credentials_with_signature_counter(true);
         Self {
             client: Mutex::new(Client::new(authenticator).allows_insecure_localhost(true)),

@@ -151,13 +151,11 @@ pub async fn logout(
     }
     let mut response = Page::new(
         "Signed out",
-        format!(
-            r#"<section class="card">
+        r#"<section class="card">
 <h1>You are signed out</h1>
 <p class="lead">Applications you connected keep their access until you disconnect them from your account page.</p>
 <div class="actions"><a class="button" href="/login">Sign in again</a></div>
-</section>"#
-        ),
+</section>"#,
     )
     .into_response();
     response.headers_mut().append(

@@ -22,7 +22,7 @@ pub use authenticator::SoftAuthenticator;
 #[derive(Debug)]
 pub enum FlowError {
     Device(String),
-    Server(TestResponse),
+    Server(Box<TestResponse>),
 }
 
 impl FlowError {
@@ -38,7 +38,7 @@ fn ok(response: TestResponse) -> Result<TestResponse, FlowError> {
     if response.status.is_success() {
         Ok(response)
     } else {
-        Err(FlowError::Server(response))
+        Err(FlowError::Server(Box::new(response)))
     }
 }
 

@@ -91,7 +91,7 @@ fn passkeys_section(me: &SignedIn, creds: &[Credential]) -> String {
 <p class="muted">Any of these signs you in. Add one on each device or password manager you use, so losing one does not lock you out.</p>
 <ul class="list">{items}</ul>
 <form data-passkey="add" data-csrf="{csrf}">
-<label for="new-passkey-name">Name for a new passkey</label>
+<label for="new-passkey-name">Name for a new passkey <span class="muted">(optional)</span></label>
 <input type="text" id="new-passkey-name" name="label" maxlength="{max}" placeholder="For example: work laptop">
 <div class="actions"><button type="submit">Add a passkey</button></div>
 {status}
@@ -240,7 +240,9 @@ pub async fn rename(
     headers: HeaderMap,
     Form(form): Form<RenameForm>,
 ) -> Result<Response, Error> {
-    let me = signed_in(&state, &headers).await?;
+    let Some(me) = current(&state, &headers).await? else {
+        return Ok(sign_in_redirect("/account"));
+    };
     me.check_csrf(&form.csrf)?;
     users::rename_credential(state.store.as_ref(), &me.user_id, &form.id, &form.name).await?;
     Ok(Redirect::to("/account?notice=passkey-renamed").into_response())
@@ -260,7 +262,9 @@ pub async fn delete(
     headers: HeaderMap,
     Form(form): Form<IdForm>,
 ) -> Result<Response, Error> {
-    let me = signed_in(&state, &headers).await?;
+    let Some(me) = current(&state, &headers).await? else {
+        return Ok(sign_in_redirect("/account"));
+    };
     me.check_csrf(&form.csrf)?;
     users::delete_credential(state.store.as_ref(), &me.user_id, &form.id).await?;
     tracing::info!(user = %me.name, "passkey deleted");

@@ -91,6 +91,24 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PASSGATE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+
+    /// Take the client address for rate limits from the first
+    /// `X-Forwarded-For` hop. Only behind a reverse proxy that sets that
+    /// header itself; otherwise clients could pick their own address.
+    #[arg(
+        long,
+        env = "PASSGATE_TRUST_FORWARDED_FOR",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true"
+    )]
+    pub trust_forwarded_for: bool,
+
+    /// How long invitation links (including the first administrator's)
+    /// stay valid, in hours.
+    #[arg(long, env = "PASSGATE_INVITE_TTL_HOURS", default_value_t = DEFAULT_INVITE_TTL_HOURS)]
+    pub invite_ttl_hours: u32,
 }
 
 fn load_clients(path: &std::path::Path) -> anyhow::Result<Vec<Client>> {
@@ -104,6 +122,8 @@ fn load_clients(path: &std::path::Path) -> anyhow::Result<Vec<Client>> {
         .map(|c| c.into_client().map_err(anyhow::Error::msg))
         .collect()
 }
+/// Default lifetime of an invitation link.
+pub const DEFAULT_INVITE_TTL_HOURS: u32 = 24;
 
 /// Accepts only an absolute http(s) URL with no path, query or fragment, so
 /// that the issuer and every derived URL are unambiguous.
@@ -132,6 +152,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub clients: Vec<Client>,
+    /// Use the first `X-Forwarded-For` hop as the client address.
+    pub trust_forwarded_for: bool,
+    /// Lifetime of invitation links, in seconds.
+    pub invite_ttl_secs: i64,
 }
 
 impl Config {
@@ -146,6 +170,8 @@ impl Config {
             allowed_origins: args.allowed_origins.clone(),
             max_body_bytes: args.max_body_bytes,
             clients,
+            trust_forwarded_for: args.trust_forwarded_for,
+            invite_ttl_secs: i64::from(args.invite_ttl_hours) * 3600,
         })
     }
 
@@ -157,6 +183,8 @@ impl Config {
             allowed_origins: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             clients: Vec::new(),
+            trust_forwarded_for: false,
+            invite_ttl_secs: i64::from(DEFAULT_INVITE_TTL_HOURS) * 3600,
         })
     }
 
@@ -223,7 +251,10 @@ impl Config {
     pub fn allowed_origins(&self) -> Vec<String> {
         let scheme = self.public_url.scheme();
         let port = self.public_url.port_or_known_default().unwrap_or(80);
-        let mut origins = vec![format!("{scheme}://{}:{port}", self.public_host_for_origin())];
+        let mut origins = vec![format!(
+            "{scheme}://{}:{port}",
+            self.public_host_for_origin()
+        )];
         if self.public_url_is_loopback() {
             for host in ["localhost", "127.0.0.1", "[::1]"] {
                 origins.push(format!("{scheme}://{host}:{port}"));
@@ -268,7 +299,11 @@ mod tests {
         assert_eq!(c.allowed_origins(), vec!["https://mcp.example.com:443"]);
         let local = Config::for_public_url("http://localhost:8080").unwrap();
         assert_eq!(local.origin(), "http://localhost:8080");
-        assert!(local.allowed_origins().contains(&"http://127.0.0.1:8080".to_string()));
+        assert!(
+            local
+                .allowed_origins()
+                .contains(&"http://127.0.0.1:8080".to_string())
+        );
         assert!(local.allowed_hosts().contains(&"127.0.0.1".to_string()));
     }
 }

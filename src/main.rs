@@ -4,7 +4,8 @@
 use clap::{Parser, Subcommand};
 use passgate::{
     app::AppState,
-    config::{Config, ServeArgs},
+    config::{CommonArgs, Config, DEFAULT_INVITE_TTL_HOURS, ServeArgs},
+    login::cli,
     routes, server, telemetry,
 };
 
@@ -23,6 +24,61 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Manage the people who can sign in.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create an invitation link (printed as the last line).
+    Invite {
+        /// The new account's user name (lowercase, no spaces).
+        name: String,
+        /// Make the new account an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// How long the link stays valid.
+        #[arg(long, default_value_t = DEFAULT_INVITE_TTL_HOURS)]
+        ttl_hours: u32,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// List every account.
+    List {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Disable an account: ends its sessions and revokes its grants.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        name: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Delete an account with its passkeys, sessions and grants.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+impl UsersCommand {
+    fn common(&self) -> &CommonArgs {
+        match self {
+            Self::Invite { common, .. }
+            | Self::List { common }
+            | Self::Disable { common, .. }
+            | Self::Enable { common, .. }
+            | Self::Delete { common, .. } => common,
+        }
+    }
 }
 
 #[tokio::main]
@@ -34,6 +90,9 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::from_args(&args)?;
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let (store, master_key) = passgate::bootstrap::open_store(&args.common).await?;
+            if let Some(banner) = cli::first_admin_banner(store.as_ref(), &config).await? {
+                println!("{banner}");
+            }
             let state = AppState::build(config, store, master_key).await?;
             tracing::info!(
                 listen = %listener.local_addr()?,
@@ -42,6 +101,29 @@ async fn main() -> anyhow::Result<()> {
             );
             let shutdown = state.shutdown.clone();
             server::serve(listener, routes::router(state), shutdown).await
+        }
+        Command::Users(command) => {
+            let common = command.common();
+            telemetry::init(common.log_format);
+            let (store, _) = passgate::bootstrap::open_store(common).await?;
+            let store = store.as_ref();
+            let output = match &command {
+                UsersCommand::Invite {
+                    name,
+                    admin,
+                    ttl_hours,
+                    common,
+                } => {
+                    let base = common.public_url.as_str().trim_end_matches('/');
+                    cli::invite(store, base, name, *admin, *ttl_hours).await?
+                }
+                UsersCommand::List { .. } => cli::list(store).await?,
+                UsersCommand::Disable { name, .. } => cli::disable(store, name).await?,
+                UsersCommand::Enable { name, .. } => cli::enable(store, name).await?,
+                UsersCommand::Delete { name, .. } => cli::delete(store, name).await?,
+            };
+            println!("{output}");
+            Ok(())
         }
     }
 }

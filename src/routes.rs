@@ -14,6 +14,7 @@ use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLaye
 use crate::{
     app::AppState,
     config::Config,
+    login::{account, admin, enroll, signin},
     mcp,
     oauth::{authorize, bearer, clients, metadata, revoke, token},
     pages, telemetry,
@@ -30,7 +31,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let app = Router::new()
         .route("/healthz", get(healthz))
-        // Discovery
+        // Discovery.
         .route(
             "/.well-known/oauth-authorization-server",
             get(metadata::authorization_server_handler),
@@ -48,7 +49,7 @@ pub fn router(state: AppState) -> Router {
             get(metadata::protected_resource_handler),
         )
         .route("/.well-known/jwks.json", get(metadata::jwks_handler))
-        // Authorization server
+        // Authorization server.
         .route("/register", post(clients::register_handler))
         .route("/authorize", get(authorize::authorize))
         .route(
@@ -57,9 +58,31 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/token", post(token::token))
         .route("/revoke", post(revoke::revoke))
-        // Pages and assets
+        // Static assets.
         .route("/assets/style.css", get(pages::stylesheet))
         .route("/assets/passkeys.js", get(pages::passkeys_js))
+        // Sign-in (pages and the passkey script's JSON endpoints).
+        .route("/login", get(signin::page))
+        .route("/login/passkey/options", post(signin::options))
+        .route("/login/passkey/finish", post(signin::finish))
+        .route("/logout", post(signin::logout))
+        // Enrollment from an invitation.
+        .route("/enroll", get(enroll::page))
+        .route("/enroll/passkey/options", post(enroll::options))
+        .route("/enroll/passkey/finish", post(enroll::finish))
+        // The account page.
+        .route("/account", get(account::page))
+        .route("/account/passkeys/options", post(account::add_options))
+        .route("/account/passkeys/finish", post(account::add_finish))
+        .route("/account/passkeys/rename", post(account::rename))
+        .route("/account/passkeys/delete", post(account::delete))
+        .route("/account/clients/revoke", post(account::revoke_client))
+        // Administration.
+        .route("/admin", get(admin::page))
+        .route("/admin/invite", post(admin::invite))
+        .route("/admin/users/disable", post(admin::disable))
+        .route("/admin/users/enable", post(admin::enable))
+        .route("/admin/users/delete", post(admin::delete))
         .merge(mcp);
     with_common_layers(app, &state.config).with_state(state)
 }

@@ -18,6 +18,7 @@ pub async fn serve(
         tracing::info!("shutting down");
         signal_token.cancel();
     });
+    // Connect info gives handlers the peer address (rate limits).
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -3,11 +3,31 @@
 //!
 //! The OAuth flow depends only on [`current`], [`sign_in_redirect`] and
 //! [`SignedIn::check_csrf`].
+//!
+//! Layout: [`passkeys`] is the WebAuthn relying party and its stored
+//! ceremonies; [`session`] the browser sessions; [`invitations`] the only way
+//! to get an account; [`ratelimit`] the attempt limits; [`signin`],
+//! [`enroll`], [`account`] and [`admin`] the pages and JSON endpoints;
+//! [`api`], [`cookies`] and [`ui`] their shared plumbing; [`cli`] the
+//! `passgate users` commands. Accounts themselves live in `crate::users`.
+
+pub mod account;
+pub mod admin;
+pub mod api;
+pub mod cli;
+pub mod cookies;
+pub mod enroll;
+pub mod invitations;
+pub mod passkeys;
+pub mod ratelimit;
+pub mod session;
+pub mod signin;
+pub mod ui;
 
 use axum::response::{IntoResponse, Redirect, Response};
 use http::HeaderMap;
 
-use crate::{app::AppState, error::Error};
+use crate::{app::AppState, error::Error, users};
 
 /// A person with a live browser session.
 #[derive(Debug, Clone)]
@@ -30,19 +50,38 @@ impl SignedIn {
     }
 }
 
-/// The signed-in person of this request, if any.
-pub async fn current(_state: &AppState, _headers: &HeaderMap) -> Result<Option<SignedIn>, Error> {
-    Ok(None)
+/// The signed-in person of this request, if any: a live session cookie
+/// whose account still exists and is not disabled.
+pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<SignedIn>, Error> {
+    let name = cookies::name(&state.config, session::COOKIE);
+    let Some(token) = cookies::get(headers, &name) else {
+        return Ok(None);
+    };
+    if token.len() > 128 {
+        return Ok(None);
+    }
+    let Some(session) = session::find(state.store.as_ref(), &token).await? else {
+        return Ok(None);
+    };
+    let Some(user) = users::get(state.store.as_ref(), &session.user_id).await? else {
+        return Ok(None);
+    };
+    if user.disabled {
+        return Ok(None);
+    }
+    Ok(Some(SignedIn {
+        is_admin: user.is_admin(),
+        user_id: user.id,
+        name: user.name,
+        display_name: user.display_name,
+        csrf: session.csrf,
+    }))
 }
 
 /// Sends the browser to the sign-in page, to come back to `next` (a path on
 /// this server) afterwards.
 pub fn sign_in_redirect(next: &str) -> Response {
-    let next = if next.starts_with('/') && !next.starts_with("//") {
-        next
-    } else {
-        "/account"
-    };
+    let next = ui::local_next(Some(next));
     let encoded: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
     Redirect::to(&format!("/login?next={encoded}")).into_response()
 }

@@ -1,0 +1,386 @@
+//! The account page: a person's passkeys (add, rename, delete; never the
+//! last one) and the MCP clients connected to their account (revoke).
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Form,
+    body::Bytes,
+    extract::{Query, State},
+    response::{IntoResponse, Redirect, Response},
+};
+use http::HeaderMap;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    app::AppState,
+    error::Error,
+    login::{
+        SignedIn,
+        api::{self, ApiError},
+        current,
+        passkeys::{self, NewPasskeyFor, Purpose},
+        sign_in_redirect, ui,
+    },
+    oauth::grants::{self, Grant},
+    pages::{Page, escape},
+    store::StoreError,
+    users::{self, Credential, MAX_LABEL_CHARS},
+};
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+/// `GET /account`
+pub async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<NoticeQuery>,
+) -> Result<Response, Error> {
+    let Some(me) = current(&state, &headers).await? else {
+        return Ok(sign_in_redirect("/account"));
+    };
+    let store = state.store.as_ref();
+    let creds = users::credentials(store, &me.user_id).await?;
+    let grants = grants::list_for_user(store, &me.user_id).await?;
+    let admin_link = if me.is_admin {
+        r#"<a class="button secondary" href="/admin">Manage users</a>"#
+    } else {
+        ""
+    };
+    let body = format!(
+        r#"{notice}
+<section class="card">
+<h1>{display_name}</h1>
+<p class="muted">Signed in as <strong>{name}</strong>{role}.</p>
+<div class="actions">{admin_link}
+<form method="post" action="/logout" class="inline">{csrf}<button type="submit" class="secondary">Sign out</button></form>
+</div>
+</section>
+{passkeys}
+{clients}"#,
+        notice = ui::notice(query.notice.as_deref()),
+        display_name = escape(&me.display_name),
+        name = escape(&me.name),
+        role = if me.is_admin {
+            ", an administrator"
+        } else {
+            ""
+        },
+        csrf = ui::csrf_field(&me.csrf),
+        passkeys = passkeys_section(&me, &creds),
+        clients = clients_section(&me, &grants),
+    );
+    Ok(Page::new("Your account", body)
+        .with_script()
+        .into_response())
+}
+
+fn passkeys_section(me: &SignedIn, creds: &[Credential]) -> String {
+    let only_one = creds.len() <= 1;
+    let items: String = creds
+        .iter()
+        .map(|c| passkey_item(me, c, only_one))
+        .collect();
+    format!(
+        r#"<section class="card" aria-labelledby="passkeys-title">
+<h2 id="passkeys-title">Passkeys</h2>
+<p class="muted">Any of these signs you in. Add one on each device or password manager you use, so losing one does not lock you out.</p>
+<ul class="list">{items}</ul>
+<form data-passkey="add" data-csrf="{csrf}">
+<label for="new-passkey-name">Name for a new passkey <span class="muted">(optional)</span></label>
+<input type="text" id="new-passkey-name" name="label" maxlength="{max}" placeholder="For example: work laptop">
+<div class="actions"><button type="submit">Add a passkey</button></div>
+{status}
+</form>
+</section>"#,
+        csrf = escape(&me.csrf),
+        max = MAX_LABEL_CHARS,
+        status = ui::STATUS,
+    )
+}
+
+fn passkey_item(me: &SignedIn, c: &Credential, only_one: bool) -> String {
+    let used = c.last_used_at.map_or_else(
+        || "never used to sign in".to_owned(),
+        |t| format!("last used {}", ui::date_time(t)),
+    );
+    let synced = if c.backed_up {
+        " · synced"
+    } else if c.backup_eligible {
+        " · can sync"
+    } else {
+        " · this device only"
+    };
+    let id = escape(&c.id);
+    let field_id = format!("rename-{}", short_id(&c.id));
+    let delete = if only_one {
+        r#"<p class="muted small">Your only passkey cannot be deleted.</p>"#.to_owned()
+    } else {
+        format!(
+            r#"<form method="post" action="/account/passkeys/delete" class="inline">{csrf}<input type="hidden" name="id" value="{id}"><button type="submit" class="danger" aria-label="Delete passkey {label}">Delete</button></form>"#,
+            csrf = ui::csrf_field(&me.csrf),
+            label = escape(&c.name),
+        )
+    };
+    format!(
+        r#"<li><div><strong>{label}</strong><br><small>added {added} · {used}{synced}</small></div>
+<div class="row-actions">
+<form method="post" action="/account/passkeys/rename" class="inline rename">{csrf}<input type="hidden" name="id" value="{id}">
+<label for="{field_id}" class="visually-hidden">New name for {label}</label>
+<input type="text" id="{field_id}" name="name" value="{label}" maxlength="{max}" required>
+<button type="submit" class="secondary">Rename</button></form>
+{delete}
+</div></li>"#,
+        label = escape(&c.name),
+        added = ui::date(c.created_at),
+        csrf = ui::csrf_field(&me.csrf),
+        max = MAX_LABEL_CHARS,
+    )
+}
+
+/// A stable, short, HTML-id-safe form of a credential id.
+fn short_id(id: &str) -> String {
+    crate::crypto::token_hash(id)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect()
+}
+
+/// Connected clients, one entry per client however many authorizations it
+/// holds.
+struct Connected<'a> {
+    name: &'a str,
+    scopes: Vec<&'a str>,
+    since: i64,
+    authorizations: usize,
+}
+
+fn group_by_client(grants: &[Grant]) -> BTreeMap<&str, Connected<'_>> {
+    let mut clients: BTreeMap<&str, Connected<'_>> = BTreeMap::new();
+    for g in grants {
+        let entry = clients.entry(g.client_id.as_str()).or_insert(Connected {
+            name: &g.client_name,
+            scopes: Vec::new(),
+            since: g.created_at,
+            authorizations: 0,
+        });
+        entry.authorizations += 1;
+        entry.since = entry.since.min(g.created_at);
+        for s in g.scope.split_whitespace() {
+            if !entry.scopes.contains(&s) {
+                entry.scopes.push(s);
+            }
+        }
+    }
+    clients
+}
+
+fn clients_section(me: &SignedIn, grants: &[Grant]) -> String {
+    let clients = group_by_client(grants);
+    let items: String = if clients.is_empty() {
+        r#"<li><span class="muted">No applications are connected to your account.</span></li>"#
+            .to_owned()
+    } else {
+        clients
+            .iter()
+            .map(|(client_id, c)| {
+                let scopes = if c.scopes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · access: {}", escape(&c.scopes.join(", ")))
+                };
+                format!(
+                    r#"<li><div><strong>{name}</strong><br><small class="mono">{client_id}</small><br><small>connected {since}{scopes} · {n} sign-in{plural}</small></div>
+<form method="post" action="/account/clients/revoke" class="inline">{csrf}<input type="hidden" name="client_id" value="{client_id}"><button type="submit" class="danger" aria-label="Disconnect {name}">Disconnect</button></form></li>"#,
+                    name = escape(if c.name.is_empty() { client_id } else { c.name }),
+                    client_id = escape(client_id),
+                    since = ui::date(c.since),
+                    n = c.authorizations,
+                    plural = if c.authorizations == 1 { "" } else { "s" },
+                    csrf = ui::csrf_field(&me.csrf),
+                )
+            })
+            .collect()
+    };
+    format!(
+        r#"<section class="card" aria-labelledby="clients-title">
+<h2 id="clients-title">Connected applications</h2>
+<p class="muted">MCP clients you approved. Disconnecting one ends its access at once; it must ask you again to reconnect.</p>
+<ul class="list">{items}</ul>
+</section>"#
+    )
+}
+
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<SignedIn, Error> {
+    current(state, headers).await?.ok_or_else(|| {
+        Error::Forbidden(
+            "You are not signed in (your session may have expired). Sign in again.".into(),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+pub struct RenameForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /account/passkeys/rename`
+pub async fn rename(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<RenameForm>,
+) -> Result<Response, Error> {
+    let Some(me) = current(&state, &headers).await? else {
+        return Ok(sign_in_redirect("/account"));
+    };
+    me.check_csrf(&form.csrf)?;
+    users::rename_credential(state.store.as_ref(), &me.user_id, &form.id, &form.name).await?;
+    Ok(Redirect::to("/account?notice=passkey-renamed").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct IdForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    id: String,
+}
+
+/// `POST /account/passkeys/delete`
+pub async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<IdForm>,
+) -> Result<Response, Error> {
+    let Some(me) = current(&state, &headers).await? else {
+        return Ok(sign_in_redirect("/account"));
+    };
+    me.check_csrf(&form.csrf)?;
+    users::delete_credential(state.store.as_ref(), &me.user_id, &form.id).await?;
+    tracing::info!(user = %me.name, "passkey deleted");
+    Ok(Redirect::to("/account?notice=passkey-deleted").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    client_id: String,
+}
+
+/// `POST /account/clients/revoke`
+pub async fn revoke_client(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<RevokeForm>,
+) -> Result<Response, Error> {
+    let me = signed_in(&state, &headers).await?;
+    me.check_csrf(&form.csrf)?;
+    let n =
+        grants::revoke_client_for_user(state.store.as_ref(), &me.user_id, &form.client_id).await?;
+    tracing::info!(user = %me.name, families = n, "client disconnected");
+    Ok(Redirect::to("/account?notice=client-revoked").into_response())
+}
+
+fn csrf_header(headers: &HeaderMap) -> &str {
+    headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize, Default)]
+pub struct AddStart {
+    #[serde(default)]
+    label: String,
+}
+
+/// `POST /account/passkeys/options`: starts adding a passkey. Needs the
+/// session's CSRF token in `X-CSRF-Token`.
+pub async fn add_options(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    api::check_request(&state.config, &headers)?;
+    let me = signed_in(&state, &headers).await?;
+    me.check_csrf(csrf_header(&headers))?;
+    let start: AddStart = serde_json::from_slice(&body).unwrap_or_default();
+    let label = if start.label.trim().is_empty() {
+        passkeys::default_label()
+    } else {
+        users::normalize_label(&start.label, "passkey name", MAX_LABEL_CHARS)?
+    };
+    let existing = users::credentials(state.store.as_ref(), &me.user_id).await?;
+    let (binding, set_binding) = api::binding(&state.config, &headers);
+    let options = passkeys::start_registration(
+        &state,
+        &binding,
+        Purpose::AddPasskey {
+            user_id: me.user_id.clone(),
+            label,
+        },
+        NewPasskeyFor {
+            user_id: &me.user_id,
+            name: &me.name,
+            display_name: &me.display_name,
+        },
+        &existing,
+    )
+    .await?;
+    Ok(api::json_with_cookies(
+        json!({ "publicKey": options }),
+        set_binding.into_iter().collect(),
+    ))
+}
+
+/// `POST /account/passkeys/finish`: verifies and stores the new passkey.
+pub async fn add_finish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    api::check_request(&state.config, &headers)?;
+    let me = signed_in(&state, &headers).await?;
+    me.check_csrf(csrf_header(&headers))?;
+    let binding = api::require_binding(&state.config, &headers)?;
+    let (purpose, credential) = passkeys::finish_registration(&state, &binding, &body).await?;
+    match purpose {
+        Purpose::AddPasskey { user_id, .. } if user_id == me.user_id => {}
+        _ => {
+            return Err(Error::Forbidden(
+                "This passkey was started for another account or purpose.".into(),
+            )
+            .into());
+        }
+    }
+    match state
+        .store
+        .transact(users::add_credential_writes(&credential)?)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => {
+            return Err(
+                Error::bad_request("This passkey is already registered with passgate.").into(),
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(user = %me.name, "passkey added");
+    Ok(api::json_with_cookies(
+        json!({ "redirect": "/account?notice=passkey-added" }),
+        Vec::new(),
+    ))
+}

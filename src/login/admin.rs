@@ -1,0 +1,239 @@
+//! The admin page: every account, invitations, and disabling or deleting
+//! accounts. Administrators only; an administrator cannot disable or delete
+//! their own account here (that would lock the last one out).
+
+use axum::{
+    Form,
+    extract::{Query, State},
+    response::{IntoResponse, Redirect, Response},
+};
+use http::HeaderMap;
+use serde::Deserialize;
+
+use crate::{
+    app::AppState,
+    error::Error,
+    login::{SignedIn, current, invitations, sign_in_redirect, ui},
+    pages::{Page, escape},
+    users::{self, Role, User},
+};
+
+async fn require_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Result<SignedIn, Response>, Error> {
+    let Some(me) = current(state, headers).await? else {
+        return Ok(Err(sign_in_redirect("/admin")));
+    };
+    if !me.is_admin {
+        return Err(Error::Forbidden(
+            "Only administrators can manage users.".into(),
+        ));
+    }
+    Ok(Ok(me))
+}
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+/// `GET /admin`
+pub async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<NoticeQuery>,
+) -> Result<Response, Error> {
+    let me = match require_admin(&state, &headers).await? {
+        Ok(me) => me,
+        Err(redirect) => return Ok(redirect),
+    };
+    let all = users::list(state.store.as_ref()).await?;
+    let rows: String = all.iter().map(|u| user_row(&me, u)).collect();
+    let body = format!(
+        r#"{notice}
+<section class="card">
+<h1>Users</h1>
+<ul class="list">{rows}</ul>
+<div class="actions"><a class="button secondary" href="/account">Back to your account</a></div>
+</section>
+<section class="card" aria-labelledby="invite-title">
+<h2 id="invite-title">Invite someone</h2>
+<p class="muted">The invitation link works once and expires in {hours} hours. Only the person with the link can create the account.</p>
+<form method="post" action="/admin/invite">
+{csrf}
+<label for="invite-name">User name</label>
+<input type="text" id="invite-name" name="name" required maxlength="{max}" autocapitalize="none" spellcheck="false" pattern="[A-Za-z0-9][A-Za-z0-9._\-]*" aria-describedby="invite-name-help">
+<p id="invite-name-help" class="muted hint">Lowercase letters, digits, dots, dashes or underscores; no spaces. The person chooses their display name when enrolling.</p>
+<fieldset class="choice"><legend>Role</legend>
+<label class="option"><input type="radio" name="role" value="member" checked> Member: connects applications to their own account</label>
+<label class="option"><input type="radio" name="role" value="admin"> Administrator: also manages users</label>
+</fieldset>
+<div class="actions"><button type="submit">Create invitation link</button></div>
+</form>
+</section>"#,
+        notice = ui::notice(query.notice.as_deref()),
+        hours = state.config.invite_ttl_secs / 3600,
+        csrf = ui::csrf_field(&me.csrf),
+        max = users::MAX_NAME_CHARS,
+    );
+    Ok(Page::new("Users", body).into_response())
+}
+
+fn user_row(me: &SignedIn, u: &User) -> String {
+    let status = if u.disabled {
+        " · <strong>disabled</strong>"
+    } else {
+        ""
+    };
+    let actions = if u.id == me.user_id {
+        r#"<small class="muted">This is you.</small>"#.to_owned()
+    } else {
+        let toggle = if u.disabled {
+            ("enable", "Enable", "secondary")
+        } else {
+            ("disable", "Disable", "secondary")
+        };
+        format!(
+            r#"<form method="post" action="/admin/users/{action}" class="inline">{csrf}<input type="hidden" name="user_id" value="{id}"><button type="submit" class="{class}" aria-label="{label} {name}">{label}</button></form>
+<form method="post" action="/admin/users/delete" class="inline">{csrf}<input type="hidden" name="user_id" value="{id}"><button type="submit" class="danger" aria-label="Delete {name}">Delete</button></form>"#,
+            action = toggle.0,
+            label = toggle.1,
+            class = toggle.2,
+            csrf = ui::csrf_field(&me.csrf),
+            id = escape(&u.id),
+            name = escape(&u.name),
+        )
+    };
+    format!(
+        r#"<li><div><strong>{display}</strong> <span class="mono">{name}</span><br><small>{role} · joined {joined}{status}</small></div><div class="row-actions">{actions}</div></li>"#,
+        display = escape(&u.display_name),
+        name = escape(&u.name),
+        role = u.role.as_str(),
+        joined = ui::date(u.created_at),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// `POST /admin/invite`: creates an invitation and shows its link, once.
+pub async fn invite(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<InviteForm>,
+) -> Result<Response, Error> {
+    let me = match require_admin(&state, &headers).await? {
+        Ok(me) => me,
+        Err(redirect) => return Ok(redirect),
+    };
+    me.check_csrf(&form.csrf)?;
+    let role = if form.role == "admin" {
+        Role::Admin
+    } else {
+        Role::Member
+    };
+    let created = invitations::create(
+        state.store.as_ref(),
+        &state.config.issuer(),
+        &form.name,
+        role,
+        state.config.invite_ttl_secs,
+        Some(&me.name),
+    )
+    .await?;
+    tracing::info!(by = %me.name, name = %created.invitation.name, role = role.as_str(), "invitation created");
+    let body = format!(
+        r#"<section class="card">
+<h1>Invitation for {name}</h1>
+<p class="lead">Send this link to {name} through a channel you trust. It is shown only now, works once, and expires {expires}.</p>
+<label for="invite-link">Invitation link</label>
+<input type="text" id="invite-link" readonly value="{link}" class="mono" data-select-on-focus>
+<div class="actions"><a class="button" href="/admin">Done</a></div>
+</section>"#,
+        name = escape(&created.invitation.name),
+        expires = escape(&ui::date_time(created.invitation.expires_at)),
+        link = escape(&created.link),
+    );
+    Ok(Page::new("Invitation created", body)
+        .with_script()
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct UserForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    user_id: String,
+}
+
+async fn user_action(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &UserForm,
+) -> Result<Result<SignedIn, Response>, Error> {
+    let me = match require_admin(state, headers).await? {
+        Ok(me) => me,
+        Err(redirect) => return Ok(Err(redirect)),
+    };
+    me.check_csrf(&form.csrf)?;
+    if form.user_id == me.user_id {
+        return Err(Error::bad_request(
+            "You cannot disable or delete your own account from here. Ask another administrator, or use `passgate users` on the server.",
+        ));
+    }
+    Ok(Ok(me))
+}
+
+/// `POST /admin/users/disable`
+pub async fn disable(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<UserForm>,
+) -> Result<Response, Error> {
+    let me = match user_action(&state, &headers, &form).await? {
+        Ok(me) => me,
+        Err(redirect) => return Ok(redirect),
+    };
+    let user = users::set_disabled(state.store.as_ref(), &form.user_id, true).await?;
+    tracing::info!(by = %me.name, user = %user.name, "account disabled");
+    Ok(Redirect::to("/admin?notice=user-disabled").into_response())
+}
+
+/// `POST /admin/users/enable`
+pub async fn enable(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<UserForm>,
+) -> Result<Response, Error> {
+    let me = match user_action(&state, &headers, &form).await? {
+        Ok(me) => me,
+        Err(redirect) => return Ok(redirect),
+    };
+    let user = users::set_disabled(state.store.as_ref(), &form.user_id, false).await?;
+    tracing::info!(by = %me.name, user = %user.name, "account enabled");
+    Ok(Redirect::to("/admin?notice=user-enabled").into_response())
+}
+
+/// `POST /admin/users/delete`
+pub async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<UserForm>,
+) -> Result<Response, Error> {
+    let me = match user_action(&state, &headers, &form).await? {
+        Ok(me) => me,
+        Err(redirect) => return Ok(redirect),
+    };
+    let user = users::delete(state.store.as_ref(), &form.user_id).await?;
+    tracing::info!(by = %me.name, user = %user.name, "account deleted");
+    Ok(Redirect::to("/admin?notice=user-deleted").into_response())
+}

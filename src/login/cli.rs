@@ -1,0 +1,130 @@
+//! `passgate users ...`: account administration from the server's shell,
+//! and the first administrator's invitation printed by `passgate serve`.
+//! Each function returns the text to print; `main` only prints it.
+
+use crate::{
+    config::Config,
+    login::{invitations, ui},
+    store::Store,
+    users::{self, Role},
+};
+
+/// `passgate users invite <name> [--admin] [--ttl-hours N]`. The link is
+/// the last line, so scripts can take it with `tail -n 1`.
+pub async fn invite(
+    store: &dyn Store,
+    public_url: &str,
+    name: &str,
+    admin: bool,
+    ttl_hours: u32,
+) -> anyhow::Result<String> {
+    let role = if admin { Role::Admin } else { Role::Member };
+    let created = invitations::create(
+        store,
+        public_url,
+        name,
+        role,
+        i64::from(ttl_hours) * 3600,
+        None,
+    )
+    .await?;
+    Ok(format!(
+        "Invitation for {name} ({role}), valid once until {expires}.\nSend this link to {name} through a channel you trust:\n{link}",
+        name = created.invitation.name,
+        role = role.as_str(),
+        expires = ui::date_time(created.invitation.expires_at),
+        link = created.link,
+    ))
+}
+
+/// `passgate users list`
+pub async fn list(store: &dyn Store) -> anyhow::Result<String> {
+    let all = users::list(store).await?;
+    if all.is_empty() {
+        return Ok(
+            "No users yet. Create an invitation with `passgate users invite <name> --admin`."
+                .into(),
+        );
+    }
+    let mut out = format!(
+        "{:<24} {:<8} {:<9} {:<8} {:<11} {}\n",
+        "NAME", "ROLE", "STATUS", "PASSKEYS", "JOINED", "DISPLAY NAME"
+    );
+    for u in all {
+        let passkeys = users::credentials(store, &u.id).await?.len();
+        out.push_str(&format!(
+            "{:<24} {:<8} {:<9} {:<8} {:<11} {}\n",
+            u.name,
+            u.role.as_str(),
+            if u.disabled { "disabled" } else { "active" },
+            passkeys,
+            ui::date(u.created_at),
+            u.display_name,
+        ));
+    }
+    Ok(out.trim_end().to_owned())
+}
+
+async fn by_name(store: &dyn Store, name: &str) -> anyhow::Result<users::User> {
+    users::find_by_name(store, name).await?.ok_or_else(|| {
+        anyhow::anyhow!("there is no user named {name:?} (see `passgate users list`)")
+    })
+}
+
+/// `passgate users disable <name>`: ends their sessions and revokes their
+/// grants too.
+pub async fn disable(store: &dyn Store, name: &str) -> anyhow::Result<String> {
+    let user = by_name(store, name).await?;
+    users::set_disabled(store, &user.id, true).await?;
+    Ok(format!(
+        "Disabled {}: their sessions are ended and their applications disconnected.",
+        user.name
+    ))
+}
+
+/// `passgate users enable <name>`
+pub async fn enable(store: &dyn Store, name: &str) -> anyhow::Result<String> {
+    let user = by_name(store, name).await?;
+    users::set_disabled(store, &user.id, false).await?;
+    Ok(format!("Enabled {}.", user.name))
+}
+
+/// `passgate users delete <name>`
+pub async fn delete(store: &dyn Store, name: &str) -> anyhow::Result<String> {
+    let user = by_name(store, name).await?;
+    users::delete(store, &user.id).await?;
+    Ok(format!(
+        "Deleted {} with their passkeys, sessions and grants.",
+        user.name
+    ))
+}
+
+/// At `passgate serve` start-up: when nobody can sign in yet, creates the
+/// first administrator's invitation and returns the banner to print (the
+/// link goes to standard output only, never to the log).
+pub async fn first_admin_banner(
+    store: &dyn Store,
+    config: &Config,
+) -> anyhow::Result<Option<String>> {
+    match invitations::ensure_first_admin(store, &config.issuer(), config.invite_ttl_secs).await? {
+        invitations::FirstAdmin::NotNeeded => Ok(None),
+        invitations::FirstAdmin::Pending { expires_at } => {
+            tracing::info!(
+                expires = %ui::date_time(expires_at),
+                "no users yet; the first administrator's invitation printed at an earlier start is still valid (run `passgate users invite <name> --admin` for a new one)"
+            );
+            Ok(None)
+        }
+        invitations::FirstAdmin::Created(created) => {
+            tracing::info!(
+                "no users yet: printed an invitation link for the first administrator to standard output"
+            );
+            let rule = "=".repeat(72);
+            Ok(Some(format!(
+                "\n{rule}\n  passgate has no users yet. Open this link in a browser to create the\n  first administrator's passkey (it works once, until {expires}):\n\n  {link}\n{rule}\n",
+                expires = ui::date_time(created.invitation.expires_at),
+                link = created.link,
+            )))
+        }
+    }
+}

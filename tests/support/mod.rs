@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod authenticator;
+pub mod oauth;
 pub mod process;
 pub mod remote;
 

@@ -384,7 +384,7 @@ async fn authorize_errors_after_validation_go_back_with_state_and_iss() {
     for (url, code) in cases {
         let response = app.get(&url).await;
         assert!(response.status.is_redirection(), "{url}");
-        let location = url::Url::parse(&response.location().unwrap().to_owned()).unwrap();
+        let location = url::Url::parse(response.location().unwrap()).unwrap();
         assert!(location.as_str().starts_with(redirect));
         let q: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
         assert_eq!(q["error"], code, "{url}");

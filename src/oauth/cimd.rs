@@ -32,34 +32,31 @@ const MAX_CACHE_SECS: i64 = 24 * 3600;
 #[derive(Clone)]
 pub struct CimdFetcher {
     client: reqwest::Client,
-    /// Refuse IP-literal hosts that are not public. Only a caller that
-    /// supplies its own client (tests on loopback) turns this off.
-    check_literals: bool,
 }
 
 impl CimdFetcher {
     pub fn new() -> Self {
-        let client = reqwest::Client::builder()
+        Self::customized(|builder| builder)
+    }
+
+    /// The product's fetcher with changes to its HTTP client: tests use it
+    /// to trust their own certificate and to pin a test host name to
+    /// loopback. Every limit (https only, no redirects, timeouts, public
+    /// addresses for names not pinned) still applies.
+    pub fn customized(
+        customize: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Self {
+        let builder = reqwest::Client::builder()
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
             .dns_resolver(Arc::new(PublicOnlyResolver))
-            .user_agent(concat!("passgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("static reqwest configuration is valid");
+            .user_agent(concat!("passgate/", env!("CARGO_PKG_VERSION")));
         Self {
-            client,
-            check_literals: true,
-        }
-    }
-
-    /// A fetcher with a caller-built client: for tests that serve documents
-    /// from loopback with their own certificate. The product never uses it.
-    pub fn with_client(client: reqwest::Client) -> Self {
-        Self {
-            client,
-            check_literals: false,
+            client: customize(builder)
+                .build()
+                .expect("reqwest client configuration is valid"),
         }
     }
 }
@@ -199,17 +196,16 @@ async fn fetch(fetcher: &CimdFetcher, url: &str) -> Result<(Client, i64), OAuthE
             "a URL client id must be an https URL without fragment or credentials",
         ));
     }
-    if fetcher.check_literals {
-        let literal = match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
-        };
-        if literal.is_some_and(|ip| !is_public(ip)) {
-            return Err(invalid(
-                "the client metadata document is on a non-public address",
-            ));
-        }
+    // IP literals never reach the resolver, so they are checked here.
+    let literal = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        _ => None,
+    };
+    if literal.is_some_and(|ip| !is_public(ip)) {
+        return Err(invalid(
+            "the client metadata document is on a non-public address",
+        ));
     }
     let response = fetcher
         .client

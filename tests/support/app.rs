@@ -35,12 +35,18 @@ impl TestApp {
     }
 
     pub async fn with_config(config: Config) -> Self {
+        Self::customized(config, |_| {}).await
+    }
+
+    /// An app whose state is adjusted before the router is built.
+    pub async fn customized(config: Config, customize: impl FnOnce(&mut AppState)) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = SqliteStore::open(&dir.path().join("passgate.sqlite3")).expect("store");
         let key = MasterKey::from_secret(&MasterKey::generate_secret()).expect("master key");
-        let state = AppState::build(config, Arc::new(store), key)
+        let mut state = AppState::build(config, Arc::new(store), key)
             .await
             .expect("app state");
+        customize(&mut state);
         Self {
             router: routes::router(state.clone()),
             state,

@@ -1,0 +1,192 @@
+//! Client ID Metadata Documents fetched from a real HTTPS server on
+//! loopback. The product's fetcher is used with two changes only: it trusts
+//! the test's certificate and resolves the test host name to loopback.
+//! Everything else (https only, no redirects, size and time limits, the
+//! `client_id` check, caching) is what runs in production.
+
+mod support;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use http::StatusCode;
+use passgate::{config::Config, oauth::cimd::CimdFetcher};
+use support::{
+    ORIGIN, TestApp,
+    oauth::{authorize_url, pkce},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+use tokio_rustls::{TlsAcceptor, rustls};
+
+const HOST: &str = "cimd.test";
+
+/// Serves a few documents over TLS, answering by path.
+async fn document_server() -> (SocketAddr, reqwest::Certificate) {
+    let cert = rcgen::generate_simple_self_signed(vec![HOST.to_owned()]).unwrap();
+    let der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![der.clone()], key)
+    .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let n = tls.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = request.split(' ').nth(1).unwrap_or("/").to_owned();
+                let base = format!("https://{HOST}:{}", addr.port());
+                let (status, headers, body) = respond(&base, &path).await;
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n",
+                    body.len()
+                );
+                let _ = tls.write_all(head.as_bytes()).await;
+                let _ = tls.write_all(body.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, reqwest::Certificate::from_der(&der).unwrap())
+}
+
+async fn respond(base: &str, path: &str) -> (&'static str, String, String) {
+    let doc = |id: &str| {
+        serde_json::json!({
+            "client_id": id,
+            "client_name": "Metadata Client",
+            "redirect_uris": ["https://app.example/cb"],
+        })
+        .to_string()
+    };
+    match path {
+        "/good.json" => (
+            "200 OK",
+            "cache-control: max-age=600\r\n".into(),
+            doc(&format!("{base}/good.json")),
+        ),
+        "/mismatch.json" => (
+            "200 OK",
+            String::new(),
+            doc("https://someone-else.example/client.json"),
+        ),
+        "/huge.json" => (
+            "200 OK",
+            String::new(),
+            format!("{{\"pad\":\"{}\"}}", "x".repeat(64 * 1024)),
+        ),
+        "/redirect.json" => (
+            "302 Found",
+            format!("location: {base}/good.json\r\n"),
+            String::new(),
+        ),
+        "/slow.json" => {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            ("200 OK", String::new(), doc(&format!("{base}/slow.json")))
+        }
+        "/not-json" => ("200 OK", String::new(), "<html>".into()),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+async fn app_trusting(addr: SocketAddr, cert: reqwest::Certificate) -> TestApp {
+    let config = Config::for_public_url(ORIGIN).unwrap();
+    TestApp::customized(config, move |state| {
+        state.cimd = CimdFetcher::customized(|b| b.add_root_certificate(cert).resolve(HOST, addr));
+    })
+    .await
+}
+
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("https://{HOST}:{}{path}", addr.port())
+}
+
+#[tokio::test]
+async fn a_good_document_identifies_the_client_and_is_cached() {
+    let (addr, cert) = document_server().await;
+    let app = app_trusting(addr, cert).await;
+    let client_id = url(addr, "/good.json");
+    let (_, challenge) = pkce();
+    let response = app
+        .get(&authorize_url(
+            &client_id,
+            "https://app.example/cb",
+            &challenge,
+            "",
+        ))
+        .await;
+    assert_eq!(response.status, StatusCode::SEE_OTHER, "{}", response.body);
+    assert!(
+        response
+            .location()
+            .unwrap()
+            .starts_with("/consent?request=")
+    );
+    let cached = app
+        .store()
+        .get(&format!("cimd#{client_id}"), "doc")
+        .await
+        .unwrap()
+        .expect("cached per Cache-Control");
+    let ttl = cached.expires_at.unwrap() - passgate::store::now_unix();
+    assert!((590..=600).contains(&ttl), "cached for max-age: {ttl}");
+    // A redirect URI the document does not list is refused with a page.
+    let wrong = app
+        .get(&authorize_url(
+            &client_id,
+            "https://evil.example/cb",
+            &challenge,
+            "",
+        ))
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert!(wrong.location().is_none());
+}
+
+#[tokio::test]
+async fn bad_documents_are_refused_with_a_page_never_a_redirect() {
+    let (addr, cert) = document_server().await;
+    let app = app_trusting(addr, cert).await;
+    let (_, challenge) = pkce();
+    for (path, why) in [
+        ("/mismatch.json", "client_id does not equal its URL"),
+        ("/huge.json", "too large"),
+        ("/redirect.json", "redirects"),
+        ("/slow.json", "timed out"),
+        ("/not-json", "not valid JSON"),
+        ("/missing", "HTTP 404"),
+    ] {
+        let response = app
+            .get(&authorize_url(
+                &url(addr, path),
+                "https://app.example/cb",
+                &challenge,
+                "",
+            ))
+            .await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(response.location().is_none(), "{path}: never a redirect");
+        assert!(
+            response.body.contains(why),
+            "{path}: the page says why ({why}): {}",
+            response.body
+        );
+    }
+}

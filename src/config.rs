@@ -111,7 +111,7 @@ pub struct ServeArgs {
     pub invite_ttl_hours: u32,
 }
 
-fn load_clients(path: &std::path::Path) -> anyhow::Result<Vec<Client>> {
+pub fn load_clients(path: &std::path::Path) -> anyhow::Result<Vec<Client>> {
     use anyhow::Context;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the clients file {}", path.display()))?;

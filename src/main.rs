@@ -6,6 +6,7 @@ use passgate::{
     app::AppState,
     config::{CommonArgs, Config, DEFAULT_INVITE_TTL_HOURS, ServeArgs},
     login::cli,
+    oauth::cli as oauth_cli,
     routes, server, telemetry,
 };
 
@@ -27,6 +28,45 @@ enum Command {
     /// Manage the people who can sign in.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage the OAuth clients connected to this server.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Manage the keys that sign access tokens.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// List connected clients.
+    List {
+        /// The same pre-registered clients file the server uses, to list
+        /// those clients too.
+        #[arg(long, env = "PASSGATE_CLIENTS_FILE")]
+        clients_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// End every sign-in of a client and delete its registration.
+    Revoke {
+        client_id: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key, used for new tokens from now on.
+    Rotate {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Remove all signing keys but the newest (tokens they signed stop working).
+    Prune {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +140,11 @@ async fn main() -> anyhow::Result<()> {
                 "passgate is serving"
             );
             let shutdown = state.shutdown.clone();
+            state.keys.spawn_periodic_reload(
+                state.store.clone(),
+                state.master_key.clone(),
+                shutdown.clone(),
+            );
             server::serve(listener, routes::router(state), shutdown).await
         }
         Command::Users(command) => {
@@ -121,6 +166,44 @@ async fn main() -> anyhow::Result<()> {
                 UsersCommand::Disable { name, .. } => cli::disable(store, name).await?,
                 UsersCommand::Enable { name, .. } => cli::enable(store, name).await?,
                 UsersCommand::Delete { name, .. } => cli::delete(store, name).await?,
+            };
+            println!("{output}");
+            Ok(())
+        }
+        Command::Clients(command) => {
+            let common = match &command {
+                ClientsCommand::List { common, .. } | ClientsCommand::Revoke { common, .. } => {
+                    common
+                }
+            };
+            telemetry::init(common.log_format);
+            let (store, _) = passgate::bootstrap::open_store(common).await?;
+            let output = match &command {
+                ClientsCommand::List { clients_file, .. } => {
+                    let configured = match clients_file {
+                        Some(path) => passgate::config::load_clients(path)?,
+                        None => Vec::new(),
+                    };
+                    oauth_cli::list_clients(store.as_ref(), &configured).await?
+                }
+                ClientsCommand::Revoke { client_id, .. } => {
+                    oauth_cli::revoke_client(store.as_ref(), client_id).await?
+                }
+            };
+            println!("{output}");
+            Ok(())
+        }
+        Command::Keys(command) => {
+            let common = match &command {
+                KeysCommand::Rotate { common } | KeysCommand::Prune { common } => common,
+            };
+            telemetry::init(common.log_format);
+            let (store, master_key) = passgate::bootstrap::open_store(common).await?;
+            let output = match command {
+                KeysCommand::Rotate { .. } => {
+                    oauth_cli::rotate_keys(store.as_ref(), &master_key).await?
+                }
+                KeysCommand::Prune { .. } => oauth_cli::prune_keys(store.as_ref()).await?,
             };
             println!("{output}");
             Ok(())

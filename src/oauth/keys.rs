@@ -29,6 +29,7 @@ const PARTITION: &str = "signing-keys";
 const PURPOSE: &str = "access-token-signing-key";
 /// Forged tokens with made-up key ids must not turn into store reads.
 const MIN_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+const PERIODIC_RELOAD: Duration = Duration::from_secs(300);
 
 #[derive(Serialize, Deserialize)]
 struct StoredKey {
@@ -208,6 +209,10 @@ impl SigningKeys {
             }
             *last = Instant::now();
         }
+        self.reload(store, master).await
+    }
+
+    async fn reload(&self, store: &dyn Store, master: &MasterKey) -> bool {
         match load(store, master).await {
             Ok(Some(set)) => {
                 *self.inner.write().expect("key set lock") = set;
@@ -219,6 +224,30 @@ impl SigningKeys {
                 false
             }
         }
+    }
+
+    /// Re-reads the keys every few minutes, so that a rotation done with
+    /// `passgate keys rotate` reaches every running instance without a
+    /// restart (verification also reloads at once on an unknown key id).
+    pub fn spawn_periodic_reload(
+        &self,
+        store: std::sync::Arc<dyn Store>,
+        master: MasterKey,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let keys = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PERIODIC_RELOAD);
+            tick.tick().await; // the first tick is immediate
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        keys.reload(store.as_ref(), &master).await;
+                    }
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
     }
 
     pub fn jwks(&self) -> serde_json::Value {

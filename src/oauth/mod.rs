@@ -9,6 +9,7 @@
 pub mod authorize;
 pub mod bearer;
 pub mod cimd;
+pub mod cli;
 pub mod clients;
 pub mod grants;
 pub mod keys;

@@ -1,0 +1,136 @@
+//! The operator commands against a running server's data: listing and
+//! revoking clients, rotating signing keys without signing anyone out.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::json;
+use support::{
+    authenticator::SoftAuthenticator,
+    process::{BIN, Passgate, invite},
+    remote::{RemoteBrowser, approve, enroll},
+};
+
+fn passgate(data_dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("PASSGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "passgate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn clients_are_listed_and_revoked_and_keys_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Passgate::start(dir.path(), None, &[]);
+    let base = server.base.clone();
+    let mut browser = RemoteBrowser::new(&base);
+    let link = invite(dir.path(), &base, "alice", false);
+    enroll(
+        &mut browser,
+        &base,
+        &SoftAuthenticator::new(),
+        &link,
+        "Alice",
+    )
+    .await;
+
+    let redirect = "http://127.0.0.1:40000/cb";
+    let mut client = RemoteBrowser::new(&base);
+    let reg = client
+        .post_json(
+            &base,
+            "/register",
+            &json!({"client_name": "CLI test client", "redirect_uris": [redirect]}),
+        )
+        .await;
+    let client_id = reg.json()["client_id"].as_str().unwrap().to_owned();
+    let verifier = passgate::crypto::random_token(32);
+    let url = format!(
+        "/authorize?{}",
+        serde_urlencoded::to_string([
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect),
+            ("code_challenge", &passgate::crypto::pkce_s256(&verifier)),
+            ("code_challenge_method", "S256"),
+        ])
+        .unwrap()
+    );
+    let back = approve(&mut browser, &[&base], &url).await;
+    let tokens = client
+        .post_form(
+            &base,
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &back["code"]),
+                ("code_verifier", &verifier),
+                ("client_id", &client_id),
+            ],
+        )
+        .await
+        .json();
+
+    let listed = passgate(dir.path(), &["clients", "list"]);
+    assert!(
+        listed.contains(&client_id) && listed.contains("CLI test client"),
+        "{listed}"
+    );
+
+    // Rotating keys signs nobody out: the old token still works.
+    let rotated = passgate(dir.path(), &["keys", "rotate"]);
+    assert!(rotated.contains("New signing key"), "{rotated}");
+    let mcp = |token: String| {
+        let base = base.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/mcp"))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        mcp(tokens["access_token"].as_str().unwrap().into()).await,
+        200
+    );
+
+    let revoked = passgate(dir.path(), &["clients", "revoke", &client_id]);
+    assert!(revoked.contains("Revoked 1"), "{revoked}");
+    assert_eq!(
+        mcp(tokens["access_token"].as_str().unwrap().into()).await,
+        401
+    );
+    let refresh = client
+        .post_form(
+            &base,
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+                ("client_id", &client_id),
+            ],
+        )
+        .await;
+    assert_eq!(
+        refresh.status, 401,
+        "the registration is gone: {}",
+        refresh.body
+    );
+    assert!(passgate(dir.path(), &["clients", "list"]).contains("No clients"));
+}

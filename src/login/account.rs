@@ -193,7 +193,7 @@ fn clients_section(me: &SignedIn, grants: &[Grant], mcp_url: &str) -> String {
     let clients = group_by_client(grants);
     let items: String = if clients.is_empty() {
         format!(
-            r#"<li class="empty"><p class="small">No applications are connected to your account yet.</p>
+            r#"<li class="empty"><p>No applications are connected to your account yet.</p>
 <p class="small muted">To connect one, add this server to your MCP client (Claude, VS Code, Cursor…) with the address <code>{}</code>. The client sends you to passgate to sign in and approve it.</p></li>"#,
             escape(mcp_url)
         )

@@ -84,7 +84,7 @@ fn link_not_valid() -> Response {
 <h1>This invitation link cannot be used</h1>
 <p class="lead">This invitation link is not valid: it was already used, it expired, or it was copied incompletely.</p>
 <ul class="steps">
-<li><strong>Still need an account?</strong> Ask the person who invited you for a new link, and open it within its validity.</li>
+<li><strong>Still need an account?</strong> Ask the person who invited you for a new link, and use it before it expires.</li>
 <li><strong>Already created your account with this link?</strong> Sign in with the passkey you made then.</li>
 </ul>
 <div class="actions"><a class="button" href="/login">Sign in</a></div>

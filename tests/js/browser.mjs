@@ -196,6 +196,10 @@ async function run() {
   await page.waitForURL(`${base}/admin/invite`);
   const bobLink = await page.getByLabel("Invitation link").inputValue();
   assert.ok(bobLink.startsWith(`${base}/enroll?token=`), `invitation link ${bobLink}`);
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  await page.getByRole("button", { name: "Copy link" }).click();
+  await page.getByText("Copied.").waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), bobLink);
   await shot(page, "admin-invitation");
 
   // 3. An error page: the used invitation link.

@@ -255,9 +255,25 @@
           break;
       }
     }
-    // One-time links (admin invitations): select all on focus for copying.
+    // One-time links (admin invitations): select all on focus for copying,
+    // and a Copy button where the clipboard can be written.
     for (const input of document.querySelectorAll("input[data-select-on-focus]")) {
       input.addEventListener("focus", () => input.select());
+    }
+    for (const button of document.querySelectorAll("button[data-copy]")) {
+      const input = document.getElementById(button.dataset.copy);
+      const status = document.querySelector("[data-copy-status]");
+      if (!input || !navigator.clipboard) continue;
+      button.hidden = false;
+      button.addEventListener("click", async () => {
+        try {
+          await navigator.clipboard.writeText(input.value);
+          if (status) status.textContent = "Copied. Paste it into your message.";
+        } catch (_) {
+          input.focus();
+          if (status) status.textContent = "Copying was refused: the link is selected, copy it with your keyboard.";
+        }
+      });
     }
   };
 

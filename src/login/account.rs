@@ -72,7 +72,7 @@ pub async fn page(
         },
         csrf = ui::csrf_field(&me.csrf),
         passkeys = passkeys_section(&me, &creds),
-        clients = clients_section(&me, &grants),
+        clients = clients_section(&me, &grants, &state.config.mcp_url()),
     );
     Ok(Page::new("Your account", body)
         .with_script()
@@ -118,7 +118,8 @@ fn passkey_item(me: &SignedIn, c: &Credential, only_one: bool) -> String {
     let id = escape(&c.id);
     let field_id = format!("rename-{}", short_id(&c.id));
     let delete = if only_one {
-        r#"<p class="muted small">Your only passkey cannot be deleted.</p>"#.to_owned()
+        r#"<small class="muted">Your only passkey cannot be deleted: add another first.</small>"#
+            .to_owned()
     } else {
         format!(
             r#"<form method="post" action="/account/passkeys/delete" class="inline">{csrf}<input type="hidden" name="id" value="{id}"><button type="submit" class="danger" aria-label="Delete passkey {label}">Delete</button></form>"#,
@@ -127,7 +128,7 @@ fn passkey_item(me: &SignedIn, c: &Credential, only_one: bool) -> String {
         )
     };
     format!(
-        r#"<li><div><strong>{label}</strong><br><small>added {added} · {used}{synced}</small></div>
+        r#"<li class="stacked"><div><strong>{label}</strong><br><small>added {added} · {used}{synced}</small></div>
 <div class="row-actions">
 <form method="post" action="/account/passkeys/rename" class="inline rename">{csrf}<input type="hidden" name="id" value="{id}">
 <label for="{field_id}" class="visually-hidden">New name for {label}</label>
@@ -180,11 +181,22 @@ fn group_by_client(grants: &[Grant]) -> BTreeMap<&str, Connected<'_>> {
     clients
 }
 
-fn clients_section(me: &SignedIn, grants: &[Grant]) -> String {
+/// What a scope lets a client do, in words.
+fn scope_words(scope: &str) -> String {
+    match scope {
+        crate::oauth::SCOPE_MCP => "MCP tools".to_owned(),
+        other => escape(other),
+    }
+}
+
+fn clients_section(me: &SignedIn, grants: &[Grant], mcp_url: &str) -> String {
     let clients = group_by_client(grants);
     let items: String = if clients.is_empty() {
-        r#"<li><span class="muted">No applications are connected to your account.</span></li>"#
-            .to_owned()
+        format!(
+            r#"<li class="empty"><p>No applications are connected to your account yet.</p>
+<p class="small muted">To connect one, add this server to your MCP client (Claude, VS Code, Cursor…) with the address <code>{}</code>. The client sends you to passgate to sign in and approve it.</p></li>"#,
+            escape(mcp_url)
+        )
     } else {
         clients
             .iter()
@@ -192,10 +204,11 @@ fn clients_section(me: &SignedIn, grants: &[Grant]) -> String {
                 let scopes = if c.scopes.is_empty() {
                     String::new()
                 } else {
-                    format!(" · access: {}", escape(&c.scopes.join(", ")))
+                    let words: Vec<String> = c.scopes.iter().map(|s| scope_words(s)).collect();
+                    format!(" · can use {}", words.join(", "))
                 };
                 format!(
-                    r#"<li><div><strong>{name}</strong><br><small class="mono">{client_id}</small><br><small>connected {since}{scopes} · {n} sign-in{plural}</small></div>
+                    r#"<li><div><strong>{name}</strong><small class="meta">approved {since}{scopes} · {n} sign-in{plural}</small><small class="meta">client ID <span class="mono">{client_id}</span></small></div>
 <form method="post" action="/account/clients/revoke" class="inline">{csrf}<input type="hidden" name="client_id" value="{client_id}"><button type="submit" class="danger" aria-label="Disconnect {name}">Disconnect</button></form></li>"#,
                     name = escape(if c.name.is_empty() { client_id } else { c.name }),
                     client_id = escape(client_id),
@@ -210,7 +223,7 @@ fn clients_section(me: &SignedIn, grants: &[Grant]) -> String {
     format!(
         r#"<section class="card" aria-labelledby="clients-title">
 <h2 id="clients-title">Connected applications</h2>
-<p class="muted">MCP clients you approved. Disconnecting one ends its access at once; it must ask you again to reconnect.</p>
+<p class="muted">MCP clients you approved. Disconnecting one ends its access at once; to connect again it must ask for your approval.</p>
 <ul class="list">{items}</ul>
 </section>"#
     )

@@ -156,7 +156,8 @@ pub async fn invite(
 <p class="lead">Send this link to {name} through a channel you trust. It is shown only now, works once, and expires {expires}.</p>
 <label for="invite-link">Invitation link</label>
 <input type="text" id="invite-link" readonly value="{link}" class="mono" data-select-on-focus>
-<div class="actions"><a class="button" href="/admin">Done</a></div>
+<p class="status" role="status" aria-live="polite" data-copy-status></p>
+<div class="actions"><button type="button" data-copy="invite-link" hidden>Copy link</button><a class="button secondary" href="/admin">Done</a></div>
 </section>"#,
         name = escape(&created.invitation.name),
         expires = escape(&ui::date_time(created.invitation.expires_at)),

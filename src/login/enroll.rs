@@ -8,7 +8,7 @@ use axum::{
     extract::{Query, State},
     response::{IntoResponse, Response},
 };
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -37,9 +37,11 @@ pub async fn page(
     State(state): State<AppState>,
     Query(query): Query<TokenQuery>,
 ) -> Result<Response, Error> {
-    let (invitation, _) = invitations::peek(state.store.as_ref(), &query.token)
-        .await
-        .map_err(explain_link)?;
+    let invitation = match invitations::peek(state.store.as_ref(), &query.token).await {
+        Ok((invitation, _)) => invitation,
+        Err(Error::Gone(_)) => return Ok(link_not_valid()),
+        Err(e) => return Err(e),
+    };
     let role = match invitation.role {
         users::Role::Admin => " as an <strong>administrator</strong>",
         users::Role::Member => "",
@@ -70,6 +72,26 @@ pub async fn page(
     Ok(Page::new("Create your passkey", body)
         .with_script()
         .into_response())
+}
+
+/// The page for a used, expired or mangled invitation link: what happened
+/// and what to do next, for both the person who still needs an account and
+/// the one who already made it.
+fn link_not_valid() -> Response {
+    Page::new(
+        "Invitation link not valid",
+        r#"<section class="card">
+<h1>This invitation link cannot be used</h1>
+<p class="lead">This invitation link is not valid: it was already used, it expired, or it was copied incompletely.</p>
+<ul class="steps">
+<li><strong>Still need an account?</strong> Ask the person who invited you for a new link, and use it before it expires.</li>
+<li><strong>Already created your account with this link?</strong> Sign in with the passkey you made then.</li>
+</ul>
+<div class="actions"><a class="button" href="/login">Sign in</a></div>
+</section>"#,
+    )
+    .status(StatusCode::GONE)
+    .into_response()
 }
 
 fn explain_link(e: Error) -> Error {

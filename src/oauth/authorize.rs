@@ -324,7 +324,7 @@ fn render_consent(id: &str, p: &PendingAuthorization, who: &login::SignedIn) -> 
             escape(&p.client_id)
         ),
         ClientSource::Registered => {
-            "It registered itself with passgate; its name is its own claim.".to_owned()
+            "This application registered itself, so passgate cannot vouch for its name. Allow it only if you just asked an application to connect to this server.".to_owned()
         }
         ClientSource::Configured => "Configured by this server's operator.".to_owned(),
     };
@@ -336,14 +336,30 @@ fn render_consent(id: &str, p: &PendingAuthorization, who: &login::SignedIn) -> 
             other => format!("<li><code>{}</code></li>", escape(other)),
         })
         .collect();
+    let loopback = url::Url::parse(&p.redirect_uri)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+        .is_some_and(|h| match h {
+            url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+        });
+    let destination = if loopback {
+        format!(
+            "the application on this computer (<code>{}</code>)",
+            escape(&redirect_host)
+        )
+    } else {
+        format!("<code>{}</code>", escape(&redirect_host))
+    };
     let body = format!(
         r#"<section class="card">
 <h1>Allow <strong>{name}</strong> to use your account?</h1>
 <p class="muted">{source}</p>
-<p>It will be able to:</p>
+<p>If you allow it, it will be able to:</p>
 <ul class="scopes">{scopes}</ul>
-<p>After you decide, you are sent to <code>{host}</code>.</p>
-<p class="muted">Signed in as {display} ({user}).</p>
+<p>Either way, you go back to {destination} next. You can disconnect it later from your account page.</p>
+<p class="muted small">Signed in as <strong>{display}</strong> ({user}).</p>
 <form method="post" action="/consent">
 <input type="hidden" name="request" value="{id}">
 <input type="hidden" name="csrf" value="{csrf}">
@@ -354,7 +370,6 @@ fn render_consent(id: &str, p: &PendingAuthorization, who: &login::SignedIn) -> 
 </form>
 </section>"#,
         name = escape(&p.client_name),
-        host = escape(&redirect_host),
         display = escape(&who.display_name),
         user = escape(&who.name),
         id = escape(id),

@@ -99,6 +99,7 @@ impl IntoResponse for Page {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>{title} · passgate</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/assets/style.css">
 {script}
 </head>
@@ -131,7 +132,7 @@ impl IntoResponse for Page {
 /// An error page: what went wrong and what to do next.
 pub fn error_page(status: StatusCode, what: &str, next: &str) -> Page {
     let title = match status.as_u16() {
-        400..=499 => "Something is not right with this request",
+        400..=499 => "This request cannot continue",
         _ => "passgate could not finish this",
     };
     Page::new(

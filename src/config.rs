@@ -199,6 +199,11 @@ pub struct UpstreamArgs {
     #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_DOMAINS", value_delimiter = ',')]
     pub upstream_allowed_domains: Vec<String>,
 
+    /// People with these (verified) emails become administrators when they
+    /// first sign in through the provider.
+    #[arg(long, env = "PASSGATE_UPSTREAM_ADMIN_EMAILS", value_delimiter = ',')]
+    pub upstream_admin_emails: Vec<String>,
+
     /// Only members of one of these groups may sign in.
     #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_GROUPS", value_delimiter = ',')]
     pub upstream_allowed_groups: Vec<String>,
@@ -237,6 +242,7 @@ pub struct UpstreamConfig {
     pub allowed_emails: Vec<String>,
     pub allowed_domains: Vec<String>,
     pub allowed_groups: Vec<String>,
+    pub admin_emails: Vec<String>,
     pub groups_claim: String,
     pub timeout_secs: u64,
     pub state_ttl_secs: i64,
@@ -335,6 +341,7 @@ impl UpstreamArgs {
             subject_claim: self.upstream_subject_claim.clone(),
             allowed_emails: lower(&self.upstream_allowed_emails),
             allowed_domains: lower(&self.upstream_allowed_domains),
+            admin_emails: lower(&self.upstream_admin_emails),
             allowed_groups: self
                 .upstream_allowed_groups
                 .iter()
@@ -540,6 +547,79 @@ mod tests {
         assert!(parse_public_url("ftp://mcp.example.com").is_err());
         assert!(parse_public_url("https://u:p@mcp.example.com").is_err());
         assert!(parse_public_url("not a url").is_err());
+    }
+
+    fn upstream(args: &[&str]) -> anyhow::Result<Option<UpstreamConfig>> {
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            u: UpstreamArgs,
+        }
+        let mut all = vec!["test"];
+        all.extend_from_slice(args);
+        <P as clap::Parser>::try_parse_from(all)?.u.to_config()
+    }
+
+    #[test]
+    fn upstream_settings() {
+        assert!(upstream(&[]).unwrap().is_none());
+        assert!(upstream(&["--upstream-issuer", "https://idp.example"]).is_err());
+        let c = upstream(&[
+            "--upstream-issuer",
+            "https://cognito-idp.eu-west-1.amazonaws.com/pool",
+            "--upstream-client-id",
+            "abc",
+            "--upstream-preset",
+            "cognito",
+            "--upstream-scopes",
+            "email offline_access",
+            "--upstream-domain",
+            "auth.example.com/",
+            "--upstream-extra-authorize-params",
+            "lang=de, prompt=login",
+            "--upstream-allowed-domains",
+            "@Example.COM",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.scopes, "openid email");
+        assert_eq!(c.domain.as_deref(), Some("https://auth.example.com"));
+        assert_eq!(c.groups_claim, "cognito:groups");
+        assert_eq!(c.allowed_domains, vec!["example.com"]);
+        assert_eq!(
+            c.extra_authorize_params,
+            vec![
+                ("lang".into(), "de".into()),
+                ("prompt".into(), "login".into())
+            ]
+        );
+        for bad in ["state=x", "nonce=x", "resource=https://x", "novalue"] {
+            assert!(
+                upstream(&[
+                    "--upstream-issuer",
+                    "https://idp.example",
+                    "--upstream-client-id",
+                    "abc",
+                    "--upstream-preset",
+                    "cognito",
+                    "--upstream-extra-authorize-params",
+                    bad,
+                ])
+                .is_err(),
+                "{bad}"
+            );
+        }
+        let g = upstream(&[
+            "--upstream-issuer",
+            "https://idp.example",
+            "--upstream-client-id",
+            "x",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(g.groups_claim, "groups");
+        assert_eq!(g.name, "idp.example");
+        assert_eq!(g.scopes, "openid email profile");
     }
 
     #[test]

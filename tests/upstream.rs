@@ -216,6 +216,8 @@ async fn mcp_client_through_upstream_sign_in_and_every_failure() {
         &[
             "--upstream-allowed-domains",
             "example.com",
+            "--upstream-admin-emails",
+            "alice@example.com",
             "--upstream-timeout-secs",
             "2",
             "--passkeys",
@@ -362,6 +364,8 @@ async fn mcp_client_through_upstream_sign_in_and_every_failure() {
     let account = again.get(&local, "/account").await;
     assert!(account.body.contains("Alice Example"), "{}", account.body);
     assert!(!account.body.contains("alice-2"));
+    let admin = again.get(&local, "/admin").await;
+    assert_eq!(admin.status, StatusCode::OK, "{}", admin.body);
 
     // The person cancels at the provider.
     let mut b = RemoteBrowser::new(&public);

@@ -404,7 +404,15 @@ async fn find_or_create_user(
                 .filter(|c| !c.is_control())
                 .take(users::MAX_NAME_CHARS)
                 .collect(),
-            role: Role::Member,
+            role: if identity
+                .email
+                .as_deref()
+                .is_some_and(|e| provider.config.admin_emails.iter().any(|a| a == e))
+            {
+                Role::Admin
+            } else {
+                Role::Member
+            },
             disabled: false,
             created_at: now_unix(),
         };

@@ -417,7 +417,22 @@ async fn mcp_client_through_upstream_sign_in_and_every_failure() {
     let replay = b.get(&local, &path_of(&callback)).await;
     assert_eq!(replay.status, StatusCode::BAD_REQUEST, "{}", replay.body);
 
-    // A misbehaving provider: every ID-token fault is refused.
+    // Key rotation: an unknown key id makes passgate refetch the JWKS once.
+    idp.fault("rotated", 0).await;
+    let mut b = RemoteBrowser::new(&public);
+    let r = sign_in_upstream(
+        &pg,
+        &public,
+        &mut b,
+        "/account",
+        AtProvider::SignIn("alice"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "rotated: {}", r.body);
+
+    // A misbehaving provider: every ID-token fault is refused (the unknown
+    // key id without another refetch: they are rate-limited).
+
     for (mode, status) in [
         ("wrong-nonce", StatusCode::BAD_REQUEST),
         ("wrong-issuer", StatusCode::BAD_GATEWAY),

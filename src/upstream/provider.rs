@@ -66,6 +66,7 @@ pub struct Provider {
     http: reqwest::Client,
     metadata: RwLock<Option<Arc<Metadata>>>,
     jwks: RwLock<Arc<JwkSet>>,
+    /// When an unknown key id last caused a refetch (rate limit).
     last_jwks_fetch: Mutex<Option<Instant>>,
 }
 
@@ -158,7 +159,6 @@ impl Provider {
     }
 
     async fn fetch_jwks(&self, metadata: &Metadata) -> Result<(), UpstreamError> {
-        *self.last_jwks_fetch.lock().expect("lock") = Some(Instant::now());
         let response = self
             .http
             .get(&metadata.jwks_uri)
@@ -202,6 +202,7 @@ impl Provider {
             .expect("lock")
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(JWKS_REFETCH_SECS));
         if may_refetch {
+            *self.last_jwks_fetch.lock().expect("lock") = Some(Instant::now());
             self.fetch_jwks(metadata).await?;
             if let Some(key) = self.find_key(kid) {
                 return Ok(key);

@@ -8,8 +8,9 @@
 // Environment: PORT, REDIRECT_URIS (comma-separated).
 // Test control: GET /_test/fault?mode=<m>&delay=<ms>, where mode is one of
 // none, wrong-issuer, expired, wrong-nonce, unknown-kid, bad-signature,
-// wrong-audience; the ID token in /token answers is then re-signed with that
-// fault (the library itself is not modified), and /token waits `delay` ms.
+// wrong-audience, rotated (a new key, also published in /jwks). The ID token
+// in /token answers is then re-signed with that fault (the library itself is
+// not modified), and /token waits `delay` ms.
 
 import http from 'node:http';
 import Provider from 'oidc-provider';
@@ -74,6 +75,7 @@ async function tamper(token) {
     case 'wrong-nonce': payload.nonce = 'not-the-nonce'; break;
     case 'unknown-kid': key = other.privateKey; kid = 'unknown'; break;
     case 'bad-signature': key = other.privateKey; break;
+    case 'rotated': key = other.privateKey; kid = 'rotated'; break;
     default: return token;
   }
   return new jose.SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid }).sign(key);
@@ -147,6 +149,13 @@ const server = http.createServer(async (req, res) => {
     fault = url.searchParams.get('mode') || 'none';
     delayMs = Number(url.searchParams.get('delay') || 0);
     res.end('ok');
+    return;
+  }
+  if (url.pathname === '/jwks' && fault === 'rotated') {
+    // The provider has rotated to a new key and publishes both.
+    const pub = async (k, kid) => ({ ...(await jose.exportJWK(k)), kid, alg: 'RS256', use: 'sig' });
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ keys: [await pub(main.publicKey, 'main'), await pub(other.publicKey, 'rotated')] }));
     return;
   }
   const m = url.pathname.match(/^\/interaction\/([^/]+)(?:\/(login|abort))?$/);

@@ -10,6 +10,7 @@ use crate::{
     crypto::MasterKey,
     oauth::{cimd::CimdFetcher, clients::Client, keys::SigningKeys},
     store::Store,
+    upstream::Provider,
 };
 
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct AppState {
     pub cimd: CimdFetcher,
     /// Clients the operator configured (not stored: they are configuration).
     pub configured_clients: Arc<Vec<Client>>,
+    /// The upstream OpenID provider people may sign in with, if configured.
+    pub upstream: Option<Arc<Provider>>,
     /// Cancelled on shutdown so long-lived responses (SSE) end promptly.
     pub shutdown: CancellationToken,
 }
@@ -34,6 +37,14 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let keys = SigningKeys::load_or_create(store.as_ref(), &master_key).await?;
         let configured_clients = Arc::new(config.clients.clone());
+        let upstream = match config.upstream.clone() {
+            Some(c) => {
+                let provider = Arc::new(Provider::new(c)?);
+                provider.warm_up().await;
+                Some(provider)
+            }
+            None => None,
+        };
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -41,6 +52,7 @@ impl AppState {
             keys,
             cimd: CimdFetcher::new(),
             configured_clients,
+            upstream,
             shutdown: CancellationToken::new(),
         })
     }

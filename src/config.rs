@@ -109,6 +109,253 @@ pub struct ServeArgs {
     /// stay valid, in hours.
     #[arg(long, env = "PASSGATE_INVITE_TTL_HOURS", default_value_t = DEFAULT_INVITE_TTL_HOURS)]
     pub invite_ttl_hours: u32,
+
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamPreset {
+    /// Any OpenID provider.
+    Generic,
+    /// Amazon Cognito: no resource indicators, no `offline_access`,
+    /// groups in `cognito:groups`, logout on the user-pool domain.
+    Cognito,
+}
+
+/// Signing in through an upstream OpenID provider (`src/upstream/`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpstreamArgs {
+    /// Offer passkey sign-in (and passkey enrollment). Turn off when people
+    /// sign in only through the upstream provider.
+    #[arg(
+        long,
+        env = "PASSGATE_PASSKEYS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_value = "true",
+        default_missing_value = "true"
+    )]
+    pub passkeys: bool,
+
+    /// The upstream OpenID provider's issuer URL (its discovery document is
+    /// `<issuer>/.well-known/openid-configuration`). Enables "Sign in with".
+    #[arg(long, env = "PASSGATE_UPSTREAM_ISSUER")]
+    pub upstream_issuer: Option<String>,
+
+    /// passgate's client id at the upstream provider.
+    #[arg(long, env = "PASSGATE_UPSTREAM_CLIENT_ID")]
+    pub upstream_client_id: Option<String>,
+
+    /// passgate's client secret at the upstream provider.
+    #[arg(
+        long,
+        env = "PASSGATE_UPSTREAM_CLIENT_SECRET",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub upstream_client_secret: Option<String>,
+
+    /// Scopes asked of the upstream provider (space-separated).
+    #[arg(
+        long,
+        env = "PASSGATE_UPSTREAM_SCOPES",
+        default_value = "openid email profile"
+    )]
+    pub upstream_scopes: String,
+
+    /// The provider's name on the sign-in button.
+    #[arg(long, env = "PASSGATE_UPSTREAM_NAME")]
+    pub upstream_name: Option<String>,
+
+    /// Provider quirks to apply.
+    #[arg(
+        long,
+        env = "PASSGATE_UPSTREAM_PRESET",
+        value_enum,
+        default_value = "generic"
+    )]
+    pub upstream_preset: UpstreamPreset,
+
+    /// Cognito's hosted-UI domain (`https://<prefix>.auth.<region>.amazoncognito.com`
+    /// or a custom domain), for signing out upstream too.
+    #[arg(long, env = "PASSGATE_UPSTREAM_DOMAIN")]
+    pub upstream_domain: Option<String>,
+
+    /// Extra parameters for the upstream authorization request, `k=v,k=v`.
+    #[arg(long, env = "PASSGATE_UPSTREAM_EXTRA_AUTHORIZE_PARAMS")]
+    pub upstream_extra_authorize_params: Option<String>,
+
+    /// The ID-token claim that identifies the person (`sub` is stable;
+    /// `email` survives re-creating the upstream account).
+    #[arg(long, env = "PASSGATE_UPSTREAM_SUBJECT_CLAIM", default_value = "sub")]
+    pub upstream_subject_claim: String,
+
+    /// Only these (verified) email addresses may sign in (comma-separated).
+    #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_EMAILS", value_delimiter = ',')]
+    pub upstream_allowed_emails: Vec<String>,
+
+    /// Only (verified) email addresses in these domains may sign in.
+    #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_DOMAINS", value_delimiter = ',')]
+    pub upstream_allowed_domains: Vec<String>,
+
+    /// People with these (verified) emails become administrators when they
+    /// first sign in through the provider.
+    #[arg(long, env = "PASSGATE_UPSTREAM_ADMIN_EMAILS", value_delimiter = ',')]
+    pub upstream_admin_emails: Vec<String>,
+
+    /// Only members of one of these groups may sign in.
+    #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_GROUPS", value_delimiter = ',')]
+    pub upstream_allowed_groups: Vec<String>,
+
+    /// The ID-token claim listing groups (default `cognito:groups` with the
+    /// Cognito preset, `groups` otherwise).
+    #[arg(long, env = "PASSGATE_UPSTREAM_GROUPS_CLAIM")]
+    pub upstream_groups_claim: Option<String>,
+
+    /// Timeout for each request to the upstream provider, in seconds.
+    #[arg(long, env = "PASSGATE_UPSTREAM_TIMEOUT_SECS", default_value_t = 10)]
+    pub upstream_timeout_secs: u64,
+
+    /// How long a started upstream sign-in stays valid, in seconds.
+    #[arg(
+        long,
+        env = "PASSGATE_UPSTREAM_STATE_TTL_SECS",
+        default_value_t = 600,
+        hide = true
+    )]
+    pub upstream_state_ttl_secs: i64,
+}
+
+/// The upstream provider settings, validated.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub scopes: String,
+    pub name: String,
+    pub preset: UpstreamPreset,
+    pub domain: Option<String>,
+    pub extra_authorize_params: Vec<(String, String)>,
+    pub subject_claim: String,
+    pub allowed_emails: Vec<String>,
+    pub allowed_domains: Vec<String>,
+    pub allowed_groups: Vec<String>,
+    pub admin_emails: Vec<String>,
+    pub groups_claim: String,
+    pub timeout_secs: u64,
+    pub state_ttl_secs: i64,
+}
+
+impl UpstreamArgs {
+    fn to_config(&self) -> anyhow::Result<Option<UpstreamConfig>> {
+        let Some(issuer) = self.upstream_issuer.as_deref().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let issuer_url = Url::parse(issuer)
+            .map_err(|e| anyhow::anyhow!("--upstream-issuer is not a URL: {e}"))?;
+        if !matches!(issuer_url.scheme(), "https" | "http") {
+            anyhow::bail!("--upstream-issuer must be an https URL");
+        }
+        let client_id = self
+            .upstream_client_id
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("--upstream-issuer needs --upstream-client-id"))?;
+        let cognito = self.upstream_preset == UpstreamPreset::Cognito;
+        let mut scopes: Vec<&str> = self.upstream_scopes.split_whitespace().collect();
+        if !scopes.contains(&"openid") {
+            scopes.insert(0, "openid");
+        }
+        if cognito {
+            // Cognito has no `offline_access` scope and refuses unknown ones.
+            scopes.retain(|s| *s != "offline_access");
+        }
+        let mut extra = Vec::new();
+        for pair in self
+            .upstream_extra_authorize_params
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+        {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--upstream-extra-authorize-params wants k=v,k=v; got {pair:?}")
+            })?;
+            let k = k.trim().to_owned();
+            const OURS: &[&str] = &[
+                "response_type",
+                "client_id",
+                "redirect_uri",
+                "scope",
+                "state",
+                "nonce",
+                "code_challenge",
+                "code_challenge_method",
+            ];
+            if OURS.contains(&k.as_str()) || (cognito && k == "resource") {
+                anyhow::bail!("--upstream-extra-authorize-params cannot set {k}");
+            }
+            extra.push((k, v.trim().to_owned()));
+        }
+        let lower = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .map(|s| s.trim().trim_start_matches('@').to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let name = self.upstream_name.clone().unwrap_or_else(|| {
+            if cognito {
+                "Amazon Cognito".into()
+            } else {
+                issuer_url
+                    .host_str()
+                    .unwrap_or("your identity provider")
+                    .to_owned()
+            }
+        });
+        Ok(Some(UpstreamConfig {
+            issuer: issuer.to_owned(),
+            client_id,
+            client_secret: self
+                .upstream_client_secret
+                .clone()
+                .filter(|s| !s.is_empty()),
+            scopes: scopes.join(" "),
+            name,
+            preset: self.upstream_preset,
+            domain: self
+                .upstream_domain
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|d| {
+                    let d = d.trim_end_matches('/');
+                    if d.starts_with("https://") || d.starts_with("http://") {
+                        d.to_owned()
+                    } else {
+                        format!("https://{d}")
+                    }
+                }),
+            extra_authorize_params: extra,
+            subject_claim: self.upstream_subject_claim.clone(),
+            allowed_emails: lower(&self.upstream_allowed_emails),
+            allowed_domains: lower(&self.upstream_allowed_domains),
+            admin_emails: lower(&self.upstream_admin_emails),
+            allowed_groups: self
+                .upstream_allowed_groups
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            groups_claim: self
+                .upstream_groups_claim
+                .clone()
+                .unwrap_or_else(|| if cognito { "cognito:groups" } else { "groups" }.to_owned()),
+            timeout_secs: self.upstream_timeout_secs.max(1),
+            state_ttl_secs: self.upstream_state_ttl_secs.max(1),
+        }))
+    }
 }
 
 pub fn load_clients(path: &std::path::Path) -> anyhow::Result<Vec<Client>> {
@@ -156,10 +403,19 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// Lifetime of invitation links, in seconds.
     pub invite_ttl_secs: i64,
+    /// Passkey sign-in and enrollment are offered.
+    pub passkeys: bool,
+    /// Sign-in through an upstream OpenID provider, if configured.
+    pub upstream: Option<UpstreamConfig>,
 }
 
 impl Config {
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        if !args.upstream.passkeys && args.upstream.upstream_issuer.is_none() {
+            anyhow::bail!(
+                "--passkeys false needs an upstream provider (--upstream-issuer): nobody could sign in"
+            );
+        }
         let clients = match &args.clients_file {
             Some(path) => load_clients(path)?,
             None => Vec::new(),
@@ -172,6 +428,8 @@ impl Config {
             clients,
             trust_forwarded_for: args.trust_forwarded_for,
             invite_ttl_secs: i64::from(args.invite_ttl_hours) * 3600,
+            passkeys: args.upstream.passkeys,
+            upstream: args.upstream.to_config()?,
         })
     }
 
@@ -185,6 +443,8 @@ impl Config {
             clients: Vec::new(),
             trust_forwarded_for: false,
             invite_ttl_secs: i64::from(DEFAULT_INVITE_TTL_HOURS) * 3600,
+            passkeys: true,
+            upstream: None,
         })
     }
 
@@ -287,6 +547,79 @@ mod tests {
         assert!(parse_public_url("ftp://mcp.example.com").is_err());
         assert!(parse_public_url("https://u:p@mcp.example.com").is_err());
         assert!(parse_public_url("not a url").is_err());
+    }
+
+    fn upstream(args: &[&str]) -> anyhow::Result<Option<UpstreamConfig>> {
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            u: UpstreamArgs,
+        }
+        let mut all = vec!["test"];
+        all.extend_from_slice(args);
+        <P as clap::Parser>::try_parse_from(all)?.u.to_config()
+    }
+
+    #[test]
+    fn upstream_settings() {
+        assert!(upstream(&[]).unwrap().is_none());
+        assert!(upstream(&["--upstream-issuer", "https://idp.example"]).is_err());
+        let c = upstream(&[
+            "--upstream-issuer",
+            "https://cognito-idp.eu-west-1.amazonaws.com/pool",
+            "--upstream-client-id",
+            "abc",
+            "--upstream-preset",
+            "cognito",
+            "--upstream-scopes",
+            "email offline_access",
+            "--upstream-domain",
+            "auth.example.com/",
+            "--upstream-extra-authorize-params",
+            "lang=de, prompt=login",
+            "--upstream-allowed-domains",
+            "@Example.COM",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.scopes, "openid email");
+        assert_eq!(c.domain.as_deref(), Some("https://auth.example.com"));
+        assert_eq!(c.groups_claim, "cognito:groups");
+        assert_eq!(c.allowed_domains, vec!["example.com"]);
+        assert_eq!(
+            c.extra_authorize_params,
+            vec![
+                ("lang".into(), "de".into()),
+                ("prompt".into(), "login".into())
+            ]
+        );
+        for bad in ["state=x", "nonce=x", "resource=https://x", "novalue"] {
+            assert!(
+                upstream(&[
+                    "--upstream-issuer",
+                    "https://idp.example",
+                    "--upstream-client-id",
+                    "abc",
+                    "--upstream-preset",
+                    "cognito",
+                    "--upstream-extra-authorize-params",
+                    bad,
+                ])
+                .is_err(),
+                "{bad}"
+            );
+        }
+        let g = upstream(&[
+            "--upstream-issuer",
+            "https://idp.example",
+            "--upstream-client-id",
+            "x",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(g.groups_claim, "groups");
+        assert_eq!(g.name, "idp.example");
+        assert_eq!(g.scopes, "openid email profile");
     }
 
     #[test]

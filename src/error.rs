@@ -32,6 +32,16 @@ pub enum Error {
     /// Something single-use was used already, or expired.
     #[error("{0}")]
     Gone(String),
+    /// An upstream identity provider is unreachable or too slow (503).
+    #[error("{0}")]
+    UpstreamUnavailable(String),
+    /// An upstream identity provider gave an answer we cannot accept (502).
+    #[error("{0}")]
+    BadGateway(String),
+    /// The person cancelled sign-in at the upstream provider; `retry` is a
+    /// local path that starts again.
+    #[error("you cancelled sign-in at {provider}")]
+    SignInCancelled { provider: String, retry: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -73,6 +83,19 @@ impl IntoResponse for Error {
                 m.clone(),
                 "Start again from the application you came from.",
             ),
+            Error::UpstreamUnavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                m.clone(),
+                "Try again in a moment.",
+            ),
+            Error::BadGateway(m) => (
+                StatusCode::BAD_GATEWAY,
+                m.clone(),
+                "Try again; if it keeps happening, tell the operator.",
+            ),
+            Error::SignInCancelled { provider, retry } => {
+                return cancelled_page(provider, retry).into_response();
+            }
             Error::Store(StoreError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "store unavailable");
                 (
@@ -92,6 +115,24 @@ impl IntoResponse for Error {
         };
         pages::error_page(status, &what, next).into_response()
     }
+}
+
+fn cancelled_page(provider: &str, retry: &str) -> pages::Page {
+    let retry = crate::login::ui::local_next(Some(retry));
+    let encoded: String = url::form_urlencoded::byte_serialize(retry.as_bytes()).collect();
+    pages::Page::new(
+        "Sign-in cancelled",
+        format!(
+            r#"<section class="card">
+<h1>Sign-in cancelled</h1>
+<p class="lead">You cancelled sign-in at {provider}, so passgate did not sign you in.</p>
+<div class="actions"><a class="button" href="/login?next={encoded}">Try again</a></div>
+</section>"#,
+            provider = pages::escape(provider),
+            encoded = pages::escape(&encoded),
+        ),
+    )
+    .status(StatusCode::FORBIDDEN)
 }
 
 fn internal() -> (StatusCode, String, &'static str) {

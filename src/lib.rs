@@ -18,4 +18,5 @@ pub mod routes;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;
 pub mod users;

@@ -22,6 +22,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start-up; the size of the `serve` settings does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
@@ -130,7 +132,11 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::from_args(&args)?;
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let (store, master_key) = passgate::bootstrap::open_store(&args.common).await?;
-            if let Some(banner) = cli::first_admin_banner(store.as_ref(), &config).await? {
+            // Invitations enroll passkeys; without passkeys people arrive
+            // through the upstream provider instead.
+            if config.passkeys
+                && let Some(banner) = cli::first_admin_banner(store.as_ref(), &config).await?
+            {
                 println!("{banner}");
             }
             let state = AppState::build(config, store, master_key).await?;

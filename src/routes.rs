@@ -17,7 +17,7 @@ use crate::{
     login::{account, admin, enroll, signin},
     mcp,
     oauth::{authorize, bearer, clients, metadata, revoke, token},
-    pages, telemetry,
+    pages, telemetry, upstream,
 };
 
 /// Builds the whole application. Tests call this and drive it with `oneshot`.
@@ -66,6 +66,9 @@ pub fn router(state: AppState) -> Router {
         .route("/login/passkey/options", post(signin::options))
         .route("/login/passkey/finish", post(signin::finish))
         .route("/logout", post(signin::logout))
+        // Sign-in through an upstream OpenID provider.
+        .route("/login/upstream", post(upstream::start))
+        .route(upstream::CALLBACK_PATH, get(upstream::callback))
         // Enrollment from an invitation.
         .route("/enroll", get(enroll::page))
         .route("/enroll/passkey/options", post(enroll::options))

@@ -207,7 +207,15 @@ pub async fn any_exist(store: &dyn Store) -> Result<bool, StoreError> {
 /// The writes that create a user with their first passkey: all or nothing,
 /// and a conflict if the name or the credential id is already taken.
 pub fn create_writes(user: &User, first: &Credential) -> Result<Vec<Write>, StoreError> {
-    let mut writes = vec![
+    let mut writes = new_user_writes(user)?;
+    writes.extend(add_credential_writes(first)?);
+    Ok(writes)
+}
+
+/// The writes that create a user without a passkey (people who sign in
+/// through an upstream provider): a conflict if the name is taken.
+pub fn new_user_writes(user: &User) -> Result<Vec<Write>, StoreError> {
+    Ok(vec![
         Write::Insert(NewItem::json(user_pk(&user.id), "profile", user)?),
         Write::Insert(NewItem::json(USERS_PK, user.id.clone(), user)?),
         Write::Insert(NewItem::json(
@@ -215,9 +223,7 @@ pub fn create_writes(user: &User, first: &Credential) -> Result<Vec<Write>, Stor
             "-",
             &serde_json::json!({ "user_id": user.id }),
         )?),
-    ];
-    writes.extend(add_credential_writes(first)?);
-    Ok(writes)
+    ])
 }
 
 /// The writes that register a passkey; a conflict if its id exists.

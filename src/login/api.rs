@@ -58,6 +58,13 @@ impl IntoResponse for ApiError {
                 "Wait a few minutes, then try again.",
             ),
             Error::Gone(m) => (StatusCode::GONE, m.clone(), ""),
+            Error::UpstreamUnavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                m.clone(),
+                "Try again in a moment.",
+            ),
+            Error::BadGateway(m) => (StatusCode::BAD_GATEWAY, m.clone(), ""),
+            Error::SignInCancelled { .. } => (StatusCode::FORBIDDEN, self.0.to_string(), ""),
             Error::Store(StoreError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "store unavailable");
                 (

@@ -122,6 +122,9 @@ pub async fn options(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     api::check_request(&state.config, &headers)?;
+    if !state.config.passkeys {
+        return Err(Error::NotFound("Passkeys are turned off here.".into()).into());
+    }
     let start: EnrollStart = serde_json::from_slice(&body)
         .map_err(|_| Error::bad_request("The enrollment request could not be read."))?;
     let store = state.store.as_ref();

@@ -40,6 +40,32 @@ pub async fn page(
     if current(&state, &headers).await?.is_some() {
         return Ok(Redirect::to(&next).into_response());
     }
+    let upstream = match &state.upstream {
+        Some(provider) => crate::upstream::sign_in_button(provider, &next),
+        None => String::new(),
+    };
+    if !state.config.passkeys {
+        let body = format!(
+            r#"<section class="card">
+<h1>Sign in</h1>
+<p class="lead">Sign in with your {name} account.</p>
+{upstream}
+</section>"#,
+            name = escape(
+                state
+                    .upstream
+                    .as_ref()
+                    .map(|p| p.config.name.as_str())
+                    .unwrap_or("")
+            ),
+        );
+        return Ok(Page::new("Sign in", body).into_response());
+    }
+    let upstream = if upstream.is_empty() {
+        upstream
+    } else {
+        format!(r#"<p class="muted center">or</p>{upstream}"#)
+    };
     let body = format!(
         r#"<section class="card">
 <h1>Sign in</h1>
@@ -51,6 +77,7 @@ pub async fn page(
 <div class="actions"><button type="submit">Sign in with a passkey</button></div>
 {status}
 </form>
+{upstream}
 {noscript}
 </section>
 <p class="muted center">No account yet? Accounts are by invitation only: ask an administrator of this passgate for an invitation link.</p>"#,
@@ -75,6 +102,9 @@ pub async fn options(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     api::check_request(&state.config, &headers)?;
+    if !state.config.passkeys {
+        return Err(Error::NotFound("Passkey sign-in is turned off here.".into()).into());
+    }
     let start: SignInStart = serde_json::from_slice(&body).unwrap_or_default();
     ratelimit::check(
         state.store.as_ref(),
@@ -149,13 +179,28 @@ pub async fn logout(
     if let Some(token) = cookies::get(&headers, &cookies::name(&state.config, session::COOKIE)) {
         session::end(state.store.as_ref(), &token).await?;
     }
+    let upstream_logout = state
+        .upstream
+        .as_ref()
+        .and_then(|p| Some((p.config.name.clone(), p.logout_url(&state.config.url("/"))?)))
+        .map(|(name, url)| {
+            format!(
+                r#"<p>You may still be signed in at {name}. <a href="{url}">Sign out there too</a>.</p>"#,
+                name = escape(&name),
+                url = escape(&url),
+            )
+        })
+        .unwrap_or_default();
     let mut response = Page::new(
         "Signed out",
-        r#"<section class="card">
+        format!(
+            r#"<section class="card">
 <h1>You are signed out</h1>
 <p class="lead">Applications you connected keep their access until you disconnect them from your account page.</p>
+{upstream_logout}
 <div class="actions"><a class="button" href="/login">Sign in again</a></div>
-</section>"#,
+</section>"#
+        ),
     )
     .into_response();
     response.headers_mut().append(

@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -122,7 +123,10 @@ def wrk(url: str, script: str, script_args: list[str], conns: int, duration: int
         "--",
         *script_args,
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     result, sample = None, None
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -152,6 +156,7 @@ def wrk(url: str, script: str, script_args: list[str], conns: int, duration: int
             f"wrong or failed responses from {url} at {conns} connections: {failures}, "
             f"ok={result['ok']} of {result['requests']}; first: {sample}"
         )
+    result["client_cpu_us_per_req"] = client_cpu_s * 1e6 / result["requests"]
     return result
 
 
@@ -430,7 +435,10 @@ def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr) -> str:
     rows = []
     for conns in (1, 32):
         pg, fm, ce = (
-            {k: m(n, conns, k) for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req")}
+            {
+                k: m(n, conns, k)
+                for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req", "client_cpu_us_per_req")
+            }
             for n in ("passgate", "fastmcp", "ceiling")
         )
         label = f"{conns} connection{'s' if conns > 1 else ''}"
@@ -444,6 +452,8 @@ def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr) -> str:
             (f"tools/call, {label}: server CPU per request", fmt_cpu(pg["cpu_us_per_req"]),
              fmt_cpu(fm["cpu_us_per_req"]), fmt_cpu(ce["cpu_us_per_req"]),
              ratio(pg["cpu_us_per_req"], fm["cpu_us_per_req"]), ratio(pg["cpu_us_per_req"], ce["cpu_us_per_req"])),
+            (f"tools/call, {label}: wrk's own CPU per request (client)", fmt_cpu(pg["client_cpu_us_per_req"]),
+             fmt_cpu(fm["client_cpu_us_per_req"]), fmt_cpu(ce["client_cpu_us_per_req"]), "–", "–"),
         ]
     cpg, cfm = med(cold["passgate"]), med(cold["fastmcp"])
     rows += [

@@ -1,6 +1,10 @@
 //! Start-up wiring shared by the binary's subcommands: opening the configured
 //! store and obtaining the master key. Runs once per process (or Lambda
 //! execution environment), never per request.
+//!
+//! The master key comes from `PASSGATE_MASTER_KEY`, or from the Secrets
+//! Manager secret named by `PASSGATE_MASTER_KEY_SECRET`; with SQLite and
+//! neither, from `master.key` in the data directory (created on first start).
 
 use std::{path::Path, sync::Arc};
 
@@ -21,8 +25,8 @@ pub async fn open_store(args: &CommonArgs) -> anyhow::Result<(Arc<dyn Store>, Ma
                     args.data_dir.display()
                 )
             })?;
-            let master_key = match &args.master_key {
-                Some(secret) => MasterKey::from_secret(secret).map_err(anyhow::Error::msg)?,
+            let master_key = match configured_master_key(args).await? {
+                Some(key) => key,
                 None => local_master_key(&args.data_dir)?,
             };
             let path = args.data_dir.join("passgate.sqlite3");
@@ -30,12 +34,66 @@ pub async fn open_store(args: &CommonArgs) -> anyhow::Result<(Arc<dyn Store>, Ma
                 .with_context(|| format!("cannot open the store at {}", path.display()))?;
             Ok((Arc::new(store), master_key))
         }
-        StoreKind::Dynamodb => {
-            bail!(
-                "this passgate was built without DynamoDB support; rebuild with `--features dynamodb`"
-            )
-        }
+        StoreKind::Dynamodb => open_dynamodb(args).await,
     }
+}
+
+#[cfg(feature = "dynamodb")]
+async fn open_dynamodb(args: &CommonArgs) -> anyhow::Result<(Arc<dyn Store>, MasterKey)> {
+    use crate::store::dynamodb::DynamoStore;
+    let table = args
+        .dynamodb_table
+        .as_deref()
+        .filter(|table| !table.is_empty())
+        .context(
+            "`--store dynamodb` needs a table: set PASSGATE_DYNAMODB_TABLE (or --dynamodb-table)",
+        )?;
+    // No master.key fallback: every instance must use the same key, and
+    // Lambda has no lasting disk.
+    let master_key = configured_master_key(args).await?.context(
+        "`--store dynamodb` needs the master key: set PASSGATE_MASTER_KEY_SECRET to the \
+         Secrets Manager secret that holds it (or PASSGATE_MASTER_KEY to the key itself)",
+    )?;
+    let store = DynamoStore::connect(table)
+        .await
+        .with_context(|| format!("cannot use the DynamoDB table {table}"))?;
+    Ok((Arc::new(store), master_key))
+}
+
+#[cfg(not(feature = "dynamodb"))]
+async fn open_dynamodb(_args: &CommonArgs) -> anyhow::Result<(Arc<dyn Store>, MasterKey)> {
+    bail!("this passgate was built without DynamoDB support; rebuild with `--features dynamodb`")
+}
+
+/// The master key from `--master-key` or `--master-key-secret`, if either is
+/// set.
+async fn configured_master_key(args: &CommonArgs) -> anyhow::Result<Option<MasterKey>> {
+    match (&args.master_key, &args.master_key_secret) {
+        (Some(_), Some(_)) => bail!(
+            "set the master key (PASSGATE_MASTER_KEY) or the secret that holds it \
+             (PASSGATE_MASTER_KEY_SECRET), not both"
+        ),
+        (Some(secret), None) => MasterKey::from_secret(secret)
+            .map(Some)
+            .map_err(anyhow::Error::msg),
+        (None, Some(secret_id)) => master_key_from_secret(secret_id).await.map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn master_key_from_secret(secret_id: &str) -> anyhow::Result<MasterKey> {
+    let secret = crate::aws::secret_string(secret_id).await?;
+    MasterKey::from_secret(&secret)
+        .map_err(|e| anyhow::anyhow!("the master key in the secret {secret_id}: {e}"))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn master_key_from_secret(_secret_id: &str) -> anyhow::Result<MasterKey> {
+    bail!(
+        "PASSGATE_MASTER_KEY_SECRET needs a passgate built with AWS support; \
+         rebuild with `--features dynamodb`"
+    )
 }
 
 /// Reads `master.key` from the data directory, creating it (readable by the

@@ -5,10 +5,14 @@
 //! failures become HTTP responses). `ARCHITECTURE.md` has the bird's-eye view.
 
 pub mod app;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod bootstrap;
 pub mod config;
 pub mod crypto;
 pub mod error;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod login;
 pub mod mcp;
 pub mod net;

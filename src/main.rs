@@ -27,10 +27,17 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    #[cfg(feature = "lambda")]
+    let argv = passgate::lambda::serve_by_default(argv);
+    let cli: Cli = passgate::config::parse_command_line(argv).await?;
     match cli.command {
         Command::Serve(args) => {
             telemetry::init(args.common.log_format);
+            #[cfg(feature = "lambda")]
+            if passgate::lambda::is_lambda_runtime() {
+                return passgate::lambda::serve(&args).await;
+            }
             let config = Config::from_args(&args)?;
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let (store, master_key) = passgate::bootstrap::open_store(&args.common).await?;

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Config,
     crypto::MasterKey,
-    oauth::{cimd::CimdFetcher, clients::Client, keys::SigningKeys},
+    oauth::{cimd::CimdFetcher, clients::Client, keys::SigningKeys, verified::VerifiedTokens},
     store::Store,
     upstream::Provider,
 };
@@ -24,6 +24,9 @@ pub struct AppState {
     pub configured_clients: Arc<Vec<Client>>,
     /// The upstream OpenID provider people may sign in with, if configured.
     pub upstream: Option<Arc<Provider>>,
+    /// Access tokens already verified by this process (an optimization;
+    /// see `oauth::verified`).
+    pub verified: Arc<VerifiedTokens>,
     /// Cancelled on shutdown so long-lived responses (SSE) end promptly.
     pub shutdown: CancellationToken,
 }
@@ -53,6 +56,7 @@ impl AppState {
             cimd: CimdFetcher::new(),
             configured_clients,
             upstream,
+            verified: Arc::default(),
             shutdown: CancellationToken::new(),
         })
     }

@@ -12,7 +12,11 @@ use http::{HeaderValue, StatusCode, header};
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::{SCOPE_MCP, grants, metadata::protected_resource_url};
+use super::{
+    SCOPE_MCP, grants,
+    metadata::protected_resource_url,
+    verified::{self, Verified},
+};
 use crate::app::AppState;
 
 /// Who is calling: available to tools through the request's extensions.
@@ -35,6 +39,22 @@ pub struct AccessClaims {
     pub client_id: String,
     pub scope: String,
     pub fam: String,
+}
+
+impl Verified {
+    fn into_claims(v: Verified) -> AccessClaims {
+        AccessClaims {
+            iss: String::new(),
+            sub: v.sub,
+            aud: String::new(),
+            exp: v.exp,
+            iat: 0,
+            jti: String::new(),
+            client_id: v.client_id,
+            scope: v.scope,
+            fam: v.fam,
+        }
+    }
 }
 
 /// Why a token was refused. Becomes a `WWW-Authenticate` challenge.
@@ -96,7 +116,23 @@ pub async fn verify(state: &AppState, token: &str) -> Result<AccessClaims, Beare
 
 /// Verifies the token and checks that its grant still stands.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Identity, BearerError> {
-    let claims = verify(state, token).await?;
+    let memo_key = verified::key(token);
+    let claims = match state
+        .verified
+        .get(&memo_key)
+        .filter(|v| state.keys.decoding_key(&v.kid).is_some())
+    {
+        Some(v) => Verified::into_claims(v),
+        None => {
+            let claims = verify(state, token).await?;
+            if let Ok(header) = jsonwebtoken::decode_header(token)
+                && let Some(kid) = header.kid
+            {
+                state.verified.insert(memo_key, &kid, &claims);
+            }
+            claims
+        }
+    };
     let scopes: Vec<String> = claims.scope.split(' ').map(str::to_owned).collect();
     if !scopes.iter().any(|s| s == SCOPE_MCP) {
         return Err(BearerError::InsufficientScope);

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod metadata;
 pub mod revoke;
 pub mod token;
+pub mod verified;
 
 /// The one scope passgate grants: use the MCP server's tools.
 pub const SCOPE_MCP: &str = "mcp";

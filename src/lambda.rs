@@ -26,7 +26,7 @@ use crate::{
     app::AppState,
     bootstrap,
     config::{Config, ServeArgs},
-    routes,
+    login, routes,
 };
 
 /// True when this process was started by the Lambda runtime (or an
@@ -53,7 +53,21 @@ pub fn serve_by_default(mut argv: Vec<OsString>) -> Vec<OsString> {
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(args)?;
     let (store, master_key) = bootstrap::open_store(&args.common).await?;
+    // As `passgate serve` over TCP: the first administrator's link goes to
+    // standard output (the function's log), once for the whole table.
+    if config.passkeys
+        && let Some(banner) = login::cli::first_admin_banner(store.as_ref(), &config).await?
+    {
+        println!("{banner}");
+    }
     let state = AppState::build(config, store, master_key).await?;
+    // Runs while the execution environment is thawed; a tick missed while
+    // frozen fires on the next invocation.
+    state.keys.spawn_periodic_reload(
+        state.store.clone(),
+        state.master_key.clone(),
+        state.shutdown.clone(),
+    );
     tracing::info!(
         mcp_url = %state.config.mcp_url(),
         "passgate is serving Lambda invocations"

@@ -784,6 +784,20 @@ mod tests {
     }
 
     #[test]
+    fn the_deploy_stacks_settings_secret_is_understood() {
+        // What deploy/aws/lib/passgate-stack.js writes into the secret.
+        let secret = r#"{"PASSGATE_PUBLIC_URL": "https://abc.lambda-url.eu-west-1.on.aws",
+            "PASSGATE_UPSTREAM_CLIENT_ID": "client", "PASSGATE_UPSTREAM_CLIENT_SECRET": "s"}"#;
+        let args = serve(parse(secret, &["passgate", "serve"]).unwrap());
+        assert_eq!(
+            args.common.public_url.as_str(),
+            "https://abc.lambda-url.eu-west-1.on.aws/"
+        );
+        assert_eq!(args.upstream.upstream_client_id.as_deref(), Some("client"));
+        assert_eq!(args.upstream.upstream_client_secret.as_deref(), Some("s"));
+    }
+
+    #[test]
     fn the_command_line_ranks_above_the_settings_secret() {
         let secret = r#"{"PASSGATE_PUBLIC_URL": "https://mcp.example.com"}"#;
         let argv = ["passgate", "serve", "--public-url", "https://other.example"];

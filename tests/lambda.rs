@@ -199,6 +199,9 @@ async fn passgate_serves_function_url_events_with_dynamodb_and_secrets_manager()
         !log.contains(&master_key),
         "the master key was logged: {log}"
     );
+    // An empty table: the first administrator's link is in the function's
+    // output, where the deployment docs tell operators to look for it.
+    assert!(log.contains("passgate has no users yet"), "{log}");
 }
 
 /// Runs the binary as Lambda would, without the emulator: start-up fails

@@ -33,7 +33,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         // People who open the bare URL (or come back from an identity
         // provider's sign-out, with whatever parameters) land on their account.
-        .route("/", get(|| async { axum::response::Redirect::to("/account") }))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/account") }),
+        )
         // Discovery.
         .route(
             "/.well-known/oauth-authorization-server",

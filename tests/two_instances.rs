@@ -9,7 +9,7 @@ use serde_json::json;
 use support::{
     authenticator::SoftAuthenticator,
     process::{Passgate, free_port, invite},
-    remote::{RemoteBrowser, enroll, sign_in},
+    remote::{RemoteBrowser, call_add, enroll, sign_in},
 };
 
 const FLOWS: usize = 200;
@@ -111,7 +111,7 @@ async fn two_instances_share_every_piece_of_state() {
             tokens.body
         );
         let tokens = tokens.json();
-        call_add(x, tokens["access_token"].as_str().unwrap(), flow).await;
+        call_add(x, tokens["access_token"].as_str().unwrap(), flow as i64).await;
 
         let refreshed = client
             .post_form(
@@ -129,7 +129,12 @@ async fn two_instances_share_every_piece_of_state() {
             "flow {flow} refresh: {}",
             refreshed.body
         );
-        call_add(y, refreshed.json()["access_token"].as_str().unwrap(), flow).await;
+        call_add(
+            y,
+            refreshed.json()["access_token"].as_str().unwrap(),
+            flow as i64,
+        )
+        .await;
         succeeded += 1;
     }
     assert_eq!(succeeded, FLOWS);
@@ -167,26 +172,4 @@ async fn approve_pending(
         .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-async fn call_add(base: &str, token: &str, flow: usize) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/mcp"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(
-            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":flow,"b":1}}})
-                .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "flow {flow} mcp");
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(
-        body["result"]["structuredContent"]["result"],
-        flow as i64 + 1
-    );
 }

@@ -20,7 +20,7 @@ use http::StatusCode;
 use serde_json::json;
 use support::{
     process::{Passgate, free_port, node},
-    remote::{RemoteBrowser, Reply},
+    remote::{RemoteBrowser, Reply, call_add},
 };
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -184,25 +184,6 @@ async fn sign_in_upstream(
 ) -> Reply {
     let callback = through_provider(pg, public, browser, next, action).await;
     browser.get(&pg.local(), &path_of(&callback)).await
-}
-
-async fn call_add(base: &str, token: &str, a: i64) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/mcp"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(
-            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":a,"b":1}}})
-                .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "mcp");
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["result"]["structuredContent"]["result"], a + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -242,3 +242,24 @@ pub async fn approve(
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
+
+/// Calls `add(a, 1)` on a running passgate's `/mcp` with a bearer token and
+/// checks the exact sum.
+pub async fn call_add(base: &str, token: &str, a: i64) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":a,"b":1}}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "mcp call with a token");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["result"]["structuredContent"]["result"], a + 1);
+}

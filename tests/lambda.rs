@@ -4,15 +4,11 @@
 //! (`support/lambda.rs`), with its state in DynamoDB and its master key and
 //! settings in Secrets Manager, both served by moto (`support/moto.rs`).
 //!
-//! Run with `cargo test --all-features --test lambda`. Full sign-in flows
-//! through Lambda reuse `support/lambda.rs` once passkey sign-in lands.
+//! Run with `cargo test --all-features --test lambda`.
 
 #![cfg(all(feature = "lambda", feature = "dynamodb"))]
 
-#[path = "support/lambda.rs"]
-mod lambda;
-#[path = "support/moto.rs"]
-mod moto;
+mod support;
 
 use std::process::{Command, Output};
 
@@ -22,9 +18,14 @@ use passgate::{
     store::{Store, dynamodb::DynamoStore, now_unix},
 };
 use serde_json::{Value, json};
+use support::{
+    authenticator::SoftAuthenticator,
+    lambda,
+    moto::{self, REGION},
+    remote::{RemoteBrowser, alternating_sign_in_flows, enroll},
+};
 
 const TABLE: &str = "passgate-lambda";
-const REGION: &str = "us-east-1";
 const MASTER_KEY_SECRET: &str = "passgate-test/master-key";
 const SETTINGS_SECRET: &str = "passgate-test/settings";
 
@@ -34,17 +35,7 @@ fn credentials() -> Credentials {
 
 /// The table, created on moto; the test reads what passgate wrote.
 async fn table(moto: &moto::Moto) -> DynamoStore {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(credentials());
-    let store = DynamoStore::from_config(config, TABLE);
-    store
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|e| panic!("creating the table on moto: {e}\n{}", moto.output()));
-    store
+    moto.dynamo_store(TABLE).await
 }
 
 /// Creates a secret in moto's Secrets Manager and returns its ARN.
@@ -202,6 +193,58 @@ async fn passgate_serves_function_url_events_with_dynamodb_and_secrets_manager()
     // An empty table: the first administrator's link is in the function's
     // output, where the deployment docs tell operators to look for it.
     assert!(log.contains("passgate has no users yet"), "{log}");
+}
+
+/// The original system's failure, reproduced on its own platform and fixed:
+/// two Lambda functions, each behind its own emulated Function URL, share
+/// one DynamoDB table. The first administrator enrolls from the link in a
+/// function's log; then 200 complete sign-in flows (passkey ceremony,
+/// consent, code, token, MCP call, refresh) alternate between the two
+/// functions request by request, and every one must succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_lambda_functions_on_one_table_complete_200_alternating_sign_ins() {
+    const FLOWS: usize = 200;
+    let moto = moto::Moto::start();
+    table(&moto).await;
+    let mut a = lambda::Lambda::start();
+    let mut b = lambda::Lambda::start();
+    // One service: the first Function URL is the public URL of both.
+    let public = a.base_url();
+    let mut env = aws_env(&moto);
+    env.extend([
+        ("PASSGATE_STORE", "dynamodb".to_string()),
+        ("PASSGATE_DYNAMODB_TABLE", TABLE.into()),
+        ("PASSGATE_MASTER_KEY", MasterKey::generate_secret()),
+        ("PASSGATE_PUBLIC_URL", public.clone()),
+        // Each flow comes from its own address, as 200 people would.
+        ("PASSGATE_TRUST_FORWARDED_FOR", "true".into()),
+    ]);
+    a.start_function(env.clone());
+    b.start_function(env);
+
+    // Only the first function to start on the empty table invites.
+    let link = first_admin_link(&a.function_output(), &public)
+        .unwrap_or_else(|| panic!("no first-admin link\n{}", a.output()));
+    let b_log = b.function_output();
+    assert_eq!(first_admin_link(&b_log, &public), None, "{b_log}");
+    assert!(b_log.contains("printed at an earlier start"), "{b_log}");
+
+    let device = SoftAuthenticator::new();
+    let mut first = RemoteBrowser::new(&public);
+    enroll(&mut first, &b.base_url(), &device, &link, "Alice").await;
+
+    let (url_a, url_b) = (a.base_url(), b.base_url());
+    alternating_sign_in_flows(&public, (&url_a, &url_b), &device, FLOWS).await;
+    assert!(a.function_is_running(), "{}", a.output());
+    assert!(b.function_is_running(), "{}", b.output());
+}
+
+/// The enrollment link in a function's first-start banner.
+fn first_admin_link(output: &str, public: &str) -> Option<String> {
+    output
+        .split_whitespace()
+        .find(|word| word.starts_with(public) && word.contains("token="))
+        .map(str::to_owned)
 }
 
 /// Runs the binary as Lambda would, without the emulator: start-up fails

@@ -326,9 +326,10 @@ async fn refresh_reuse_inside_grace_is_tolerated_and_after_it_revokes() {
     assert_eq!(newest.json()["error"], "invalid_grant");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_simultaneous_refreshes_make_one_new_token_and_one_family() {
-    let app = std::sync::Arc::new(TestApp::new().await);
+/// 50 refreshes of one refresh token at once: one rotation wins, the others
+/// get its answer inside the grace window; one family, never two.
+async fn fifty_simultaneous_refreshes_make_one_new_token_and_one_family(app: TestApp) {
+    let app = std::sync::Arc::new(app);
     let mut gina = person(&app, "gina").await;
     let client = app.register(REDIRECT).await;
     let (code, verifier) = code_for(&app, &mut gina, &client).await;
@@ -356,9 +357,10 @@ async fn fifty_simultaneous_refreshes_make_one_new_token_and_one_family() {
     assert_eq!(grants.len(), 1, "exactly one family");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_simultaneous_redemptions_of_one_code_make_one_token() {
-    let app = std::sync::Arc::new(TestApp::new().await);
+/// 50 redemptions of one code at once: the code is taken once, and every
+/// answer is the one token issued for it.
+async fn fifty_simultaneous_redemptions_of_one_code_make_one_token(app: TestApp) {
+    let app = std::sync::Arc::new(app);
     let mut hank = person(&app, "hank").await;
     let client = app.register(REDIRECT).await;
     let (code, verifier) = code_for(&app, &mut hank, &client).await;
@@ -383,6 +385,41 @@ async fn fifty_simultaneous_redemptions_of_one_code_make_one_token() {
         .await
         .unwrap();
     assert_eq!(grants.len(), 1, "exactly one family");
+}
+
+/// The races above on each store backend: SQLite here, DynamoDB (on moto)
+/// with the `dynamodb` feature.
+mod races {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite_refreshes() {
+        fifty_simultaneous_refreshes_make_one_new_token_and_one_family(TestApp::new().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite_redemptions() {
+        fifty_simultaneous_redemptions_of_one_code_make_one_token(TestApp::new().await).await;
+    }
+
+    #[cfg(feature = "dynamodb")]
+    async fn on_dynamodb() -> TestApp {
+        let moto = support::moto::Moto::start();
+        let store = moto.dynamo_store("passgate-races").await;
+        TestApp::with_store(std::sync::Arc::new(store), moto).await
+    }
+
+    #[cfg(feature = "dynamodb")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn dynamodb_refreshes() {
+        fifty_simultaneous_refreshes_make_one_new_token_and_one_family(on_dynamodb().await).await;
+    }
+
+    #[cfg(feature = "dynamodb")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn dynamodb_redemptions() {
+        fifty_simultaneous_redemptions_of_one_code_make_one_token(on_dynamodb().await).await;
+    }
 }
 
 #[tokio::test]

@@ -33,27 +33,8 @@ async fn sqlite_fixture() -> Fixture {
 
 #[cfg(feature = "dynamodb")]
 async fn dynamodb_fixture() -> Fixture {
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-    use passgate::store::dynamodb::DynamoStore;
-
     let moto = moto::Moto::start();
-    // Dummy credentials and the endpoint go on this client's config only.
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "passgate-tests",
-        ));
-    let store = DynamoStore::from_config(config, "passgate-conformance");
-    store
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|e| panic!("creating the table on moto: {e}\n{}", moto.output()));
+    let store = moto.dynamo_store("passgate-conformance").await;
     // Idempotent.
     store
         .create_table_if_missing()

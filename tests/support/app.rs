@@ -2,7 +2,7 @@
 //! directory, at the public URL [`ORIGIN`]; and a tiny cookie-keeping
 //! browser to drive it with `oneshot`.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{any::Any, collections::BTreeMap, sync::Arc};
 
 use axum::{Router, body::Body};
 use http::{HeaderMap, Method, Request, StatusCode, header};
@@ -13,7 +13,7 @@ use passgate::{
     crypto::MasterKey,
     login::{self, SignedIn, invitations},
     routes,
-    store::sqlite::SqliteStore,
+    store::{Store, sqlite::SqliteStore},
     users::Role,
 };
 use serde_json::Value;
@@ -26,7 +26,8 @@ pub const ORIGIN: &str = "http://localhost:4318";
 pub struct TestApp {
     pub state: AppState,
     router: Router,
-    _dir: tempfile::TempDir,
+    /// What the store needs alive: its temporary directory or its server.
+    _guard: Box<dyn Any + Send + Sync>,
 }
 
 impl TestApp {
@@ -42,15 +43,31 @@ impl TestApp {
     pub async fn customized(config: Config, customize: impl FnOnce(&mut AppState)) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = SqliteStore::open(&dir.path().join("passgate.sqlite3")).expect("store");
+        Self::build(config, Arc::new(store), Box::new(dir), customize).await
+    }
+
+    /// The app on another store (DynamoDB on moto, say); `guard` is kept
+    /// alive as long as the app.
+    pub async fn with_store(store: Arc<dyn Store>, guard: impl Any + Send + Sync) -> Self {
+        let config = Config::for_public_url(ORIGIN).expect("valid public URL");
+        Self::build(config, store, Box::new(guard), |_| {}).await
+    }
+
+    async fn build(
+        config: Config,
+        store: Arc<dyn Store>,
+        guard: Box<dyn Any + Send + Sync>,
+        customize: impl FnOnce(&mut AppState),
+    ) -> Self {
         let key = MasterKey::from_secret(&MasterKey::generate_secret()).expect("master key");
-        let mut state = AppState::build(config, Arc::new(store), key)
+        let mut state = AppState::build(config, store, key)
             .await
             .expect("app state");
         customize(&mut state);
         Self {
             router: routes::router(state.clone()),
             state,
-            _dir: dir,
+            _guard: guard,
         }
     }
 

@@ -74,8 +74,8 @@ impl Lambda {
                 .args(["--invoke-port", &port.to_string()])
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .stdin(Stdio::null())
-                .stdout(log.reopen().expect("emulator log"))
-                .stderr(log.reopen().expect("emulator log"))
+                .stdout(append_to(&log, "emulator log"))
+                .stderr(append_to(&log, "emulator log"))
                 .spawn()
                 .unwrap_or_else(|e| panic!("could not start {}: {e}", cargo_lambda.display()));
             let mut lambda = Lambda {
@@ -123,8 +123,8 @@ impl Lambda {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .envs(env)
             .stdin(Stdio::null())
-            .stdout(log.reopen().expect("function log"))
-            .stderr(log.reopen().expect("function log"))
+            .stdout(append_to(&log, "function log"))
+            .stderr(append_to(&log, "function log"))
             .spawn()
             .expect("starting the passgate binary");
         self.function = Some(Function {
@@ -281,4 +281,13 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("finding a free port")
         .port()
+}
+
+/// The log file opened for appending: stdout and stderr each get their own
+/// handle, and O_APPEND keeps one from overwriting what the other wrote.
+fn append_to(log: &tempfile::NamedTempFile, what: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(log.path())
+        .unwrap_or_else(|e| panic!("opening the {what}: {e}"))
 }

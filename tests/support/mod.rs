@@ -10,6 +10,8 @@
 
 pub mod app;
 pub mod authenticator;
+pub mod lambda;
+pub mod moto;
 pub mod oauth;
 pub mod process;
 pub mod remote;

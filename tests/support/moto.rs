@@ -25,6 +25,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// The region every test client and function uses with moto.
+pub const REGION: &str = "us-east-1";
+
 /// A running `moto_server`; killed on drop.
 pub struct Moto {
     child: Child,
@@ -47,8 +50,8 @@ impl Moto {
                 .args(["-c", SERIALIZED_MOTO_SERVER])
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdin(Stdio::null())
-                .stdout(log.reopen().expect("moto log"))
-                .stderr(log.reopen().expect("moto log"))
+                .stdout(append_to(&log, "moto log"))
+                .stderr(append_to(&log, "moto log"))
                 .spawn()
                 .unwrap_or_else(|e| panic!("could not start moto with {}: {e}", python.display()));
             let mut moto = Moto { child, port, log };
@@ -67,6 +70,30 @@ impl Moto {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// A DynamoDB store on this server, with dummy credentials on its own
+    /// client config (nothing from the environment), its table created.
+    #[cfg(feature = "dynamodb")]
+    pub async fn dynamo_store(&self, table: &str) -> passgate::store::dynamodb::DynamoStore {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "passgate-tests",
+            ));
+        let store = passgate::store::dynamodb::DynamoStore::from_config(config, table);
+        store
+            .create_table_if_missing()
+            .await
+            .unwrap_or_else(|e| panic!("creating the table on moto: {e}\n{}", self.output()));
+        store
     }
 
     /// What moto printed so far (its request log), for failure messages.
@@ -164,4 +191,13 @@ fn http_ok(stream: &mut TcpStream) -> bool {
     }
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
+/// The log file opened for appending: stdout and stderr each get their own
+/// handle, and O_APPEND keeps one from overwriting what the other wrote.
+fn append_to(log: &tempfile::NamedTempFile, what: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(log.path())
+        .unwrap_or_else(|e| panic!("opening the {what}: {e}"))
 }

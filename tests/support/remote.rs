@@ -210,7 +210,18 @@ pub async fn approve(
         reply.body
     );
     let consent = reply.location.unwrap();
-    let page = browser.get(pick(1), &consent).await;
+    approve_consent(browser, (pick(1), pick(2)), &consent).await
+}
+
+/// The consent step of a request already started: the page (from `bases.0`)
+/// and its approval (posted to `bases.1`), or a remembered approval that
+/// redirects at once. Returns the query parameters of the redirect.
+pub async fn approve_consent(
+    browser: &mut RemoteBrowser,
+    bases: (&str, &str),
+    consent_url: &str,
+) -> BTreeMap<String, String> {
+    let page = browser.get(bases.0, consent_url).await;
     let redirect = if page.status == StatusCode::OK {
         let form = [
             ("request", page.field("request")),
@@ -218,7 +229,7 @@ pub async fn approve(
             ("decision", "approve".to_owned()),
         ];
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let reply = browser.post_form(pick(2), "/consent", &form).await;
+        let reply = browser.post_form(bases.1, "/consent", &form).await;
         assert_eq!(
             reply.status,
             StatusCode::SEE_OTHER,
@@ -241,6 +252,134 @@ pub async fn approve(
         .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
+}
+
+/// The original system's failure, as a test: `flows` complete sign-ins by
+/// an enrolled `device`, each request going to the other of two instances
+/// (`bases`) serving one `public` URL than the one before. Each flow is a
+/// new browser from its own address (`X-Forwarded-For`, so the instances
+/// must trust it): authorize, the consent page sending it to sign in, a
+/// passkey ceremony started on one instance and finished on the other,
+/// consent, code, token, an MCP call, a refresh and a call with the new
+/// token. Panics, naming the flow and the step, on the first thing that
+/// goes wrong.
+pub async fn alternating_sign_in_flows(
+    public: &str,
+    bases: (&str, &str),
+    device: &SoftAuthenticator,
+    flows: usize,
+) {
+    let redirect = "http://127.0.0.1:33418/callback";
+    let resource = format!("{public}/mcp");
+    let mut client = RemoteBrowser::new(public);
+    let registration = client
+        .post_json(
+            bases.1,
+            "/register",
+            &json!({"client_name": "Alternating flows", "redirect_uris": [redirect]}),
+        )
+        .await;
+    expect_ok(&registration, "registration");
+    let client_id = registration.json()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    for flow in 0..flows {
+        // Start each flow on the other instance, so both orders happen.
+        let (x, y) = if flow % 2 == 0 {
+            bases
+        } else {
+            (bases.1, bases.0)
+        };
+        let mut browser = RemoteBrowser::new(public).forwarded_for(&format!(
+            "198.51.{}.{}",
+            100 + flow / 250,
+            flow % 250 + 1
+        ));
+        let verifier = passgate::crypto::random_token(32);
+        let challenge = passgate::crypto::pkce_s256(&verifier);
+        let state = format!("flow-{flow}");
+        let authorize = format!(
+            "/authorize?{}",
+            serde_urlencoded::to_string([
+                ("response_type", "code"),
+                ("client_id", &client_id),
+                ("redirect_uri", redirect),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("state", &state),
+                ("resource", &resource),
+            ])
+            .unwrap()
+        );
+        // Not signed in yet: /authorize on x, the consent page on y sends us
+        // to sign in, whose ceremony starts on x and finishes on y.
+        let to_consent = browser.get(x, &authorize).await;
+        let consent_url = to_consent
+            .location
+            .clone()
+            .unwrap_or_else(|| panic!("flow {flow}: no redirect to consent: {}", to_consent.body));
+        let to_login = browser.get(y, &consent_url).await;
+        assert!(
+            to_login
+                .location
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("/login"),
+            "flow {flow}: {} {}",
+            to_login.status,
+            to_login.body
+        );
+        sign_in(&mut browser, (x, y), device).await;
+        let back = approve_consent(&mut browser, (x, y), &consent_url).await;
+        assert_eq!(back.get("state"), Some(&state), "flow {flow}");
+        assert_eq!(
+            back.get("iss").map(String::as_str),
+            Some(public),
+            "flow {flow}"
+        );
+        let code = back
+            .get("code")
+            .unwrap_or_else(|| panic!("flow {flow}: no code in {back:?}"));
+
+        let tokens = client
+            .post_form(
+                x,
+                "/token",
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", code),
+                    ("redirect_uri", redirect),
+                    ("code_verifier", &verifier),
+                    ("client_id", &client_id),
+                    ("resource", &resource),
+                ],
+            )
+            .await;
+        expect_ok(&tokens, &format!("flow {flow} token"));
+        let tokens = tokens.json();
+        call_add(y, tokens["access_token"].as_str().unwrap(), flow as i64).await;
+
+        let refreshed = client
+            .post_form(
+                y,
+                "/token",
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+                    ("client_id", &client_id),
+                ],
+            )
+            .await;
+        expect_ok(&refreshed, &format!("flow {flow} refresh"));
+        call_add(
+            x,
+            refreshed.json()["access_token"].as_str().unwrap(),
+            flow as i64,
+        )
+        .await;
+    }
 }
 
 /// Calls `add(a, 1)` on a running passgate's `/mcp` with a bearer token and

@@ -38,6 +38,7 @@ impl AppState {
         store: Arc<dyn Store>,
         master_key: MasterKey,
     ) -> anyhow::Result<Self> {
+        crate::crypto::install_jwt_crypto();
         let keys = SigningKeys::load_or_create(store.as_ref(), &master_key).await?;
         let configured_clients = Arc::new(config.clients.clone());
         let upstream = match config.upstream.clone() {

@@ -123,6 +123,80 @@ impl MasterKey {
     }
 }
 
+/// Makes jsonwebtoken verify ES256 with `ring` (already in the binary through
+/// rustls) instead of the pure-Rust `p256`: the check runs on every first use
+/// of an access token and every forged one, and ring's is about 5× cheaper
+/// (docs/benchmarks.md). Everything else, signing included, stays with the
+/// crate's `rust_crypto` provider. Idempotent; call before verifying tokens.
+pub fn install_jwt_crypto() {
+    use jsonwebtoken::crypto::{CryptoProvider, rust_crypto};
+
+    static PROVIDER: std::sync::OnceLock<CryptoProvider> = std::sync::OnceLock::new();
+    let provider = PROVIDER.get_or_init(|| CryptoProvider {
+        verifier_factory: jwt::new_verifier,
+        ..rust_crypto::DEFAULT_PROVIDER.clone()
+    });
+    // Err only when a provider is already installed: ours, by an earlier call.
+    let _ = provider.install_default();
+}
+
+mod jwt {
+    use jsonwebtoken::{
+        Algorithm, AlgorithmFamily, DecodingKey,
+        crypto::{JwtVerifier, rust_crypto},
+        errors::{ErrorKind, Result},
+        signature::{self, Verifier},
+    };
+    use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+
+    pub fn new_verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
+        match algorithm {
+            Algorithm::ES256 => Ok(Box::new(Es256::new(key)?)),
+            _ => (rust_crypto::DEFAULT_PROVIDER.verifier_factory)(algorithm, key),
+        }
+    }
+
+    /// ES256 over ring: the key is the SEC1 uncompressed point that
+    /// jsonwebtoken keeps for EC keys, the signature JWS's fixed r‖s.
+    struct Es256(UnparsedPublicKey<Vec<u8>>);
+
+    impl Es256 {
+        fn new(key: &DecodingKey) -> Result<Self> {
+            if key.family() != AlgorithmFamily::Ec {
+                return Err(ErrorKind::InvalidKeyFormat.into());
+            }
+            let point = key.as_bytes();
+            // ring checks the point when verifying; refuse a wrong-sized key
+            // here so that a bad JWK fails as a key error, not a bad signature.
+            if point.len() != 65 || point[0] != 4 {
+                return Err(ErrorKind::InvalidEcdsaKey.into());
+            }
+            Ok(Self(UnparsedPublicKey::new(
+                &ECDSA_P256_SHA256_FIXED,
+                point.to_vec(),
+            )))
+        }
+    }
+
+    impl Verifier<Vec<u8>> for Es256 {
+        fn verify(
+            &self,
+            msg: &[u8],
+            signature: &Vec<u8>,
+        ) -> std::result::Result<(), signature::Error> {
+            self.0
+                .verify(msg, signature)
+                .map_err(|_| signature::Error::new())
+        }
+    }
+
+    impl JwtVerifier for Es256 {
+        fn algorithm(&self) -> Algorithm {
+            Algorithm::ES256
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +229,50 @@ mod tests {
         let a = random_token(32);
         assert_eq!(a.len(), 43);
         assert_ne!(a, random_token(32));
+    }
+
+    #[test]
+    fn es256_tokens_signed_by_rust_crypto_verify_with_ring_and_forgeries_fail() {
+        use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+        use p256::{ecdsa::SigningKey, elliptic_curve::sec1::Coordinates, pkcs8::EncodePrivateKey};
+
+        install_jwt_crypto();
+        let keys = |seed: u8| {
+            let signing = SigningKey::from_slice(&[seed; 32]).unwrap();
+            let der = signing.to_pkcs8_der().unwrap();
+            let point = signing.verifying_key().to_encoded_point(false);
+            let Coordinates::Uncompressed { x, y } = point.coordinates() else {
+                unreachable!("an uncompressed point")
+            };
+            let decoding = DecodingKey::from_ec_components(
+                &URL_SAFE_NO_PAD.encode(x),
+                &URL_SAFE_NO_PAD.encode(y),
+            )
+            .unwrap();
+            (EncodingKey::from_ec_der(der.as_bytes()), decoding)
+        };
+        let (ours, our_public) = keys(7);
+        let (_, other_public) = keys(9);
+        let claims = serde_json::json!({"sub": "alice", "exp": 4_000_000_000_i64});
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &ours).unwrap();
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.required_spec_claims.clear();
+        let decoded =
+            jsonwebtoken::decode::<serde_json::Value>(&token, &our_public, &validation).unwrap();
+        assert_eq!(decoded.claims["sub"], "alice");
+
+        let wrong_key =
+            jsonwebtoken::decode::<serde_json::Value>(&token, &other_public, &validation);
+        assert!(wrong_key.is_err());
+        // One flipped bit in the signature.
+        let (head, signature) = token.rsplit_once('.').unwrap();
+        let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        bytes[10] ^= 1;
+        let forged = format!("{head}.{}", URL_SAFE_NO_PAD.encode(bytes));
+        let forged = jsonwebtoken::decode::<serde_json::Value>(&forged, &our_public, &validation);
+        assert!(matches!(
+            forged.unwrap_err().kind(),
+            jsonwebtoken::errors::ErrorKind::InvalidSignature
+        ));
     }
 }

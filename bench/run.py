@@ -22,6 +22,7 @@ or failed answer fails the run and nothing is written.
 from __future__ import annotations
 
 import argparse
+import http.client
 import datetime
 import importlib.metadata
 import json
@@ -29,6 +30,7 @@ import os
 import platform
 import random
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -248,12 +250,180 @@ def med(values: list[float]) -> float:
 # ---------------------------------------------------------------- the run
 
 
+def signin_measure(args, work: str) -> dict:
+    port = free_port()
+    url = f"http://localhost:{port}"
+    data_dir = os.path.join(work, "signin-data")
+    common = ["--data-dir", data_dir, "--public-url", url]
+    invitation = subprocess.run(
+        [args.passgate, "users", "invite", "bench", "--admin", *common],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip().splitlines()[-1]
+    srv = Server(
+        "passgate (sign-in)",
+        [args.passgate, "serve", *common, "--listen", f"127.0.0.1:{port}"],
+        port,
+        os.path.join(work, "signin.log"),
+    )
+    srv.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if srv.proc.poll() is not None:
+                raise BenchFailure(f"passgate (sign-in) exited at start:\n{srv.log_tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise BenchFailure("passgate (sign-in) did not start")
+                time.sleep(0.05)
+        run = subprocess.run(
+            [
+                args.signin_tool,
+                "--base", url,
+                "--pid", str(srv.pid),
+                "--invitation", invitation,
+                "--rounds", str(args.rounds),
+                "--flows", "20",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode != 0:
+            raise BenchFailure(f"a sign-in flow failed:\n{run.stderr[-3000:]}")
+        out = json.loads(run.stdout)
+    finally:
+        srv.stop()
+    return {
+        "flows": out["flows"],
+        "requests_per_flow": out["requests_per_flow"],
+        "p50_us": statistics.median(out["wall_us"]),
+        "cpu_us_per_flow": statistics.median(out["cpu_us_per_flow_rounds"]),
+        "cpu_us_per_flow_rounds": out["cpu_us_per_flow_rounds"],
+    }
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise BenchFailure(f"{what} exited at start")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise BenchFailure(f"{what} did not start within {timeout} s")
+            time.sleep(0.05)
+
+
+def lambda_init_measure(args, work: str) -> list[float]:
+    """The Lambda build (features lambda + dynamodb) under `cargo lambda
+    watch`'s runtime API and Function URL emulation, its table on moto: from
+    starting the function's process to the end of its answer to a first
+    GET /healthz through the Function URL. A fresh emulator for every run (not
+    timed); the first run, which creates the signing key and the first
+    administrator's invitation in the table, is discarded."""
+    bin_dir = os.path.dirname(args.python)
+    moto_port = free_port()
+    log_path = os.path.join(work, "lambda.log")
+    logf = open(log_path, "ab")
+    moto = subprocess.Popen(
+        [os.path.join(bin_dir, "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
+        stdout=logf,
+        stderr=logf,
+    )
+    aws_env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",  # boto3's name for it
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    # All runs share one table, and so one master key for its signing key.
+    master_key = secrets.token_urlsafe(32)
+    times = []
+    try:
+        wait_port(moto_port, moto, "moto_server")
+        subprocess.run(
+            [
+                args.python, "-c",
+                "import boto3; boto3.client('dynamodb').create_table(TableName='passgate', "
+                "BillingMode='PAY_PER_REQUEST', "
+                "AttributeDefinitions=[{'AttributeName': n, 'AttributeType': 'S'} for n in ('pk', 'sk')], "
+                "KeySchema=[{'AttributeName': 'pk', 'KeyType': 'HASH'}, "
+                "{'AttributeName': 'sk', 'KeyType': 'RANGE'}])",
+            ],
+            check=True,
+            env={**os.environ, **aws_env},
+        )
+        for i in range(args.coldstart_runs + 1):
+            port = free_port()
+            emulator = subprocess.Popen(
+                [
+                    os.path.join(bin_dir, "cargo-lambda"), "lambda", "watch",
+                    "--only-lambda-apis", "--invoke-address", "127.0.0.1",
+                    "--invoke-port", str(port),
+                ],
+                cwd=args.root,
+                stdout=logf,
+                stderr=logf,
+                stdin=subprocess.DEVNULL,
+            )
+            function = None
+            try:
+                wait_port(port, emulator, "cargo lambda watch")
+                env = {
+                    **aws_env,
+                    "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{port}/.rt",
+                    "AWS_LAMBDA_FUNCTION_NAME": "_",
+                    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+                    "PASSGATE_STORE": "dynamodb",
+                    "PASSGATE_DYNAMODB_TABLE": "passgate",
+                    "PASSGATE_MASTER_KEY": master_key,
+                    "PASSGATE_PUBLIC_URL": f"http://localhost:{port}",
+                }
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                t0 = time.perf_counter()
+                function = subprocess.Popen(
+                    [args.lambda_passgate], env=env, stdout=logf, stderr=logf
+                )
+                # The emulator holds the request until the function asks for it.
+                conn.request("GET", "/healthz", headers={"Host": f"localhost:{port}"})
+                resp = conn.getresponse()
+                body = resp.read()
+                ms = (time.perf_counter() - t0) * 1e3
+                conn.close()
+                if resp.status != 200 or body != b"ok":
+                    raise BenchFailure(f"lambda /healthz answered {resp.status}: {body[:200]!r}")
+                if i > 0:
+                    times.append(ms)
+            finally:
+                for proc in (function, emulator):
+                    if proc is not None:
+                        probe.stop(proc)
+    except (BenchFailure, subprocess.CalledProcessError, OSError) as e:
+        with open(log_path, "rb") as f:
+            tail = f.read()[-3000:].decode("utf-8", "replace")
+        raise BenchFailure(f"lambda init: {e}\n{tail}")
+    finally:
+        probe.stop(moto)
+        logf.close()
+    return times
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True)
     ap.add_argument("--passgate", required=True)
     ap.add_argument("--token-tool", required=True)
     ap.add_argument("--ceiling", required=True)
+    ap.add_argument("--signin-tool", required=True)
+    ap.add_argument("--lambda-passgate", required=True)
     ap.add_argument("--python", required=True)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
@@ -401,7 +571,21 @@ def main() -> int:
             f"cpu {fmt_cpu(dcr['cpu_us_per_req'])}/registration"
         )
 
-        # 6. Peak RSS.
+        # 6. A whole sign-in, on its own passgate: WebAuthn needs a
+        # `localhost` origin, and this one starts with no users.
+        log("== passgate: whole OAuth sign-ins with a passkey, discovery to token")
+        signin = signin_measure(args, work)
+        log(
+            f"   {signin['flows']} flows, p50 {fmt_ms(signin['p50_us'])} wall, "
+            f"cpu {fmt_cpu(signin['cpu_us_per_flow'])}/flow"
+        )
+
+        # 7. The Lambda build's init time.
+        log(f"== Lambda build: init time, 1 warm-up + {args.coldstart_runs} runs")
+        lambda_init = lambda_init_measure(args, work)
+        log(f"   median {med(lambda_init):.1f} ms")
+
+        # 8. Peak RSS.
         peak_rss = {name: srv.status_kib("VmHWM") for name, srv in servers.items()}
         for name, srv in servers.items():
             if srv.proc.poll() is not None:
@@ -420,7 +604,7 @@ def main() -> int:
 
     info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     info["wall time of the measurements"] = f"{time.monotonic() - started:.0f} s"
-    report = render(args, info, cold, idle_rss, peak_rss, load, meta, dcr)
+    report = render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, lambda_init)
     print()
     print(report)
     write_doc(args.out, report)
@@ -428,7 +612,7 @@ def main() -> int:
     return 0
 
 
-def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr) -> str:
+def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, lambda_init) -> str:
     def m(name: str, conns: int, key: str) -> float:
         return med([r[key] for r in load[(name, conns)]])
 
@@ -495,9 +679,30 @@ def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr) -> str:
         f"{fmt_ms(dcr['max_us'])} (max) | {fmt_cpu(dcr['cpu_us_per_req'])} |"
     )
     out.append(
-        "| full sign-in, discovery to token (without the person) | TODO: pending passkeys | | | |"
+        f"| whole sign-in, discovery to token, with a passkey ({signin['requests_per_flow']} "
+        f"requests; {signin['flows']} sequential flows, each a new client and person) | "
+        f"{1e6 / signin['p50_us']:,.0f} flows/s | {fmt_ms(signin['p50_us'])} | – | "
+        f"{fmt_cpu(signin['cpu_us_per_flow'])} per flow |"
     )
     out.append("")
+    out.append(
+        "The sign-in's p50 is the client's wall time per flow, including the software "
+        "authenticator's own ECDSA signature in the benchmark process; server CPU is the "
+        "median over rounds of the server's CPU time per flow "
+        f"({' / '.join(fmt_cpu(x) for x in signin['cpu_us_per_flow_rounds'])}).\n"
+    )
+    out.append("### The Lambda build\n")
+    out.append(
+        "`passgate` built with `--features lambda,dynamodb` (release), run as a function "
+        "under `cargo lambda watch`'s runtime API and Function URL emulation, its table "
+        "on moto: from starting the process to the end of its answer to a first "
+        "`GET /healthz` through the Function URL (what Lambda reports as init duration "
+        "plus the first invocation), median of "
+        f"{len(lambda_init)}: **{med(lambda_init):.1f} ms** "
+        f"({' / '.join(f'{x:.1f}' for x in lambda_init)} ms). It includes the DynamoDB "
+        "reads of the signing keys and the first-administrator check against moto on "
+        "loopback.\n"
+    )
 
     pg32, fm32, ce32 = (m(n, 32, "rps") for n in ("passgate", "fastmcp", "ceiling"))
     p99 = m("passgate", 32, "p99_us")

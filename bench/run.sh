@@ -2,7 +2,7 @@
 # The benchmark, in one command: passgate side by side with FastMCP and with
 # a bare-axum ceiling, on loopback, in one run. Writes docs/benchmarks.md.
 #
-#   bench/run.sh                 # the full run (about 5 minutes after the build)
+#   bench/run.sh                 # the full run (about 6 minutes after the builds)
 #   BENCH_DURATION=3 BENCH_ROUNDS=3 bench/run.sh    # shorter load runs
 #
 # Needs: the Rust toolchain, python3 (3.10+), and wrk (Debian package `wrk`,
@@ -25,15 +25,24 @@ echo "== building (release)"
 # Examples first, the server last and on its own, so that the measured
 # binary is exactly what `cargo build --release` makes (dev-dependency
 # features are not unified into it).
-cargo build --release --quiet --example bench_token --example bench_ceiling
+cargo build --release --quiet --example bench_token --example bench_ceiling --example bench_signin
 cargo build --release --quiet --bin passgate
+# The Lambda build, in its own target directory so that it cannot change
+# the binary measured above.
+cargo build --release --quiet --features lambda,dynamodb --bin passgate \
+  --target-dir "$ROOT/target/bench-lambda"
 
 echo "== FastMCP $FASTMCP_VERSION in .tools/bench-venv"
 if ! [ -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('fastmcp') != '$FASTMCP_VERSION')" 2>/dev/null; then
-  "$VENV/bin/pip" install -q --disable-pip-version-check "fastmcp==$FASTMCP_VERSION"
+# moto and cargo-lambda at the test suite's pinned versions, for the Lambda
+# init measurement.
+PINS=$(grep -E '^(moto\[server\]|cargo-lambda)==' "$ROOT/tests/py/requirements.txt")
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('fastmcp') != '$FASTMCP_VERSION')" 2>/dev/null \
+   || ! [ -x "$VENV/bin/cargo-lambda" ] || ! [ -x "$VENV/bin/moto_server" ]; then
+  # shellcheck disable=SC2086
+  "$VENV/bin/pip" install -q --disable-pip-version-check "fastmcp==$FASTMCP_VERSION" $PINS
 fi
 
 exec "$VENV/bin/python" "$ROOT/bench/run.py" \
@@ -41,6 +50,8 @@ exec "$VENV/bin/python" "$ROOT/bench/run.py" \
   --passgate "$ROOT/target/release/passgate" \
   --token-tool "$ROOT/target/release/examples/bench_token" \
   --ceiling "$ROOT/target/release/examples/bench_ceiling" \
+  --signin-tool "$ROOT/target/release/examples/bench_signin" \
+  --lambda-passgate "$ROOT/target/bench-lambda/release/passgate" \
   --python "$VENV/bin/python" \
   --duration "${BENCH_DURATION:-5}" \
   --rounds "${BENCH_ROUNDS:-3}" \

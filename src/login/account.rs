@@ -29,16 +29,11 @@ use crate::{
     users::{self, Credential, MAX_LABEL_CHARS},
 };
 
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
-}
-
 /// `GET /account`
 pub async fn page(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<NoticeQuery>,
+    Query(query): Query<ui::NoticeQuery>,
 ) -> Result<Response, Error> {
     let Some(me) = current(&state, &headers).await? else {
         return Ok(sign_in_redirect("/account"));

@@ -33,16 +33,11 @@ async fn require_admin(
     Ok(Ok(me))
 }
 
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
-}
-
 /// `GET /admin`
 pub async fn page(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<NoticeQuery>,
+    Query(query): Query<ui::NoticeQuery>,
 ) -> Result<Response, Error> {
     let me = match require_admin(&state, &headers).await? {
         Ok(me) => me,

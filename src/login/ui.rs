@@ -69,6 +69,12 @@ pub const STATUS: &str = r#"<p class="status" role="status" aria-live="polite" d
 /// Shown when scripts are off: passkeys need the WebAuthn API.
 pub const NOSCRIPT: &str = r#"<noscript><p class="notice error">Passkeys need JavaScript. Turn it on for this site and reload the page.</p></noscript>"#;
 
+/// `?notice=<code>` on a page that a form redirects back to.
+#[derive(serde::Deserialize)]
+pub struct NoticeQuery {
+    pub notice: Option<String>,
+}
+
 /// A notice after a redirect, chosen from a fixed list (nothing from the
 /// query string is echoed).
 pub fn notice(code: Option<&str>) -> String {

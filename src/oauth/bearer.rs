@@ -68,6 +68,16 @@ pub enum BearerError {
 
 /// Verifies a token's signature, issuer, audience, expiry and type.
 pub async fn verify(state: &AppState, token: &str) -> Result<AccessClaims, BearerError> {
+    verify_signed_by(state, token)
+        .await
+        .map(|(_, claims)| claims)
+}
+
+/// [`verify`], also returning the id of the key that signed the token.
+async fn verify_signed_by(
+    state: &AppState,
+    token: &str,
+) -> Result<(String, AccessClaims), BearerError> {
     let header =
         jsonwebtoken::decode_header(token).map_err(|_| BearerError::Invalid("malformed token"))?;
     if header.alg != Algorithm::ES256 {
@@ -99,7 +109,7 @@ pub async fn verify(state: &AppState, token: &str) -> Result<AccessClaims, Beare
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation.leeway = 30;
     jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
-        .map(|data| data.claims)
+        .map(|data| (kid, data.claims))
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                 BearerError::Invalid("token expired")
@@ -124,12 +134,8 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Identity, Bea
     {
         Some(v) => Verified::into_claims(v),
         None => {
-            let claims = verify(state, token).await?;
-            if let Ok(header) = jsonwebtoken::decode_header(token)
-                && let Some(kid) = header.kid
-            {
-                state.verified.insert(memo_key, &kid, &claims);
-            }
+            let (kid, claims) = verify_signed_by(state, token).await?;
+            state.verified.insert(memo_key, &kid, &claims);
             claims
         }
     };

@@ -1,7 +1,10 @@
 //! A software passkey authenticator for tests without a browser: 1Password's
 //! `passkey-client` (the browser's half of WebAuthn) over
 //! `passkey-authenticator` (the device's half), with a small keyring that
-//! finds discoverable credentials without `allowCredentials`.
+//! finds discoverable credentials without `allowCredentials`. Also used by
+//! the sign-in benchmark (`examples/bench_signin.rs`).
+
+#![allow(dead_code)]
 
 use passkey_authenticator::{
     Authenticator, CredentialStore, DiscoverabilitySupport, StoreInfo, UiHint, UserCheck,

@@ -61,6 +61,19 @@ impl RemoteBrowser {
         }
     }
 
+    /// A browser whose connections leave from `local` (any 127.x.y.z
+    /// works on Linux loopback): a distinct address to the server's rate
+    /// limits without `--trust-forwarded-for`.
+    pub fn bound_to(origin: &str, local: std::net::IpAddr) -> Self {
+        let mut browser = Self::new(origin);
+        browser.http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(local)
+            .build()
+            .unwrap();
+        browser
+    }
+
     pub fn forwarded_for(mut self, ip: &str) -> Self {
         self.forwarded_for = Some(ip.to_owned());
         self

@@ -41,6 +41,13 @@ const VALUE: &str = "value";
 const VERSION: &str = "version";
 const EXPIRES_AT: &str = "expires_at";
 const COUNT: &str = "count";
+/// A random id per attempt of a write, stored with every item it puts. The
+/// SDK retries an attempt that timed out or lost its connection, and if the
+/// first try had committed, the retry fails its own condition; finding this
+/// id on the item tells "our write already landed" from "someone else's
+/// write won". (Transactions also carry the SDK's ClientRequestToken, which
+/// DynamoDB honours; emulators may not.)
+const WRITE_ID: &str = "wid";
 
 /// The trait's limit on the writes of one transaction.
 const MAX_TRANSACTION_WRITES: usize = 25;
@@ -288,16 +295,56 @@ impl DynamoStore {
 
     async fn try_transact(&self, writes: &[Write]) -> Result<(), Attempt> {
         let now = now_unix();
+        let write_id = AttributeValue::S(crate::crypto::random_id());
         let mut ops = Vec::with_capacity(writes.len());
         for write in writes {
-            ops.push(self.plan(write, now).await.map_err(Attempt::from)?);
+            let mut op = self.plan(write, now).await.map_err(Attempt::from)?;
+            if let Op::Put { attrs, .. } = &mut op {
+                attrs.insert(WRITE_ID.to_owned(), write_id.clone());
+            }
+            ops.push(op);
         }
-        if let [op] = ops.as_slice() {
+        match self.apply(&ops).await {
+            Err(Attempt::Fail(StoreError::Conflict)) if self.landed(&ops, &write_id).await => {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Whether this attempt's write is in the table after all: the first
+    /// item it puts carries its write id (a transaction lands whole or not
+    /// at all). Deletes leave nothing to check.
+    async fn landed(&self, ops: &[Op], write_id: &AttributeValue) -> bool {
+        let Some(key) = ops.iter().find_map(|op| match op {
+            Op::Put { attrs, .. } => Some(HashMap::from([
+                (PK.to_owned(), attrs[PK].clone()),
+                (SK.to_owned(), attrs[SK].clone()),
+            ])),
+            Op::Delete { .. } => None,
+        }) else {
+            return false;
+        };
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .projection_expression("#w")
+            .expression_attribute_names("#w", WRITE_ID)
+            .send()
+            .await;
+        matches!(found, Ok(out) if out.item().and_then(|item| item.get(WRITE_ID)) == Some(write_id))
+    }
+
+    async fn apply(&self, ops: &[Op]) -> Result<(), Attempt> {
+        if let [op] = ops {
             return self.apply_single(op).await;
         }
 
         let mut items = Vec::with_capacity(ops.len());
-        for op in &ops {
+        for op in ops {
             items.push(op.transact_item(&self.table).map_err(Attempt::Fail)?);
         }
         let result = self
@@ -322,7 +369,7 @@ impl DynamoStore {
                 .collect(),
             _ => Vec::new(),
         };
-        Err(classify_cancellation(&ops, &reasons, &message))
+        Err(classify_cancellation(ops, &reasons, &message))
     }
 
     async fn apply_single(&self, op: &Op) -> Result<(), Attempt> {

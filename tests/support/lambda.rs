@@ -249,6 +249,11 @@ impl Lambda {
 
 impl Drop for Lambda {
     fn drop(&mut self) {
+        // A test failing anywhere (not only in this module's checks) shows
+        // what the function and the emulator said.
+        if std::thread::panicking() {
+            eprintln!("{}", self.output());
+        }
         if let Some(function) = self.function.as_mut() {
             let _ = function.child.kill();
             let _ = function.child.wait();

@@ -129,6 +129,14 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.output();
+            let start = (log.len().saturating_sub(4000)..log.len())
+                .find(|&i| log.is_char_boundary(i))
+                .unwrap_or(0);
+            let tail = &log[start..];
+            eprintln!("--- moto (last lines) ---\n{tail}");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

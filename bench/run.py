@@ -269,17 +269,7 @@ def signin_measure(args, work: str) -> dict:
     )
     srv.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if srv.proc.poll() is not None:
-                raise BenchFailure(f"passgate (sign-in) exited at start:\n{srv.log_tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BenchFailure("passgate (sign-in) did not start")
-                time.sleep(0.05)
+        wait_port(port, srv.proc, "passgate (sign-in)")
         run = subprocess.run(
             [
                 args.signin_tool,

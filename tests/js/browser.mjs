@@ -237,10 +237,19 @@ async function run() {
   step = "sign in (button)";
   const page2 = await newPage("second profile");
   const calls2 = ceremonyLog(page2);
-  const autofillStarted = page2.waitForResponse((r) => r.url().endsWith("/login/passkey/options"));
+  // The autofill request is pending only once the page has called
+  // navigator.credentials.get; an authenticator attached before that call
+  // (even after the options response) would answer it, and no button
+  // would be left to press. So the page reports the call itself.
+  await page2.addInitScript(() => {
+    const get = navigator.credentials.get.bind(navigator.credentials);
+    navigator.credentials.get = (options) => {
+      if (options && options.mediation === "conditional") window.passgateAutofillPending = true;
+      return get(options);
+    };
+  });
   await page2.goto(`${base}/login`);
-  // The page has started its autofill request before the device arrives.
-  await autofillStarted;
+  await page2.waitForFunction(() => window.passgateAutofillPending === true);
   const device2 = await attachAuthenticator(page2);
   const [latest] = await device.credentials();
   await device2.add(latest);

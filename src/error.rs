@@ -54,24 +54,49 @@ impl Error {
     }
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let (status, what, next) = match &self {
+/// Who reads an error: a person on a full error page, or passgate's
+/// passkey script, which shows the message beside the button it came from
+/// (so "what to do next" differs, the status and message do not).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Page,
+    Script,
+}
+
+impl Error {
+    /// The one table from failures to status, message and next step. Our own
+    /// faults are logged here and described to the client only generically.
+    fn describe(&self, reader: Reader) -> (StatusCode, String, &'static str) {
+        let pick = |page, script| if reader == Reader::Page { page } else { script };
+        match self {
             Error::BadRequest(m) => (
                 StatusCode::BAD_REQUEST,
                 m.clone(),
-                "Go back to the application you came from and start again.",
+                pick(
+                    "Go back to the application you came from and start again.",
+                    "Reload the page and try again.",
+                ),
             ),
-            Error::NotFound(m) => (StatusCode::NOT_FOUND, m.clone(), "Check the address."),
+            Error::NotFound(m) => (
+                StatusCode::NOT_FOUND,
+                m.clone(),
+                pick("Check the address.", "Reload the page."),
+            ),
             Error::Forbidden(m) => (
                 StatusCode::FORBIDDEN,
                 m.clone(),
-                "Ask an administrator of this passgate if you need access.",
+                pick(
+                    "Ask an administrator of this passgate if you need access.",
+                    "",
+                ),
             ),
             Error::Csrf => (
                 StatusCode::FORBIDDEN,
                 self.to_string(),
-                "Reload the page and submit the form again.",
+                pick(
+                    "Reload the page and submit the form again.",
+                    "Reload the page and try again.",
+                ),
             ),
             Error::RateLimited => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -81,7 +106,7 @@ impl IntoResponse for Error {
             Error::Gone(m) => (
                 StatusCode::GONE,
                 m.clone(),
-                "Start again from the application you came from.",
+                pick("Start again from the application you came from.", ""),
             ),
             Error::UpstreamUnavailable(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -91,11 +116,9 @@ impl IntoResponse for Error {
             Error::BadGateway(m) => (
                 StatusCode::BAD_GATEWAY,
                 m.clone(),
-                "Try again; if it keeps happening, tell the operator.",
+                pick("Try again; if it keeps happening, tell the operator.", ""),
             ),
-            Error::SignInCancelled { provider, retry } => {
-                return cancelled_page(provider, retry).into_response();
-            }
+            Error::SignInCancelled { .. } => (StatusCode::FORBIDDEN, self.to_string(), ""),
             Error::Store(StoreError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "store unavailable");
                 (
@@ -112,8 +135,43 @@ impl IntoResponse for Error {
                 tracing::error!(error = %format!("{e:#}"), "internal error");
                 internal()
             }
-        };
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if let Error::SignInCancelled { provider, retry } = &self {
+            return cancelled_page(provider, retry).into_response();
+        }
+        let (status, what, next) = self.describe(Reader::Page);
         pages::error_page(status, &what, next).into_response()
+    }
+}
+
+/// An [`Error`] for the passkey script: answered as
+/// `{"error": what went wrong, "next": what to do}`.
+#[derive(Debug)]
+pub struct ScriptError(pub Error);
+
+impl<E: Into<Error>> From<E> for ScriptError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for ScriptError {
+    fn into_response(self) -> Response {
+        let (status, message, next) = self.0.describe(Reader::Script);
+        let mut response = (
+            status,
+            Json(serde_json::json!({ "error": message, "next": next })),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
     }
 }
 

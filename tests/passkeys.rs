@@ -726,6 +726,78 @@ async fn missing_csrf_is_forbidden() {
 }
 
 #[tokio::test]
+async fn forms_without_a_session_lead_to_sign_in_and_change_nothing() {
+    let app = TestApp::new().await;
+    let (_, cookie) = support::new_user(&app, "ulf", Role::Admin).await;
+    let me = app.signed_in(&cookie).await.unwrap();
+    grant_for(&app, &me.user_id, "claude", "f1").await;
+    // The session is gone (expired, or signed out in another tab); the page
+    // was still open with its token.
+    let mut stale = Browser::new();
+    for (path, fields, back_to) in [
+        (
+            "/account/clients/revoke",
+            vec![("csrf", me.csrf.as_str()), ("client_id", "claude")],
+            "/account",
+        ),
+        (
+            "/admin/invite",
+            vec![
+                ("csrf", me.csrf.as_str()),
+                ("name", "wes"),
+                ("role", "admin"),
+            ],
+            "/admin",
+        ),
+    ] {
+        let r = stale.post_form(&app, path, &fields).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}: {}", r.body);
+        assert_eq!(
+            r.location(),
+            Some(format!("/login?next=%2F{}", &back_to[1..]).as_str()),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        grants::list_for_user(app.store(), &me.user_id)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the client is still connected"
+    );
+    assert!(
+        users::find_by_name(app.store(), "wes")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn unreadable_forms_get_an_error_page() {
+    let app = TestApp::new().await;
+    let (_, cookie) = support::new_user(&app, "vic", Role::Member).await;
+    let mut browser = Browser::with_cookie(&cookie);
+    // The consent form lacks its fields; a page form arrives as JSON.
+    let r = browser
+        .post_form(&app, "/consent", &[("decision", "approve")])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("could not read this form"), "{}", r.body);
+    assert!(r.body.contains("<h1"), "a page, not plain text: {}", r.body);
+    let r = browser
+        .post_json(
+            &app,
+            "/account/clients/revoke",
+            &json!({ "client_id": "x" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("could not read this form"), "{}", r.body);
+}
+
+#[tokio::test]
 async fn sign_out_ends_the_session() {
     let app = TestApp::new().await;
     let (_, cookie) = support::new_user(&app, "val", Role::Member).await;

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use axum::{
-    Form,
     body::Bytes,
     extract::{Query, State},
     response::{IntoResponse, Redirect, Response},
@@ -15,11 +14,10 @@ use serde_json::json;
 
 use crate::{
     app::AppState,
-    error::Error,
+    error::{Error, ScriptError},
     login::{
-        SignedIn,
-        api::{self, ApiError},
-        current,
+        SignedIn, api, current,
+        forms::{SignedInForm, SignedInPage},
         passkeys::{self, NewPasskeyFor, Purpose},
         sign_in_redirect, ui,
     },
@@ -242,16 +240,18 @@ pub struct RenameForm {
     name: String,
 }
 
+impl SignedInPage for RenameForm {
+    const PAGE: &'static str = "/account";
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /account/passkeys/rename`
 pub async fn rename(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<RenameForm>,
+    SignedInForm { me, form }: SignedInForm<RenameForm>,
 ) -> Result<Response, Error> {
-    let Some(me) = current(&state, &headers).await? else {
-        return Ok(sign_in_redirect("/account"));
-    };
-    me.check_csrf(&form.csrf)?;
     users::rename_credential(state.store.as_ref(), &me.user_id, &form.id, &form.name).await?;
     Ok(Redirect::to("/account?notice=passkey-renamed").into_response())
 }
@@ -264,16 +264,18 @@ pub struct IdForm {
     id: String,
 }
 
+impl SignedInPage for IdForm {
+    const PAGE: &'static str = "/account";
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /account/passkeys/delete`
 pub async fn delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<IdForm>,
+    SignedInForm { me, form }: SignedInForm<IdForm>,
 ) -> Result<Response, Error> {
-    let Some(me) = current(&state, &headers).await? else {
-        return Ok(sign_in_redirect("/account"));
-    };
-    me.check_csrf(&form.csrf)?;
     users::delete_credential(state.store.as_ref(), &me.user_id, &form.id).await?;
     tracing::info!(user = %me.name, "passkey deleted");
     Ok(Redirect::to("/account?notice=passkey-deleted").into_response())
@@ -287,14 +289,18 @@ pub struct RevokeForm {
     client_id: String,
 }
 
+impl SignedInPage for RevokeForm {
+    const PAGE: &'static str = "/account";
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /account/clients/revoke`
 pub async fn revoke_client(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<RevokeForm>,
+    SignedInForm { me, form }: SignedInForm<RevokeForm>,
 ) -> Result<Response, Error> {
-    let me = signed_in(&state, &headers).await?;
-    me.check_csrf(&form.csrf)?;
     let n =
         grants::revoke_client_for_user(state.store.as_ref(), &me.user_id, &form.client_id).await?;
     tracing::info!(user = %me.name, families = n, "client disconnected");
@@ -320,7 +326,7 @@ pub async fn add_options(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ScriptError> {
     api::check_request(&state.config, &headers)?;
     let me = signed_in(&state, &headers).await?;
     me.check_csrf(csrf_header(&headers))?;
@@ -358,7 +364,7 @@ pub async fn add_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ScriptError> {
     api::check_request(&state.config, &headers)?;
     let me = signed_in(&state, &headers).await?;
     me.check_csrf(csrf_header(&headers))?;

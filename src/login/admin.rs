@@ -3,7 +3,6 @@
 //! their own account here (that would lock the last one out).
 
 use axum::{
-    Form,
     extract::{Query, State},
     response::{IntoResponse, Redirect, Response},
 };
@@ -13,7 +12,11 @@ use serde::Deserialize;
 use crate::{
     app::AppState,
     error::Error,
-    login::{SignedIn, current, invitations, sign_in_redirect, ui},
+    login::{
+        SignedIn, current,
+        forms::{SignedInForm, SignedInPage},
+        invitations, sign_in_redirect, ui,
+    },
     pages::{Page, escape},
     users::{self, Role, User},
 };
@@ -25,11 +28,7 @@ async fn require_admin(
     let Some(me) = current(state, headers).await? else {
         return Ok(Err(sign_in_redirect("/admin")));
     };
-    if !me.is_admin {
-        return Err(Error::Forbidden(
-            "Only administrators can manage users.".into(),
-        ));
-    }
+    me.require_admin()?;
     Ok(Ok(me))
 }
 
@@ -119,17 +118,19 @@ pub struct InviteForm {
     role: String,
 }
 
+impl SignedInPage for InviteForm {
+    const PAGE: &'static str = "/admin";
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /admin/invite`: creates an invitation and shows its link, once.
 pub async fn invite(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<InviteForm>,
+    SignedInForm { me, form }: SignedInForm<InviteForm>,
 ) -> Result<Response, Error> {
-    let me = match require_admin(&state, &headers).await? {
-        Ok(me) => me,
-        Err(redirect) => return Ok(redirect),
-    };
-    me.check_csrf(&form.csrf)?;
+    me.require_admin()?;
     let role = if form.role == "admin" {
         Role::Admin
     } else {
@@ -171,34 +172,30 @@ pub struct UserForm {
     user_id: String,
 }
 
-async fn user_action(
-    state: &AppState,
-    headers: &HeaderMap,
-    form: &UserForm,
-) -> Result<Result<SignedIn, Response>, Error> {
-    let me = match require_admin(state, headers).await? {
-        Ok(me) => me,
-        Err(redirect) => return Ok(Err(redirect)),
-    };
-    me.check_csrf(&form.csrf)?;
+impl SignedInPage for UserForm {
+    const PAGE: &'static str = "/admin";
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// Disabling, enabling and deleting: administrators, other accounts only.
+fn check_user_action(me: &SignedIn, form: &UserForm) -> Result<(), Error> {
+    me.require_admin()?;
     if form.user_id == me.user_id {
         return Err(Error::bad_request(
             "You cannot disable or delete your own account from here. Ask another administrator, or use `passgate users` on the server.",
         ));
     }
-    Ok(Ok(me))
+    Ok(())
 }
 
 /// `POST /admin/users/disable`
 pub async fn disable(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<UserForm>,
+    SignedInForm { me, form }: SignedInForm<UserForm>,
 ) -> Result<Response, Error> {
-    let me = match user_action(&state, &headers, &form).await? {
-        Ok(me) => me,
-        Err(redirect) => return Ok(redirect),
-    };
+    check_user_action(&me, &form)?;
     let user = users::set_disabled(state.store.as_ref(), &form.user_id, true).await?;
     tracing::info!(by = %me.name, user = %user.name, "account disabled");
     Ok(Redirect::to("/admin?notice=user-disabled").into_response())
@@ -207,13 +204,9 @@ pub async fn disable(
 /// `POST /admin/users/enable`
 pub async fn enable(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<UserForm>,
+    SignedInForm { me, form }: SignedInForm<UserForm>,
 ) -> Result<Response, Error> {
-    let me = match user_action(&state, &headers, &form).await? {
-        Ok(me) => me,
-        Err(redirect) => return Ok(redirect),
-    };
+    check_user_action(&me, &form)?;
     let user = users::set_disabled(state.store.as_ref(), &form.user_id, false).await?;
     tracing::info!(by = %me.name, user = %user.name, "account enabled");
     Ok(Redirect::to("/admin?notice=user-enabled").into_response())
@@ -222,13 +215,9 @@ pub async fn enable(
 /// `POST /admin/users/delete`
 pub async fn delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<UserForm>,
+    SignedInForm { me, form }: SignedInForm<UserForm>,
 ) -> Result<Response, Error> {
-    let me = match user_action(&state, &headers, &form).await? {
-        Ok(me) => me,
-        Err(redirect) => return Ok(redirect),
-    };
+    check_user_action(&me, &form)?;
     let user = users::delete(state.store.as_ref(), &form.user_id).await?;
     tracing::info!(by = %me.name, user = %user.name, "account deleted");
     Ok(Redirect::to("/admin?notice=user-deleted").into_response())

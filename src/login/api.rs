@@ -1,8 +1,8 @@
 //! Plumbing for the JSON endpoints that the passkey script calls
 //! (`/login/passkey/...`, `/enroll/passkey/...`, `/account/passkeys/...`):
-//! they accept only JSON posted from our own origin, bind pre-sign-in
-//! ceremonies to the browser with a cookie, and answer errors as JSON that
-//! the script shows to the person.
+//! they accept only JSON posted from our own origin and bind pre-sign-in
+//! ceremonies to the browser with a cookie. Their errors are
+//! [`crate::error::ScriptError`]s, which the script shows to the person.
 
 use std::{convert::Infallible, net::IpAddr};
 
@@ -11,8 +11,7 @@ use axum::{
     extract::{ConnectInfo, FromRequestParts},
     response::{IntoResponse, Response},
 };
-use http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
-use serde_json::json;
+use http::{HeaderMap, HeaderValue, header, request::Parts};
 
 use crate::{
     app::AppState,
@@ -20,84 +19,11 @@ use crate::{
     crypto::random_token,
     error::Error,
     login::{cookies, ratelimit},
-    store::StoreError,
 };
 
 /// Cookie that binds a ceremony to the browser that started it.
 pub const BINDING_COOKIE: &str = "passgate_ceremony";
 const BINDING_MAX_AGE: i64 = 15 * 60;
-
-/// An [`Error`] answered as `{"error": "...", "next": "..."}`.
-#[derive(Debug)]
-pub struct ApiError(pub Error);
-
-impl<E: Into<Error>> From<E> for ApiError {
-    fn from(e: E) -> Self {
-        Self(e.into())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, message, next) = match &self.0 {
-            Error::BadRequest(m) => (
-                StatusCode::BAD_REQUEST,
-                m.clone(),
-                "Reload the page and try again.",
-            ),
-            Error::NotFound(m) => (StatusCode::NOT_FOUND, m.clone(), "Reload the page."),
-            Error::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone(), ""),
-            Error::Csrf => (
-                StatusCode::FORBIDDEN,
-                self.0.to_string(),
-                "Reload the page and try again.",
-            ),
-            Error::RateLimited => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "There were too many attempts in a short time.".to_owned(),
-                "Wait a few minutes, then try again.",
-            ),
-            Error::Gone(m) => (StatusCode::GONE, m.clone(), ""),
-            Error::UpstreamUnavailable(m) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                m.clone(),
-                "Try again in a moment.",
-            ),
-            Error::BadGateway(m) => (StatusCode::BAD_GATEWAY, m.clone(), ""),
-            Error::SignInCancelled { .. } => (StatusCode::FORBIDDEN, self.0.to_string(), ""),
-            Error::Store(StoreError::Unavailable(e)) => {
-                tracing::warn!(error = %e, "store unavailable");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "passgate's storage is busy or unreachable right now.".to_owned(),
-                    "Try again in a moment.",
-                )
-            }
-            Error::Store(e) => {
-                tracing::error!(error = %e, "store error");
-                internal()
-            }
-            Error::Internal(e) => {
-                tracing::error!(error = %format!("{e:#}"), "internal error");
-                internal()
-            }
-        };
-        let mut response =
-            (status, Json(json!({ "error": message, "next": next }))).into_response();
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
-    }
-}
-
-fn internal() -> (StatusCode, String, &'static str) {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "passgate hit an internal error.".to_owned(),
-        "Try again; if it keeps happening, tell the operator (details are in the server log).",
-    )
-}
 
 /// Refuses requests that are not JSON posted by a page of our own origin.
 /// Browsers always send `Origin` on a `fetch` POST; a cross-site page cannot

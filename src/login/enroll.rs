@@ -14,9 +14,9 @@ use serde_json::json;
 
 use crate::{
     app::AppState,
-    error::Error,
+    error::{Error, ScriptError},
     login::{
-        api::{self, ApiError, ClientAddr},
+        api::{self, ClientAddr},
         invitations,
         passkeys::{self, NewPasskeyFor, Purpose},
         ratelimit, signin, ui,
@@ -120,7 +120,7 @@ pub async fn options(
     addr: ClientAddr,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ScriptError> {
     api::check_request(&state.config, &headers)?;
     if !state.config.passkeys {
         return Err(Error::NotFound("Passkeys are turned off here.".into()).into());
@@ -172,7 +172,7 @@ pub async fn finish(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ScriptError> {
     api::check_request(&state.config, &headers)?;
     let binding = api::require_binding(&state.config, &headers)?;
     let (purpose, credential) = passkeys::finish_registration(&state, &binding, &body).await?;

@@ -1,14 +1,14 @@
 //! Signing people in: passkeys (WebAuthn), browser sessions, invitations,
 //! and the account and admin pages.
 //!
-//! The OAuth flow depends only on [`current`], [`sign_in_redirect`] and
-//! [`SignedIn::check_csrf`].
+//! The OAuth flow depends only on [`current`], [`sign_in_redirect`],
+//! [`SignedIn::check_csrf`] and [`forms::PageForm`].
 //!
 //! Layout: [`passkeys`] is the WebAuthn relying party and its stored
 //! ceremonies; [`session`] the browser sessions; [`invitations`] the only way
 //! to get an account; [`ratelimit`] the attempt limits; [`signin`],
 //! [`enroll`], [`account`] and [`admin`] the pages and JSON endpoints;
-//! [`api`], [`cookies`] and [`ui`] their shared plumbing; [`cli`] the
+//! [`api`], [`forms`], [`cookies`] and [`ui`] their shared plumbing; [`cli`] the
 //! `passgate users` commands. Accounts themselves live in `crate::users`.
 
 pub mod account;
@@ -17,6 +17,7 @@ pub mod api;
 pub mod cli;
 pub mod cookies;
 pub mod enroll;
+pub mod forms;
 pub mod invitations;
 pub mod passkeys;
 pub mod ratelimit;
@@ -46,6 +47,16 @@ impl SignedIn {
             Ok(())
         } else {
             Err(Error::Csrf)
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), Error> {
+        if self.is_admin {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(
+                "Only administrators can manage users.".into(),
+            ))
         }
     }
 }

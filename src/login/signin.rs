@@ -5,7 +5,6 @@
 //! supported, or in a dialog from the button) and the passkey's user handle
 //! names the account.
 
-use axum::Form;
 use axum::{
     body::Bytes,
     extract::{Query, State},
@@ -17,10 +16,12 @@ use serde_json::json;
 
 use crate::{
     app::AppState,
-    error::Error,
+    error::{Error, ScriptError},
     login::{
-        api::{self, ApiError, ClientAddr},
-        cookies, current, passkeys, ratelimit, session, ui,
+        api::{self, ClientAddr},
+        cookies, current,
+        forms::{SignedInForm, SignedInPage},
+        passkeys, ratelimit, session, ui,
     },
     pages::{Page, escape},
 };
@@ -100,7 +101,7 @@ pub async fn options(
     addr: ClientAddr,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ScriptError> {
     api::check_request(&state.config, &headers)?;
     if !state.config.passkeys {
         return Err(Error::NotFound("Passkey sign-in is turned off here.".into()).into());
@@ -127,7 +128,7 @@ pub async fn finish(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ScriptError> {
     api::check_request(&state.config, &headers)?;
     let binding = api::require_binding(&state.config, &headers)?;
     let signed_in = passkeys::finish_sign_in(&state, &binding, &body).await?;
@@ -166,16 +167,19 @@ pub struct CsrfForm {
     csrf: String,
 }
 
+impl SignedInPage for CsrfForm {
+    const PAGE: &'static str = "/account";
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /logout`: ends the session.
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    SignedInForm { .. }: SignedInForm<CsrfForm>,
 ) -> Result<Response, Error> {
-    let Some(me) = current(&state, &headers).await? else {
-        return Ok(Redirect::to("/login").into_response());
-    };
-    me.check_csrf(&form.csrf)?;
     if let Some(token) = cookies::get(&headers, &cookies::name(&state.config, session::COOKIE)) {
         session::end(state.store.as_ref(), &token).await?;
     }

@@ -14,7 +14,6 @@
 //! `code#<sha256(code)>` / `code`.
 
 use axum::{
-    Form,
     extract::{Query, State},
     response::{IntoResponse, Redirect, Response},
 };
@@ -30,7 +29,7 @@ use crate::{
     app::AppState,
     crypto,
     error::Error,
-    login,
+    login::{self, forms::PageForm},
     pages::{Page, escape},
     store::NewItem,
 };
@@ -393,7 +392,7 @@ pub struct ConsentForm {
 pub async fn consent_decision(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<ConsentForm>,
+    PageForm(form): PageForm<ConsentForm>,
 ) -> Result<Response, Error> {
     let Some(signed_in) = login::current(&state, &headers).await? else {
         return Ok(login::sign_in_redirect(&format!(

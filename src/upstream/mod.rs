@@ -23,7 +23,6 @@
 pub mod provider;
 
 use axum::{
-    Form,
     extract::{Query, State},
     response::{IntoResponse, Redirect, Response},
 };
@@ -35,7 +34,7 @@ use crate::{
     app::AppState,
     crypto::{pkce_s256, random_token, token_hash},
     error::Error,
-    login::{cookies, signin, ui},
+    login::{cookies, forms::PageForm, signin, ui},
     store::{NewItem, StoreError, Write, now_unix},
     users::{self, Role, User},
 };
@@ -99,7 +98,7 @@ pub struct StartForm {
 pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<StartForm>,
+    PageForm(form): PageForm<StartForm>,
 ) -> Result<Response, Error> {
     let provider = provider(&state)?;
     // Login CSRF: only a page of our own origin may start an attempt.

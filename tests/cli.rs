@@ -81,9 +81,35 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
         .await
         .json();
 
+    // A registration nobody has used yet is listed too, with nobody.
+    let unused = client
+        .post_json(
+            &base,
+            "/register",
+            &json!({"client_name": "Never used", "redirect_uris": [redirect]}),
+        )
+        .await
+        .json()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     let listed = passgate(dir.path(), &["clients", "list"]);
+    let line = |id: &str| {
+        listed
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not listed:\n{listed}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     assert!(
-        listed.contains(&client_id) && listed.contains("CLI test client"),
+        line(&client_id).ends_with("CLI test client registered 1 1"),
+        "{listed}"
+    );
+    assert!(
+        line(&unused).ends_with("Never used registered 0 0"),
         "{listed}"
     );
 
@@ -132,5 +158,12 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
         "the registration is gone: {}",
         refresh.body
     );
-    assert!(passgate(dir.path(), &["clients", "list"]).contains("No clients"));
+    let listed = passgate(dir.path(), &["clients", "list"]);
+    assert!(
+        !listed.contains(&client_id) && listed.contains(&unused),
+        "{listed}"
+    );
+    passgate(dir.path(), &["clients", "revoke", &unused]);
+    let listed = passgate(dir.path(), &["clients", "list"]);
+    assert!(listed.contains("No clients"), "{listed}");
 }

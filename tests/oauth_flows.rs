@@ -203,6 +203,61 @@ async fn full_flow_consent_token_call_refresh_revoke() {
 }
 
 #[tokio::test]
+async fn an_unused_registration_expires_and_a_used_one_stays() {
+    use passgate::oauth::clients::{self, UNUSED_REGISTRATION_TTL_SECS};
+    let app = TestApp::new().await;
+    let mut alice = person(&app, "alice").await;
+    let used = app.register(REDIRECT).await;
+    let unused = app.register(REDIRECT).await;
+    let expiry = |pk: String, sk: String| {
+        let store: &dyn Store = app.store();
+        async move { store.get(&pk, &sk).await.unwrap().unwrap().expires_at }
+    };
+    let both = |id: &str| {
+        [
+            (format!("client#{id}"), "client".to_owned()),
+            ("clients".to_owned(), id.to_owned()),
+        ]
+    };
+    let now = passgate::store::now_unix();
+    for id in [&used, &unused] {
+        for (pk, sk) in both(id) {
+            let at = expiry(pk.clone(), sk).await.expect("expires until used");
+            assert!(
+                (at - now - UNUSED_REGISTRATION_TTL_SECS).abs() < 60,
+                "{pk}: {at}"
+            );
+        }
+    }
+
+    let (code, verifier) = code_for(&app, &mut alice, &used).await;
+    tokens(&redeem(&app, &used, &code, &verifier).await);
+    for (pk, sk) in both(&used) {
+        assert_eq!(
+            expiry(pk.clone(), sk).await,
+            None,
+            "{pk}: permanent once used"
+        );
+    }
+    for (pk, sk) in both(&unused) {
+        assert!(
+            expiry(pk.clone(), sk).await.is_some(),
+            "{pk}: still expiring"
+        );
+    }
+    let mut listed: Vec<String> = clients::registered(app.store())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    listed.sort();
+    let mut expected = vec![used, unused];
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+#[tokio::test]
 async fn denying_consent_goes_back_with_access_denied() {
     let app = TestApp::new().await;
     let mut bob = person(&app, "bob").await;

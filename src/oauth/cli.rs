@@ -1,46 +1,80 @@
 //! Operator commands for OAuth state: `passgate clients ...` and
 //! `passgate keys ...`. Each returns the text to print.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 
-use super::{clients::Client, grants, keys::SigningKeys};
+use super::{
+    clients::{self, Client},
+    grants,
+    keys::SigningKeys,
+};
 use crate::{crypto::MasterKey, store::Store, users};
 
-/// Every client with live grants (and every configured client), with how
-/// many people and sign-ins it holds.
+/// Every registered and configured client, and every client with live
+/// grants (metadata-document clients appear once someone approved them),
+/// with how many people and sign-ins each holds.
 pub async fn list_clients(store: &dyn Store, configured: &[Client]) -> anyhow::Result<String> {
-    // client id -> (name, people, families)
-    let mut seen: BTreeMap<String, (String, usize, usize)> = BTreeMap::new();
+    struct Row {
+        name: String,
+        kind: &'static str,
+        people: usize,
+        sign_ins: usize,
+    }
+    let row = |name: &str, kind| Row {
+        name: name.to_owned(),
+        kind,
+        people: 0,
+        sign_ins: 0,
+    };
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    for client in configured {
+        rows.insert(
+            client.client_id.clone(),
+            row(&client.client_name, "configured"),
+        );
+    }
+    for client in clients::registered(store).await? {
+        rows.entry(client.client_id.clone())
+            .or_insert_with(|| row(&client.client_name, "registered"));
+    }
     for user in users::list(store).await? {
-        let grants = grants::list_for_user(store, &user.id).await?;
-        let mut counted_person = std::collections::BTreeSet::new();
-        for grant in grants {
-            let entry = seen
+        let mut counted = BTreeSet::new();
+        for grant in grants::list_for_user(store, &user.id).await? {
+            let entry = rows
                 .entry(grant.client_id.clone())
-                .or_insert_with(|| (grant.client_name.clone(), 0, 0));
-            entry.2 += 1;
-            if counted_person.insert(grant.client_id.clone()) {
-                entry.1 += 1;
+                .or_insert_with(|| row(&grant.client_name, kind_of(&grant.client_id)));
+            entry.sign_ins += 1;
+            if counted.insert(grant.client_id) {
+                entry.people += 1;
             }
         }
     }
-    for client in configured {
-        seen.entry(client.client_id.clone())
-            .or_insert_with(|| (client.client_name.clone(), 0, 0));
-    }
-    if seen.is_empty() {
-        return Ok("No clients are connected.".into());
+    if rows.is_empty() {
+        return Ok("No clients are registered or connected.".into());
     }
     let mut out = format!(
-        "{:<44} {:<30} {:>6} {:>9}\n",
-        "CLIENT ID", "NAME", "PEOPLE", "SIGN-INS"
+        "{:<44} {:<30} {:<10} {:>6} {:>9}\n",
+        "CLIENT ID", "NAME", "KIND", "PEOPLE", "SIGN-INS"
     );
-    for (id, (name, people, families)) in seen {
-        out.push_str(&format!("{id:<44} {name:<30} {people:>6} {families:>9}\n"));
+    for (id, r) in rows {
+        out.push_str(&format!(
+            "{id:<44} {:<30} {:<10} {:>6} {:>9}\n",
+            r.name, r.kind, r.people, r.sign_ins
+        ));
     }
     Ok(out.trim_end().to_owned())
+}
+
+/// How a client that is neither listed nor configured is known.
+fn kind_of(client_id: &str) -> &'static str {
+    if client_id.starts_with("https://") {
+        "document"
+    } else {
+        // Registered before registrations had a listing entry.
+        "registered"
+    }
 }
 
 /// Ends every grant of a client, forgets every approval of it, and deletes
@@ -50,8 +84,7 @@ pub async fn revoke_client(store: &dyn Store, client_id: &str) -> anyhow::Result
     for user in users::list(store).await? {
         families += grants::revoke_client_for_user(store, &user.id, client_id).await?;
     }
-    store
-        .delete(&format!("client#{client_id}"), "client")
+    clients::delete_registration(store, client_id)
         .await
         .context("deleting the registration")?;
     Ok(format!(

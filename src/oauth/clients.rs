@@ -3,9 +3,11 @@
 //! client id is an https URL, see [`super::cimd`]), or configured by the
 //! operator. All three end up as a [`Client`].
 //!
-//! Keys: `client#<client_id>` / `client` for registrations. A registration
-//! that never completes an authorization expires after
-//! [`UNUSED_REGISTRATION_TTL_SECS`]; the first issued token makes it permanent.
+//! Keys: `client#<client_id>` / `client` for registrations, and a copy under
+//! `clients` / `<client_id>` (written in the same transaction) so that the
+//! operator can list them. A registration that never completes an
+//! authorization expires after [`UNUSED_REGISTRATION_TTL_SECS`]; the first
+//! issued token makes it (and its copy) permanent.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +15,7 @@ use super::OAuthError;
 use crate::{
     app::AppState,
     crypto,
-    store::{NewItem, now_unix},
+    store::{NewItem, Store, StoreError, Write, now_unix},
 };
 
 pub const UNUSED_REGISTRATION_TTL_SECS: i64 = 7 * 24 * 3600;
@@ -71,6 +73,36 @@ fn key(client_id: &str) -> String {
     format!("client#{client_id}")
 }
 
+/// The partition that lists every registration.
+const LISTING: &str = "clients";
+
+/// Every live registration (not configured or metadata-document clients),
+/// oldest id first.
+pub async fn registered(store: &dyn Store) -> Result<Vec<Client>, StoreError> {
+    store
+        .list(LISTING)
+        .await?
+        .iter()
+        .map(|item| item.json())
+        .collect()
+}
+
+/// Deletes a registration and its listing entry.
+pub async fn delete_registration(store: &dyn Store, client_id: &str) -> Result<(), StoreError> {
+    store
+        .transact(vec![
+            Write::Delete {
+                pk: key(client_id),
+                sk: "client".into(),
+            },
+            Write::Delete {
+                pk: LISTING.into(),
+                sk: client_id.into(),
+            },
+        ])
+        .await
+}
+
 /// Finds a client by id, fetching its metadata document if the id is a URL.
 pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, OAuthError> {
     if client_id.is_empty() || client_id.len() > MAX_FIELD_LEN {
@@ -97,10 +129,20 @@ pub async fn mark_used(state: &AppState, client: &Client) -> Result<(), OAuthErr
     if let Some(item) = state.store.get(&key(&client.client_id), "client").await?
         && item.expires_at.is_some()
     {
-        let mut new = NewItem::new(item.pk.clone(), item.sk.clone(), item.value.clone());
-        new.expires_at = None;
+        let mut permanent = NewItem::new(item.pk.clone(), item.sk.clone(), item.value.clone());
+        permanent.expires_at = None;
+        let listed = NewItem::new(LISTING, client.client_id.clone(), item.value.clone());
         // Losing this race to a concurrent redemption is harmless.
-        let _ = state.store.replace(new, item.version).await;
+        let _ = state
+            .store
+            .transact(vec![
+                Write::Replace {
+                    item: permanent,
+                    expected_version: item.version,
+                },
+                Write::Put(listed),
+            ])
+            .await;
     }
     Ok(())
 }
@@ -259,10 +301,16 @@ pub async fn register(
     };
     state
         .store
-        .insert(
-            NewItem::json(key(&client.client_id), "client", &client)?
-                .expires_in(UNUSED_REGISTRATION_TTL_SECS),
-        )
+        .transact(vec![
+            Write::Insert(
+                NewItem::json(key(&client.client_id), "client", &client)?
+                    .expires_in(UNUSED_REGISTRATION_TTL_SECS),
+            ),
+            Write::Put(
+                NewItem::json(LISTING, client.client_id.clone(), &client)?
+                    .expires_in(UNUSED_REGISTRATION_TTL_SECS),
+            ),
+        ])
         .await?;
     let mut body = serde_json::json!({
         "client_id": client.client_id,

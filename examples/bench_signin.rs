@@ -35,7 +35,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use authenticator::SoftAuthenticator;
-use remote::{RemoteBrowser, Reply, approve_consent, enroll, sign_in};
+use remote::{McpClient, RemoteBrowser, Reply, approve_consent, enroll, sign_in};
 
 #[derive(Parser)]
 struct Args {
@@ -130,33 +130,8 @@ async fn one_flow(base: &str, device: &SoftAuthenticator, n: usize) {
     check(&metadata, StatusCode::OK);
     assert_eq!(metadata.json()["issuer"], base);
 
-    let registration = browser
-        .post_json(
-            base,
-            "/register",
-            &json!({"client_name": "bench", "redirect_uris": [redirect]}),
-        )
-        .await;
-    check(&registration, StatusCode::CREATED);
-    let client_id = registration.json()["client_id"]
-        .as_str()
-        .expect("client_id")
-        .to_owned();
-
-    let verifier = passgate::crypto::random_token(32);
-    let authorize = format!(
-        "/authorize?{}",
-        serde_urlencoded::to_string([
-            ("response_type", "code"),
-            ("client_id", &client_id),
-            ("redirect_uri", redirect),
-            ("code_challenge", &passgate::crypto::pkce_s256(&verifier)),
-            ("code_challenge_method", "S256"),
-            ("state", "bench"),
-            ("resource", &resource),
-        ])
-        .unwrap()
-    );
+    let client = McpClient::register(&mut browser, base, "bench", redirect, Some(resource)).await;
+    let (verifier, authorize) = client.authorize("bench");
     let to_consent = browser.get(base, &authorize).await;
     check(&to_consent, StatusCode::SEE_OTHER);
     let consent = to_consent.location.expect("consent URL");
@@ -166,20 +141,7 @@ async fn one_flow(base: &str, device: &SoftAuthenticator, n: usize) {
     let back = approve_consent(&mut browser, (base, base), &consent).await;
     let code = back.get("code").expect("a code");
 
-    let tokens = browser
-        .post_form(
-            base,
-            "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", redirect),
-                ("code_verifier", &verifier),
-                ("client_id", &client_id),
-                ("resource", &resource),
-            ],
-        )
-        .await;
+    let tokens = client.redeem(&mut browser, base, code, &verifier).await;
     check(&tokens, StatusCode::OK);
     let tokens: Value = tokens.json();
     assert!(

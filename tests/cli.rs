@@ -9,7 +9,7 @@ use serde_json::json;
 use support::{
     authenticator::SoftAuthenticator,
     process::{BIN, Passgate, invite},
-    remote::{RemoteBrowser, approve, enroll},
+    remote::{McpClient, RemoteBrowser, approve, enroll},
 };
 
 fn passgate(data_dir: &std::path::Path, args: &[&str]) -> String {
@@ -46,53 +46,20 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
 
     let redirect = "http://127.0.0.1:40000/cb";
     let mut client = RemoteBrowser::new(&base);
-    let reg = client
-        .post_json(
-            &base,
-            "/register",
-            &json!({"client_name": "CLI test client", "redirect_uris": [redirect]}),
-        )
-        .await;
-    let client_id = reg.json()["client_id"].as_str().unwrap().to_owned();
-    let verifier = passgate::crypto::random_token(32);
-    let url = format!(
-        "/authorize?{}",
-        serde_urlencoded::to_string([
-            ("response_type", "code"),
-            ("client_id", client_id.as_str()),
-            ("redirect_uri", redirect),
-            ("code_challenge", &passgate::crypto::pkce_s256(&verifier)),
-            ("code_challenge_method", "S256"),
-        ])
-        .unwrap()
-    );
+    let registered =
+        McpClient::register(&mut client, &base, "CLI test client", redirect, None).await;
+    let client_id = registered.id.clone();
+    let (verifier, url) = registered.authorize("cli");
     let back = approve(&mut browser, &[&base], &url).await;
-    let tokens = client
-        .post_form(
-            &base,
-            "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &back["code"]),
-                ("code_verifier", &verifier),
-                ("client_id", &client_id),
-            ],
-        )
+    let tokens = registered
+        .redeem(&mut client, &base, &back["code"], &verifier)
         .await
         .json();
 
     // A registration nobody has used yet is listed too, with nobody.
-    let unused = client
-        .post_json(
-            &base,
-            "/register",
-            &json!({"client_name": "Never used", "redirect_uris": [redirect]}),
-        )
+    let unused = McpClient::register(&mut client, &base, "Never used", redirect, None)
         .await
-        .json()["client_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .id;
 
     let listed = passgate(dir.path(), &["clients", "list"]);
     let line = |id: &str| {
@@ -142,15 +109,11 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
         mcp(tokens["access_token"].as_str().unwrap().into()).await,
         401
     );
-    let refresh = client
-        .post_form(
+    let refresh = registered
+        .refresh(
+            &mut client,
             &base,
-            "/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-                ("client_id", &client_id),
-            ],
+            tokens["refresh_token"].as_str().unwrap(),
         )
         .await;
     assert_eq!(

@@ -20,7 +20,7 @@ use http::StatusCode;
 use serde_json::json;
 use support::{
     process::{Passgate, free_port, node},
-    remote::{RemoteBrowser, Reply, call_add},
+    remote::{McpClient, RemoteBrowser, Reply, call_add},
 };
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -224,34 +224,16 @@ async fn mcp_client_through_upstream_sign_in_and_every_failure() {
     assert_eq!(options.status, StatusCode::NOT_FOUND);
 
     // An MCP client registers and sends the person to /authorize.
-    let redirect = "http://127.0.0.1:33418/callback";
-    let mut client = RemoteBrowser::new(&public);
-    let registration = client
-        .post_json(
-            &local,
-            "/register",
-            &json!({"client_name": "Upstream test", "redirect_uris": [redirect]}),
-        )
-        .await;
-    assert!(registration.status.is_success(), "{}", registration.body);
-    let client_id = registration.json()["client_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let verifier = passgate::crypto::random_token(32);
-    let authorize = format!(
-        "/authorize?{}",
-        serde_urlencoded::to_string([
-            ("response_type", "code"),
-            ("client_id", &client_id),
-            ("redirect_uri", redirect),
-            ("code_challenge", &passgate::crypto::pkce_s256(&verifier)),
-            ("code_challenge_method", "S256"),
-            ("state", "client-state"),
-            ("resource", &format!("{public}/mcp")),
-        ])
-        .unwrap()
-    );
+    let mut http = RemoteBrowser::new(&public);
+    let client = McpClient::register(
+        &mut http,
+        &local,
+        "Upstream test",
+        "http://127.0.0.1:33418/callback",
+        Some(format!("{public}/mcp")),
+    )
+    .await;
+    let (verifier, authorize) = client.authorize("client-state");
     let to_consent = browser.get(&local, &authorize).await;
     let consent_url = to_consent.location.expect("redirect to consent");
     let to_login = browser.get(&local, &consent_url).await;
@@ -294,34 +276,13 @@ async fn mcp_client_through_upstream_sign_in_and_every_failure() {
     let code = back.get("code").expect("a code");
 
     // passgate's tokens (never the provider's) work on /mcp, and refresh.
-    let tokens = client
-        .post_form(
-            &local,
-            "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", redirect),
-                ("code_verifier", &verifier),
-                ("client_id", &client_id),
-                ("resource", &format!("{public}/mcp")),
-            ],
-        )
-        .await;
+    let tokens = client.redeem(&mut http, &local, code, &verifier).await;
     assert!(tokens.status.is_success(), "{}", tokens.body);
     let tokens = tokens.json();
     assert!(tokens.get("id_token").is_none());
     call_add(&local, tokens["access_token"].as_str().unwrap(), 41).await;
     let refreshed = client
-        .post_form(
-            &local,
-            "/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-                ("client_id", &client_id),
-            ],
-        )
+        .refresh(&mut http, &local, tokens["refresh_token"].as_str().unwrap())
         .await;
     assert!(refreshed.status.is_success(), "{}", refreshed.body);
     call_add(

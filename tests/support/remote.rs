@@ -152,6 +152,105 @@ fn absolute(base: &str, path_or_url: &str) -> String {
     }
 }
 
+/// A public OAuth client registered with passgate (DCR), as an MCP client
+/// would be: its half of the authorization code flow. The requests go
+/// through whichever [`RemoteBrowser`] stands for the client's machine.
+pub struct McpClient {
+    pub id: String,
+    pub redirect: String,
+    /// Sent as `resource` (RFC 8707) when set, as most clients do.
+    pub resource: Option<String>,
+}
+
+impl McpClient {
+    pub async fn register(
+        http: &mut RemoteBrowser,
+        base: &str,
+        name: &str,
+        redirect: &str,
+        resource: Option<String>,
+    ) -> Self {
+        let reply = http
+            .post_json(
+                base,
+                "/register",
+                &json!({"client_name": name, "redirect_uris": [redirect]}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "registration: {}",
+            reply.body
+        );
+        Self {
+            id: reply.json()["client_id"].as_str().unwrap().to_owned(),
+            redirect: redirect.to_owned(),
+            resource,
+        }
+    }
+
+    /// A fresh PKCE verifier, and the `/authorize` path that sends a person
+    /// to approve this client with its challenge.
+    pub fn authorize(&self, state: &str) -> (String, String) {
+        let verifier = passgate::crypto::random_token(32);
+        let challenge = passgate::crypto::pkce_s256(&verifier);
+        let mut query = vec![
+            ("response_type", "code"),
+            ("client_id", self.id.as_str()),
+            ("redirect_uri", self.redirect.as_str()),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("state", state),
+        ];
+        if let Some(resource) = &self.resource {
+            query.push(("resource", resource));
+        }
+        let path = format!("/authorize?{}", serde_urlencoded::to_string(query).unwrap());
+        (verifier, path)
+    }
+
+    /// Exchanges an authorization code at `/token`.
+    pub async fn redeem(
+        &self,
+        http: &mut RemoteBrowser,
+        base: &str,
+        code: &str,
+        verifier: &str,
+    ) -> Reply {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", self.redirect.as_str()),
+            ("code_verifier", verifier),
+            ("client_id", self.id.as_str()),
+        ];
+        if let Some(resource) = &self.resource {
+            form.push(("resource", resource));
+        }
+        http.post_form(base, "/token", &form).await
+    }
+
+    /// Rotates a refresh token at `/token`.
+    pub async fn refresh(
+        &self,
+        http: &mut RemoteBrowser,
+        base: &str,
+        refresh_token: &str,
+    ) -> Reply {
+        http.post_form(
+            base,
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_id", self.id.as_str()),
+            ],
+        )
+        .await
+    }
+}
+
 fn expect_ok(reply: &Reply, what: &str) {
     assert!(
         reply.status.is_success(),
@@ -282,21 +381,15 @@ pub async fn alternating_sign_in_flows(
     device: &SoftAuthenticator,
     flows: usize,
 ) {
-    let redirect = "http://127.0.0.1:33418/callback";
-    let resource = format!("{public}/mcp");
-    let mut client = RemoteBrowser::new(public);
-    let registration = client
-        .post_json(
-            bases.1,
-            "/register",
-            &json!({"client_name": "Alternating flows", "redirect_uris": [redirect]}),
-        )
-        .await;
-    expect_ok(&registration, "registration");
-    let client_id = registration.json()["client_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mut http = RemoteBrowser::new(public);
+    let client = McpClient::register(
+        &mut http,
+        bases.1,
+        "Alternating flows",
+        "http://127.0.0.1:33418/callback",
+        Some(format!("{public}/mcp")),
+    )
+    .await;
 
     for flow in 0..flows {
         // Start each flow on the other instance, so both orders happen.
@@ -310,22 +403,8 @@ pub async fn alternating_sign_in_flows(
             100 + flow / 250,
             flow % 250 + 1
         ));
-        let verifier = passgate::crypto::random_token(32);
-        let challenge = passgate::crypto::pkce_s256(&verifier);
         let state = format!("flow-{flow}");
-        let authorize = format!(
-            "/authorize?{}",
-            serde_urlencoded::to_string([
-                ("response_type", "code"),
-                ("client_id", &client_id),
-                ("redirect_uri", redirect),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-                ("state", &state),
-                ("resource", &resource),
-            ])
-            .unwrap()
-        );
+        let (verifier, authorize) = client.authorize(&state);
         // Not signed in yet: /authorize on x, the consent page on y sends us
         // to sign in, whose ceremony starts on x and finishes on y.
         let to_consent = browser.get(x, &authorize).await;
@@ -356,34 +435,13 @@ pub async fn alternating_sign_in_flows(
             .get("code")
             .unwrap_or_else(|| panic!("flow {flow}: no code in {back:?}"));
 
-        let tokens = client
-            .post_form(
-                x,
-                "/token",
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", code),
-                    ("redirect_uri", redirect),
-                    ("code_verifier", &verifier),
-                    ("client_id", &client_id),
-                    ("resource", &resource),
-                ],
-            )
-            .await;
+        let tokens = client.redeem(&mut http, x, code, &verifier).await;
         expect_ok(&tokens, &format!("flow {flow} token"));
         let tokens = tokens.json();
         call_add(y, tokens["access_token"].as_str().unwrap(), flow as i64).await;
 
         let refreshed = client
-            .post_form(
-                y,
-                "/token",
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-                    ("client_id", &client_id),
-                ],
-            )
+            .refresh(&mut http, y, tokens["refresh_token"].as_str().unwrap())
             .await;
         expect_ok(&refreshed, &format!("flow {flow} refresh"));
         call_add(

@@ -52,8 +52,9 @@ pub struct CommonArgs {
     pub dynamodb_table: Option<String>,
 
     /// The master secret that encrypts the signing keys (and the token
-    /// answers kept for a client's retry) in the store. Without it (or `--master-key-secret`), the SQLite setup
-    /// creates `master.key` in the data directory on first start.
+    /// answers kept for a client's retry) in the store. Without it (or
+    /// `--master-key-secret`), the SQLite setup creates `master.key` in the
+    /// data directory on first start.
     #[arg(long, env = "PASSGATE_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
 

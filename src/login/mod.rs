@@ -8,8 +8,9 @@
 //! ceremonies; [`session`] the browser sessions; [`invitations`] the only way
 //! to get an account; [`ratelimit`] the attempt limits; [`signin`],
 //! [`enroll`], [`account`] and [`admin`] the pages and JSON endpoints;
-//! [`api`], [`forms`], [`cookies`] and [`ui`] their shared plumbing; [`cli`] the
-//! `passgate users` commands. Accounts themselves live in `crate::users`.
+//! [`api`], [`forms`], [`cookies`] and [`ui`] their shared plumbing;
+//! [`cli`] the `passgate users` commands. Accounts themselves live in
+//! `crate::users`.
 
 pub mod account;
 pub mod admin;

@@ -2,6 +2,8 @@
 //! hold authorization codes and state, and headers hold bearer tokens, so
 //! neither is ever logged.
 
+use std::io::IsTerminal;
+
 use tower_http::{
     classify::{ServerErrorsAsFailures, SharedClassifier},
     trace::{DefaultOnResponse, MakeSpan, TraceLayer},
@@ -16,8 +18,11 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_env("PASSGATE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
+    // Colours only for a person at a terminal: log files, journald and
+    // CloudWatch would show the escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

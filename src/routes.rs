@@ -14,6 +14,7 @@ use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLaye
 use crate::{
     app::AppState,
     config::Config,
+    error::Error,
     login::{account, admin, enroll, signin},
     mcp,
     oauth::{authorize, bearer, clients, metadata, revoke, token},
@@ -92,7 +93,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users/disable", post(admin::disable))
         .route("/admin/users/enable", post(admin::enable))
         .route("/admin/users/delete", post(admin::delete))
-        .merge(mcp);
+        .merge(mcp)
+        .fallback(not_found);
     with_common_layers(app, &state.config).with_state(state)
 }
 
@@ -113,4 +115,9 @@ pub fn with_common_layers<S: Clone + Send + Sync + 'static>(
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Unknown addresses get passgate's own error page.
+async fn not_found() -> Error {
+    Error::NotFound("There is no page at this address.".into())
 }

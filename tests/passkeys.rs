@@ -1057,6 +1057,11 @@ async fn pages_use_the_strict_layout() {
     assert!(js.body.contains("navigator.credentials"));
     let css = Browser::new().get(&app, "/assets/style.css").await;
     assert_eq!(css.status, StatusCode::OK);
+    // An unknown address is a page of the product, not an empty answer.
+    let missing = Browser::new().get(&app, "/no/such/page").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains("There is no page at this address"));
+    assert!(missing.headers["content-security-policy"].to_str().is_ok());
 }
 
 #[tokio::test]

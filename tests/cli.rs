@@ -1,5 +1,7 @@
 //! The operator commands against a running server's data: listing and
-//! revoking clients, rotating signing keys without signing anyone out.
+//! revoking clients, rotating signing keys without signing anyone out. The
+//! server logs at trace level meanwhile, and no secret of the flow may
+//! appear in its log.
 
 mod support;
 
@@ -31,7 +33,9 @@ fn passgate(data_dir: &std::path::Path, args: &[&str]) -> String {
 #[tokio::test]
 async fn clients_are_listed_and_revoked_and_keys_rotate() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Passgate::start(dir.path(), None, &[]);
+    // Everything the server logs, at its most verbose, is checked for
+    // secrets at the end.
+    let server = Passgate::start_logging(dir.path(), None, &[], "trace");
     let base = server.base.clone();
     let mut browser = RemoteBrowser::new(&base);
     let link = invite(dir.path(), &base, "alice", false);
@@ -129,4 +133,29 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
     passgate(dir.path(), &["clients", "revoke", &unused]);
     let listed = passgate(dir.path(), &["clients", "list"]);
     assert!(listed.contains("No clients"), "{listed}");
+
+    let log = server.output();
+    assert!(
+        log.contains("TRACE") && log.contains("path=/token"),
+        "the server logged every request at trace level"
+    );
+    let master_key = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
+    let mut secrets = vec![
+        ("authorization code", back["code"].clone()),
+        ("PKCE verifier", verifier),
+        ("invitation link", link),
+        ("master key", master_key.trim().to_owned()),
+    ];
+    for name in ["access_token", "refresh_token"] {
+        secrets.push((name, tokens[name].as_str().unwrap().to_owned()));
+    }
+    for cookie in browser.cookie_header().split("; ") {
+        let (name, value) = cookie.split_once('=').unwrap();
+        secrets.push(("a cookie", format!("{name}={value}")));
+        secrets.push(("a cookie's value", value.to_owned()));
+    }
+    for (what, secret) in secrets {
+        assert!(secret.len() >= 16, "{what} is a real secret");
+        assert!(!log.contains(&secret), "{what} appears in the server log");
+    }
 }

@@ -37,6 +37,16 @@ impl Passgate {
     /// Starts `passgate serve` with its own port and the given data dir,
     /// public URL `http://localhost:<port>` unless `public_url` is given.
     pub fn start(data_dir: &Path, public_url: Option<&str>, extra: &[&str]) -> Passgate {
+        Self::start_logging(data_dir, public_url, extra, "warn")
+    }
+
+    /// As [`Passgate::start`], with `PASSGATE_LOG` set to `filter`.
+    pub fn start_logging(
+        data_dir: &Path,
+        public_url: Option<&str>,
+        extra: &[&str],
+        filter: &str,
+    ) -> Passgate {
         let port = free_port();
         let base = public_url
             .map(str::to_owned)
@@ -48,7 +58,7 @@ impl Passgate {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
-            .env("PASSGATE_LOG", "warn")
+            .env("PASSGATE_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

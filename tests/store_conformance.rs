@@ -84,6 +84,44 @@ mod sqlite {
 #[cfg(feature = "dynamodb")]
 mod dynamodb {
     conformance_suite!(super::dynamodb_fixture);
+
+    use passgate::store::{NewItem, Store, now_unix};
+
+    /// The SDK resends an attempt whose answer was lost; when the first try
+    /// had landed, the resent one must still get the item, and nobody else.
+    #[tokio::test]
+    async fn dynamodb_take_survives_a_replayed_attempt() {
+        let moto = super::moto::Moto::start();
+        let store = moto.dynamo_store("passgate-take-replay").await;
+        let exp = now_unix() + 300;
+        for (sk, expires_at) in [("ceremony", Some(exp)), ("forever", None)] {
+            let mut new = NewItem::new("replay", sk, b"challenge".to_vec());
+            new.expires_at = expires_at;
+            store.put(new).await.unwrap();
+            let first = store.take_as("replay", sk, "attempt-1").await.unwrap();
+            let resent = store.take_as("replay", sk, "attempt-1").await.unwrap();
+            let other = store.take_as("replay", sk, "attempt-2").await.unwrap();
+            let first = first.expect("the first try takes it");
+            let resent = resent.expect("the resent attempt gets it too");
+            assert_eq!(
+                (resent.value.as_slice(), resent.version, resent.expires_at),
+                (&b"challenge"[..], first.version, expires_at),
+                "{sk}"
+            );
+            assert_eq!(first.expires_at, expires_at, "{sk}");
+            assert!(other.is_none(), "{sk}: another attempt gets nothing");
+            assert!(store.get("replay", sk).await.unwrap().is_none(), "{sk}");
+            assert!(store.take("replay", sk).await.unwrap().is_none(), "{sk}");
+        }
+        assert!(store.list("replay").await.unwrap().is_empty());
+        // A taken key is free for a new item.
+        store
+            .insert(NewItem::new("replay", "ceremony", b"next".to_vec()))
+            .await
+            .unwrap();
+        let again = store.get("replay", "ceremony").await.unwrap().unwrap();
+        assert_eq!(again.value, b"next");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -535,6 +573,17 @@ async fn take_returns_the_item_once(store: Arc<dyn Store>) {
     assert!(store.take("take", "code").await.unwrap().is_none());
     assert!(store.get("take", "code").await.unwrap().is_none());
     assert_eq!(value_of(&store, "take", "sibling").await.unwrap(), b"stays");
+    let listed: Vec<String> = store
+        .list("take")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.sk)
+        .collect();
+    assert_eq!(listed, ["sibling"]);
+    // A taken key is free again.
+    store.insert(item("take", "code", b"next")).await.unwrap();
+    assert_eq!(value_of(&store, "take", "code").await.unwrap(), b"next");
 
     // The JSON helpers go through the same path.
     store

@@ -49,6 +49,15 @@ const COUNT: &str = "count";
 /// DynamoDB honours; emulators may not.)
 const WRITE_ID: &str = "wid";
 
+/// A taken item's expiry from before it was taken (see `take_as`), or
+/// [`NEVER`] for an item that had none.
+const EXPIRES_BEFORE_TAKE: &str = "taken_from_expires_at";
+const NEVER: i64 = -1;
+/// How far in the past a taken item's expiry is set: far enough that no
+/// instance with a skewed clock sees it live, near enough for TTL (which
+/// skips items expired more than five years ago) to delete it.
+const TAKEN_EXPIRED_AGO_SECS: i64 = 24 * 3600;
+
 /// The trait's limit on the writes of one transaction.
 const MAX_TRANSACTION_WRITES: usize = 25;
 /// Attempts of our own retry loops (on top of the SDK's per-call retries):
@@ -338,6 +347,79 @@ impl DynamoStore {
         matches!(found, Ok(out) if out.item().and_then(|item| item.get(WRITE_ID)) == Some(write_id))
     }
 
+    /// `take`, as the attempt `write_id`. The item is not deleted but marked
+    /// taken: expired a day ago (so absent for every operation, and removed
+    /// by TTL later), with the attempt's id, and its own expiry kept aside.
+    /// The SDK retries an attempt whose answer was lost; if the first try
+    /// had landed, the retry fails its condition, finds its own id on the
+    /// item, and still returns what it took, so no sign-in is lost to a
+    /// retry. Public only so that tests can replay an attempt.
+    #[doc(hidden)]
+    pub async fn take_as(
+        &self,
+        pk: &str,
+        sk: &str,
+        write_id: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        let now = now_unix();
+        let cond = Cond::live(now);
+        let mut names = cond.names;
+        names.insert("#w".into(), WRITE_ID.into());
+        names.insert("#was".into(), EXPIRES_BEFORE_TAKE.into());
+        let mut values = cond.values;
+        values.insert(":w".into(), AttributeValue::S(write_id.to_owned()));
+        values.insert(":taken".into(), num(now - TAKEN_EXPIRED_AGO_SECS));
+        values.insert(":never".into(), num(NEVER));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            // `#was` first: it must read the expiry from before this update.
+            .update_expression("SET #was = if_not_exists(#exp, :never), #exp = :taken, #w = :w")
+            .condition_expression(cond.expr)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            // Only the attempt whose update marked the item gets it back.
+            Ok(out) => match out.attributes {
+                Some(attrs) if !attrs.is_empty() => Ok(Some(decode(&attrs)?)),
+                _ => Ok(None),
+            },
+            Err(e) => match sdk_err(e) {
+                StoreError::Conflict => self.taken_by(pk, sk, write_id).await,
+                other => Err(other),
+            },
+        }
+    }
+
+    /// The item as it was before `write_id` took it, if that attempt did.
+    async fn taken_by(
+        &self,
+        pk: &str,
+        sk: &str,
+        write_id: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        let Some(mut attrs) = self.get_raw(pk, sk).await? else {
+            return Ok(None);
+        };
+        if attrs.get(WRITE_ID).and_then(|w| w.as_s().ok()) != Some(&write_id.to_owned()) {
+            return Ok(None);
+        }
+        match attrs.remove(EXPIRES_BEFORE_TAKE) {
+            Some(was) if parse_n::<i64>(&was, EXPIRES_BEFORE_TAKE)? != NEVER => {
+                attrs.insert(EXPIRES_AT.to_owned(), was);
+            }
+            _ => {
+                attrs.remove(EXPIRES_AT);
+            }
+        }
+        decode(&attrs).map(Some)
+    }
+
     async fn apply(&self, ops: &[Op]) -> Result<(), Attempt> {
         if let [op] = ops {
             return self.apply_single(op).await;
@@ -602,29 +684,7 @@ impl Store for DynamoStore {
     }
 
     async fn take(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
-        let cond = Cond::live(now_unix());
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .condition_expression(cond.expr)
-            .set_expression_attribute_names(Some(cond.names))
-            .set_expression_attribute_values(Some(cond.values))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
-        match result {
-            // Only the caller whose delete removed the item gets it back.
-            Ok(out) => match out.attributes {
-                Some(attrs) if !attrs.is_empty() => Ok(Some(decode(&attrs)?)),
-                _ => Ok(None),
-            },
-            Err(e) => match sdk_err(e) {
-                StoreError::Conflict => Ok(None),
-                other => Err(other),
-            },
-        }
+        self.take_as(pk, sk, &crate::crypto::random_id()).await
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {

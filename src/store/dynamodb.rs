@@ -406,7 +406,12 @@ impl DynamoStore {
         let Some(mut attrs) = self.get_raw(pk, sk).await? else {
             return Ok(None);
         };
-        if attrs.get(WRITE_ID).and_then(|w| w.as_s().ok()) != Some(&write_id.to_owned()) {
+        if attrs
+            .get(WRITE_ID)
+            .and_then(|w| w.as_s().ok())
+            .map(String::as_str)
+            != Some(write_id)
+        {
             return Ok(None);
         }
         match attrs.remove(EXPIRES_BEFORE_TAKE) {

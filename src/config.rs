@@ -15,6 +15,8 @@ use crate::oauth::clients::{Client, ConfiguredClient};
 /// Default cap on request bodies. MCP requests and OAuth forms are small; a
 /// large body is a mistake or an attack, and gets 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// Five minutes: expired items are few by then, and each purge is short.
+pub const DEFAULT_PURGE_INTERVAL_SECS: u64 = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -109,9 +111,10 @@ pub struct ServeArgs {
     #[arg(long, env = "PASSGATE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 
-    /// Take the client address for rate limits from the first
-    /// `X-Forwarded-For` hop. Only behind a reverse proxy that sets that
-    /// header itself; otherwise clients could pick their own address.
+    /// Take the client address for rate limits from the last (right-most)
+    /// `X-Forwarded-For` entry, the one the reverse proxy in front of
+    /// passgate appended. Only behind exactly one such proxy; without one,
+    /// clients could pick their own address.
     #[arg(
         long,
         env = "PASSGATE_TRUST_FORWARDED_FOR",
@@ -121,6 +124,12 @@ pub struct ServeArgs {
         default_missing_value = "true"
     )]
     pub trust_forwarded_for: bool,
+
+    /// How often expired items (codes, sessions, ceremonies, rate-limit
+    /// windows...) are deleted from the SQLite store, in seconds; 0 turns
+    /// purging off. DynamoDB deletes them itself (TTL).
+    #[arg(long, env = "PASSGATE_PURGE_INTERVAL_SECS", default_value_t = DEFAULT_PURGE_INTERVAL_SECS)]
+    pub purge_interval_secs: u64,
 
     /// How long invitation links (including the first administrator's)
     /// stay valid, in hours.
@@ -593,8 +602,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub clients: Vec<Client>,
-    /// Use the first `X-Forwarded-For` hop as the client address.
+    /// Use the right-most `X-Forwarded-For` entry as the client address.
     pub trust_forwarded_for: bool,
+    /// Seconds between purges of expired items; 0: never.
+    pub purge_interval_secs: u64,
     /// Lifetime of invitation links, in seconds.
     pub invite_ttl_secs: i64,
     /// Passkey sign-in and enrollment are offered.
@@ -621,6 +632,7 @@ impl Config {
             max_body_bytes: args.max_body_bytes,
             clients,
             trust_forwarded_for: args.trust_forwarded_for,
+            purge_interval_secs: args.purge_interval_secs,
             invite_ttl_secs: i64::from(args.invite_ttl_hours) * 3600,
             passkeys: args.upstream.passkeys,
             upstream: args.upstream.to_config()?,
@@ -636,6 +648,7 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             clients: Vec::new(),
             trust_forwarded_for: false,
+            purge_interval_secs: DEFAULT_PURGE_INTERVAL_SECS,
             invite_ttl_secs: i64::from(DEFAULT_INVITE_TTL_HOURS) * 3600,
             passkeys: true,
             upstream: None,

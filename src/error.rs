@@ -210,6 +210,8 @@ impl IntoResponse for OAuthError {
             "invalid_client" => StatusCode::UNAUTHORIZED,
             "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
             "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            // Our rate limits (RFC 8628 §3.5's name for "wait").
+            "slow_down" => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         };
         let body = serde_json::json!({

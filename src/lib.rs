@@ -18,6 +18,7 @@ pub mod mcp;
 pub mod net;
 pub mod oauth;
 pub mod pages;
+pub mod ratelimit;
 pub mod routes;
 pub mod server;
 pub mod store;

@@ -158,6 +158,13 @@ async fn main() -> anyhow::Result<()> {
                 state.master_key.clone(),
                 shutdown.clone(),
             );
+            if state.config.purge_interval_secs > 0 {
+                passgate::store::spawn_purge(
+                    state.store.clone(),
+                    std::time::Duration::from_secs(state.config.purge_interval_secs),
+                    shutdown.clone(),
+                );
+            }
             server::serve(listener, routes::router(state), shutdown).await
         }
         Command::Users(command) => {

@@ -316,14 +316,15 @@ pub async fn rename_credential(
         .map_err(conflict_as_retry)
 }
 
-/// Deletes one of a person's passkeys, refusing to delete the last one. The
+/// Deletes one of a person's passkeys, refusing to delete the last one, and
+/// ends the browser sessions signed in with it (returns how many). The
 /// transaction re-checks that another passkey still exists, so two
 /// concurrent deletions cannot leave the account without any.
 pub async fn delete_credential(
     store: &dyn Store,
     user_id: &str,
     cred_id: &str,
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
     let (_, version) = owned_credential(store, user_id, cred_id).await?;
     let items = store.list(&user_pk(user_id)).await?;
     let Some(other) = items
@@ -358,7 +359,10 @@ pub async fn delete_credential(
             },
         ])
         .await
-        .map_err(conflict_as_retry)
+        .map_err(conflict_as_retry)?;
+    // After the deletion, so that a sign-in with it racing this one cannot
+    // start a session that survives (it fails to update the passkey).
+    Ok(crate::login::session::end_all_for_credential(store, user_id, cred_id).await?)
 }
 
 fn conflict_as_retry(e: StoreError) -> Error {

@@ -6,8 +6,11 @@ mod support;
 
 use http::StatusCode;
 use passgate::{
-    login::{cli, invitations, ratelimit},
+    config::Config,
+    crypto,
+    login::{cli, invitations},
     oauth::grants::{self, Grant},
+    ratelimit::LimitedAction,
     store::now_unix,
     users::{self, Role},
 };
@@ -583,13 +586,9 @@ async fn passkeys_can_be_added_renamed_and_deleted_but_not_the_last() {
     // Both were made within a second; put the original first.
     creds.sort_by_key(|c| c.id != first);
     assert_eq!(creds[1].name, "Laptop");
-    assert_eq!(
-        app.signed_in(&sign_in(&app, &laptop).await)
-            .await
-            .unwrap()
-            .name,
-        "quinn"
-    );
+    let laptop_cookie = sign_in(&app, &laptop).await;
+    let on_laptop = app.signed_in(&laptop_cookie).await.unwrap();
+    assert_eq!(on_laptop.name, "quinn");
 
     // Rename.
     let r = browser
@@ -607,7 +606,8 @@ async fn passkeys_can_be_added_renamed_and_deleted_but_not_the_last() {
     let page = browser.get(&app, "/account").await;
     assert!(page.body.contains("Work laptop"));
 
-    // Delete the first; the second is then the last.
+    // Delete the first; the browser signed in with it is signed out, the
+    // laptop's session stays, and the second passkey is then the last.
     let r = browser
         .post_form(
             &app,
@@ -616,11 +616,13 @@ async fn passkeys_can_be_added_renamed_and_deleted_but_not_the_last() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let r = browser
+    assert!(app.signed_in(&cookie).await.is_none(), "signed in with it");
+    assert!(app.signed_in(&laptop_cookie).await.is_some());
+    let r = Browser::with_cookie(&laptop_cookie)
         .post_form(
             &app,
             "/account/passkeys/delete",
-            &[("csrf", &me.csrf), ("id", &creds[1].id)],
+            &[("csrf", &on_laptop.csrf), ("id", &creds[1].id)],
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -819,7 +821,7 @@ async fn sign_in_attempts_are_rate_limited() {
     let app = TestApp::new().await;
     let mut browser = Browser::new();
     let mut statuses = Vec::new();
-    for _ in 0..=ratelimit::SIGN_IN_PER_ADDR.max {
+    for _ in 0..LimitedAction::SignIn.max() {
         let r = browser
             .post_json(&app, "/login/passkey/options", &json!({}))
             .await;
@@ -839,7 +841,7 @@ async fn sign_in_attempts_are_rate_limited() {
     // Enrollment with one invitation is limited too.
     let token = app.invite("wes", Role::Member).await;
     let mut saw_limit = false;
-    for _ in 0..=ratelimit::ENROLL_PER_INVITATION.max {
+    for _ in 0..=LimitedAction::EnrollInvitation.max() {
         let r = Browser::new()
             .post_json(&app, "/enroll/passkey/options", &json!({ "token": token }))
             .await;
@@ -848,31 +850,69 @@ async fn sign_in_attempts_are_rate_limited() {
     assert!(saw_limit);
 }
 
+/// Signs in with `device` from address `from` (behind a trusted proxy),
+/// optionally forging the assertion's signature; returns the finish status.
+async fn sign_in_from(
+    app: &TestApp,
+    device: &SoftAuthenticator,
+    from: &str,
+    forge: bool,
+) -> StatusCode {
+    let mut browser = Browser::new();
+    let xff = [("x-forwarded-for", from)];
+    let options = browser
+        .post_json_with(app, "/login/passkey/options", &json!({}), &xff)
+        .await;
+    if options.status != StatusCode::OK {
+        return options.status;
+    }
+    let mut assertion = device.get(ORIGIN, options.json()).await.unwrap();
+    if forge {
+        // Someone without the passkey: its id and user handle, any signature.
+        assertion["response"]["signature"] = json!(crypto::random_token(64));
+    }
+    browser
+        .post_json_with(app, "/login/passkey/finish", &assertion, &xff)
+        .await
+        .status
+}
+
 #[tokio::test]
-async fn failed_sign_ins_per_account_are_rate_limited() {
-    let app = TestApp::new().await;
+async fn failed_sign_ins_slow_the_sender_not_the_passkey_owner() {
+    let mut config = Config::for_public_url(ORIGIN).unwrap();
+    config.trust_forwarded_for = true;
+    let app = TestApp::with_config(config).await;
     let (device, _) = support::new_user(&app, "xia", Role::Member).await;
+    let (owner, attacker) = ("198.51.100.7", "203.0.113.66");
     // Successful sign-ins do not count.
-    for _ in 0..ratelimit::SIGN_IN_FAILURES_PER_ACCOUNT.max + 2 {
-        sign_in(&app, &device).await;
+    for _ in 0..LimitedAction::SignInFailure.max() + 2 {
+        assert_eq!(
+            sign_in_from(&app, &device, owner, false).await,
+            StatusCode::OK
+        );
     }
-    // Failures do; then even a good passkey must wait.
-    for _ in 0..ratelimit::SIGN_IN_FAILURES_PER_ACCOUNT.max {
-        let mut browser = Browser::new();
-        let options = browser
-            .post_json(&app, "/login/passkey/options", &json!({}))
-            .await;
-        let assertion = device
-            .get(ORIGIN, without_user_verification(options.json()))
-            .await
-            .unwrap();
-        let r = browser
-            .post_json(&app, "/login/passkey/finish", &assertion)
-            .await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Forged assertions naming xia's passkey fail, and then their sender
+    // must wait...
+    for _ in 0..LimitedAction::SignInFailure.max() {
+        assert_eq!(
+            sign_in_from(&app, &device, attacker, true).await,
+            StatusCode::FORBIDDEN
+        );
     }
-    let r = sign_in_with(&app, &mut Browser::new(), &device).await;
-    assert_eq!(server_status(r), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        sign_in_from(&app, &device, attacker, true).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        sign_in_from(&app, &device, attacker, false).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even with a good passkey, from that address"
+    );
+    // ...while xia, elsewhere, signs in as usual.
+    assert_eq!(
+        sign_in_from(&app, &device, owner, false).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

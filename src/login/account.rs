@@ -276,8 +276,8 @@ pub async fn delete(
     State(state): State<AppState>,
     SignedInForm { me, form }: SignedInForm<IdForm>,
 ) -> Result<Response, Error> {
-    users::delete_credential(state.store.as_ref(), &me.user_id, &form.id).await?;
-    tracing::info!(user = %me.name, "passkey deleted");
+    let sessions = users::delete_credential(state.store.as_ref(), &me.user_id, &form.id).await?;
+    tracing::info!(user = %me.name, sessions, "passkey deleted");
     Ok(Redirect::to("/account?notice=passkey-deleted").into_response())
 }
 

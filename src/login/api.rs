@@ -4,22 +4,13 @@
 //! ceremonies to the browser with a cookie. Their errors are
 //! [`crate::error::ScriptError`]s, which the script shows to the person.
 
-use std::{convert::Infallible, net::IpAddr};
-
 use axum::{
     Json,
-    extract::{ConnectInfo, FromRequestParts},
     response::{IntoResponse, Response},
 };
-use http::{HeaderMap, HeaderValue, header, request::Parts};
+use http::{HeaderMap, HeaderValue, header};
 
-use crate::{
-    app::AppState,
-    config::Config,
-    crypto::random_token,
-    error::Error,
-    login::{cookies, ratelimit},
-};
+use crate::{config::Config, crypto::random_token, error::Error, login::cookies};
 
 /// Cookie that binds a ceremony to the browser that started it.
 pub const BINDING_COOKIE: &str = "passgate_ceremony";
@@ -82,31 +73,4 @@ pub fn json_with_cookies(value: serde_json::Value, set_cookies: Vec<HeaderValue>
         headers.append(header::SET_COOKIE, cookie);
     }
     response
-}
-
-/// The client's address (see [`ratelimit::client_addr`]), as an extractor.
-/// The TCP peer is present when the server is run with connect info;
-/// in-process tests have none.
-pub struct ClientAddr(pub Option<IpAddr>);
-
-impl FromRequestParts<AppState> for ClientAddr {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0);
-        Ok(Self(ratelimit::client_addr(
-            &parts.headers,
-            peer,
-            &state.config,
-        )))
-    }
-}
-
-impl ClientAddr {
-    pub fn subject(&self) -> String {
-        ratelimit::addr_subject(self.0)
-    }
 }

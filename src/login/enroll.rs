@@ -16,12 +16,13 @@ use crate::{
     app::AppState,
     error::{Error, ScriptError},
     login::{
-        api::{self, ClientAddr},
-        invitations,
+        api, invitations,
         passkeys::{self, NewPasskeyFor, Purpose},
-        ratelimit, signin, ui,
+        signin, ui,
     },
+    net::ClientAddr,
     pages::{Page, escape},
+    ratelimit::{self, LimitedAction},
     store::StoreError,
     users::{self, MAX_NAME_CHARS},
 };
@@ -128,9 +129,9 @@ pub async fn options(
     let start: EnrollStart = serde_json::from_slice(&body)
         .map_err(|_| Error::bad_request("The enrollment request could not be read."))?;
     let store = state.store.as_ref();
-    ratelimit::check(store, ratelimit::ENROLL_PER_ADDR, &addr.subject()).await?;
+    ratelimit::check(store, LimitedAction::Enroll, &addr).await?;
     let invitation_id = invitations::invitation_id(&start.token);
-    ratelimit::check(store, ratelimit::ENROLL_PER_INVITATION, &invitation_id).await?;
+    ratelimit::check_subject(store, LimitedAction::EnrollInvitation, &invitation_id).await?;
     let (invitation, version) = invitations::peek(store, &start.token)
         .await
         .map_err(explain_link)?;
@@ -197,7 +198,7 @@ pub async fn finish(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(user = %user.name, role = user.role.as_str(), "account created from an invitation");
-    let cookie = signin::start_session(&state, &headers, &user.id).await?;
+    let cookie = signin::start_session(&state, &headers, &user.id, Some(&credential.id)).await?;
     Ok(api::json_with_cookies(
         json!({ "redirect": "/account?notice=welcome" }),
         vec![cookie],

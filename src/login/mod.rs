@@ -6,7 +6,7 @@
 //!
 //! Layout: [`passkeys`] is the WebAuthn relying party and its stored
 //! ceremonies; [`session`] the browser sessions; [`invitations`] the only way
-//! to get an account; [`ratelimit`] the attempt limits; [`signin`],
+//! to get an account (attempt limits are `crate::ratelimit`); [`signin`],
 //! [`enroll`], [`account`] and [`admin`] the pages and JSON endpoints;
 //! [`api`], [`forms`], [`cookies`] and [`ui`] their shared plumbing;
 //! [`cli`] the `passgate users` commands. Accounts themselves live in
@@ -21,7 +21,6 @@ pub mod enroll;
 pub mod forms;
 pub mod invitations;
 pub mod passkeys;
-pub mod ratelimit;
 pub mod session;
 pub mod signin;
 pub mod ui;

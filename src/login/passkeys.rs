@@ -48,7 +48,8 @@ use crate::{
     config::Config,
     crypto::{constant_time_eq, token_hash},
     error::Error,
-    login::ratelimit,
+    net::ClientAddr,
+    ratelimit::{self, LimitedAction},
     store::{NewItem, now_unix},
     users::{self, Credential, Role, User},
 };
@@ -194,9 +195,11 @@ pub async fn start_sign_in(
     Ok(options)
 }
 
-/// Who signed in, and where to go next.
+/// Who signed in, with which passkey, and where to go next.
 pub struct SignedInWith {
     pub user: User,
+    /// The passkey's credential id.
+    pub credential: String,
     pub next: String,
 }
 
@@ -204,6 +207,7 @@ pub struct SignedInWith {
 /// records the passkey's new sign counter and backup state.
 pub async fn finish_sign_in(
     state: &AppState,
+    addr: &ClientAddr,
     binding: &str,
     body: &[u8],
 ) -> Result<SignedInWith, Error> {
@@ -237,8 +241,10 @@ pub async fn finish_sign_in(
     if stored.user_id != user_id {
         return Err(not_registered());
     }
-    let limit = ratelimit::SIGN_IN_FAILURES_PER_ACCOUNT;
-    ratelimit::check_failures(state.store.as_ref(), limit, &user_id).await?;
+    // Failures count against the address that sent them, never against
+    // the account: anyone can name anyone's passkey.
+    let limit = LimitedAction::SignInFailure;
+    ratelimit::check_failures(state.store.as_ref(), limit, addr).await?;
     let user = users::get(state.store.as_ref(), &user_id)
         .await?
         .ok_or_else(not_registered)?;
@@ -277,7 +283,7 @@ pub async fn finish_sign_in(
         ..Default::default()
     };
     if let Err(e) = server.verify(&rp_id(&state.config)?, &auth, &mut credential, &options) {
-        ratelimit::record_failure(state.store.as_ref(), limit, &user_id).await?;
+        ratelimit::record_failure(state.store.as_ref(), limit, addr).await?;
         return Err(sign_in_refused(&e));
     }
 
@@ -293,7 +299,11 @@ pub async fn finish_sign_in(
             ),
             other => other.into(),
         })?;
-    Ok(SignedInWith { user, next })
+    Ok(SignedInWith {
+        user,
+        credential: stored.id,
+        next,
+    })
 }
 
 fn apply_dynamic_state(cred: &mut Credential, dynamic: DynamicState) -> Result<(), Error> {

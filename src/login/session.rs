@@ -9,8 +9,9 @@
 //! Keys:
 //! - `session#<token hash>` / `session`: the [`Session`], expiring at the
 //!   idle or absolute limit;
-//! - `user#<id>` / `session#<token hash>`: lists a person's sessions, so
-//!   disabling the account can end them all.
+//! - `user#<id>` / `session#<token hash>`: lists a person's sessions (with
+//!   the passkey each was signed in with), so disabling the account can end
+//!   them all, and deleting a passkey can end the sessions it started.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,17 @@ pub struct Session {
     pub csrf: String,
     pub created_at: i64,
     pub last_seen: i64,
+    /// The passkey the person signed in with; `None` for sign-ins through
+    /// the upstream provider (and sessions from before this was recorded).
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+/// The listing entry under `user#<id>`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Listed {
+    #[serde(default)]
+    credential: Option<String>,
 }
 
 impl Session {
@@ -51,8 +63,13 @@ fn session_pk(hash: &str) -> String {
     format!("session#{hash}")
 }
 
-/// Starts a session and returns its cookie token.
-pub async fn create(store: &dyn Store, user_id: &str) -> Result<String, StoreError> {
+/// Starts a session, signed in with passkey `credential` (if any), and
+/// returns its cookie token.
+pub async fn create(
+    store: &dyn Store,
+    user_id: &str,
+    credential: Option<&str>,
+) -> Result<String, StoreError> {
     let token = random_token(32);
     let hash = token_hash(&token);
     let now = now_unix();
@@ -61,6 +78,7 @@ pub async fn create(store: &dyn Store, user_id: &str) -> Result<String, StoreErr
         csrf: random_token(32),
         created_at: now,
         last_seen: now,
+        credential: credential.map(str::to_owned),
     };
     store
         .transact(vec![
@@ -71,7 +89,9 @@ pub async fn create(store: &dyn Store, user_id: &str) -> Result<String, StoreErr
                 NewItem::json(
                     format!("user#{user_id}"),
                     session_pk(&hash),
-                    &serde_json::json!({}),
+                    &Listed {
+                        credential: session.credential.clone(),
+                    },
                 )?
                 .expires_at(session.absolute_expiry()),
             ),
@@ -115,10 +135,32 @@ pub async fn end(store: &dyn Store, token: &str) -> Result<(), StoreError> {
 
 /// Ends every session of a person (account disabled or deleted).
 pub async fn end_all_for_user(store: &dyn Store, user_id: &str) -> Result<usize, StoreError> {
+    end_where(store, user_id, |_| true).await
+}
+
+/// Ends every session a person signed in to with passkey `credential`
+/// (the passkey was deleted).
+pub async fn end_all_for_credential(
+    store: &dyn Store,
+    user_id: &str,
+    credential: &str,
+) -> Result<usize, StoreError> {
+    end_where(store, user_id, |listed| {
+        listed.credential.as_deref() == Some(credential)
+    })
+    .await
+}
+
+async fn end_where(
+    store: &dyn Store,
+    user_id: &str,
+    select: impl Fn(&Listed) -> bool,
+) -> Result<usize, StoreError> {
     let user_pk = format!("user#{user_id}");
     let mut ended = 0;
     for item in store.list(&user_pk).await? {
-        if item.sk.starts_with("session#") {
+        // Entries from before the passkey was recorded are `{}`.
+        if item.sk.starts_with("session#") && select(&item.json().unwrap_or_default()) {
             store
                 .transact(vec![
                     Write::Delete {

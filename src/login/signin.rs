@@ -18,12 +18,13 @@ use crate::{
     app::AppState,
     error::{Error, ScriptError},
     login::{
-        api::{self, ClientAddr},
-        cookies, current,
+        api, cookies, current,
         forms::{SignedInForm, SignedInPage},
-        passkeys, ratelimit, session, ui,
+        passkeys, session, ui,
     },
+    net::ClientAddr,
     pages::{Page, escape},
+    ratelimit::{self, LimitedAction},
 };
 
 #[derive(Deserialize)]
@@ -107,12 +108,7 @@ pub async fn options(
         return Err(Error::NotFound("Passkey sign-in is turned off here.".into()).into());
     }
     let start: SignInStart = serde_json::from_slice(&body).unwrap_or_default();
-    ratelimit::check(
-        state.store.as_ref(),
-        ratelimit::SIGN_IN_PER_ADDR,
-        &addr.subject(),
-    )
-    .await?;
+    ratelimit::check(state.store.as_ref(), LimitedAction::SignIn, &addr).await?;
     let (binding, set_binding) = api::binding(&state.config, &headers);
     let next = ui::local_next(start.next.as_deref());
     let options = passkeys::start_sign_in(&state, &binding, next).await?;
@@ -126,13 +122,20 @@ pub async fn options(
 /// the credential's JSON) and starts a session.
 pub async fn finish(
     State(state): State<AppState>,
+    addr: ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ScriptError> {
     api::check_request(&state.config, &headers)?;
     let binding = api::require_binding(&state.config, &headers)?;
-    let signed_in = passkeys::finish_sign_in(&state, &binding, &body).await?;
-    let cookie = start_session(&state, &headers, &signed_in.user.id).await?;
+    let signed_in = passkeys::finish_sign_in(&state, &addr, &binding, &body).await?;
+    let cookie = start_session(
+        &state,
+        &headers,
+        &signed_in.user.id,
+        Some(&signed_in.credential),
+    )
+    .await?;
     tracing::info!(user = %signed_in.user.name, "signed in with a passkey");
     Ok(api::json_with_cookies(
         json!({ "redirect": signed_in.next }),
@@ -140,18 +143,31 @@ pub async fn finish(
     ))
 }
 
-/// Starts a session for `user_id`, ending the one this browser had (a new
-/// token at every sign-in, so a planted cookie is never promoted).
+/// Starts a session for `user_id`, signed in with passkey `credential` (if
+/// any), ending the one this browser had (a new token at every sign-in, so
+/// a planted cookie is never promoted).
 pub async fn start_session(
     state: &AppState,
     headers: &HeaderMap,
     user_id: &str,
+    credential: Option<&str>,
 ) -> Result<HeaderValue, Error> {
     let name = cookies::name(&state.config, session::COOKIE);
     if let Some(old) = cookies::get(headers, &name) {
         session::end(state.store.as_ref(), &old).await?;
     }
-    let token = session::create(state.store.as_ref(), user_id).await?;
+    let store = state.store.as_ref();
+    let token = session::create(store, user_id, credential).await?;
+    // Checked after writing: a deletion of the passkey that ran meanwhile
+    // either ended this session or is seen here.
+    if let Some(credential) = credential
+        && !crate::users::credential_exists(store, credential).await?
+    {
+        session::end(store, &token).await?;
+        return Err(Error::Forbidden(
+            "This passkey was deleted while you were signing in. Use another passkey.".into(),
+        ));
+    }
     Ok(cookies::set(
         &state.config,
         session::COOKIE,

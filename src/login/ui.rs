@@ -83,7 +83,7 @@ pub fn notice(code: Option<&str>) -> String {
         Some("passkey-added") => "Your new passkey is saved.",
         Some("passkey-renamed") => "The passkey was renamed.",
         Some("passkey-deleted") => {
-            "The passkey was deleted. Remember to remove it from your device or password manager too."
+            "The passkey was deleted, and browsers signed in with it were signed out. Remember to remove it from your device or password manager too."
         }
         Some("client-revoked") => {
             "The application was disconnected. It must ask for your approval again to connect."

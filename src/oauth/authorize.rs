@@ -10,7 +10,14 @@
 //! redirected (the URI is not trusted yet); later errors go back to the
 //! client's redirect URI with `error`, `state` and `iss` (RFC 9207).
 //!
+//! Approving creates the code together with its token family (expiring
+//! with the code, see `grants`), then checks the access rule
+//! (`access::ended`), so an account disabled or a client revoked at that
+//! very moment never gets a code that works.
+//!
 //! Keys: `authz#<id>` / `pending` (taken once, on the decision);
+//! `authz-pending` / `<id>`: the client of each pending authorization, so
+//! the operator can count and end them (`passgate clients`);
 //! `code#<sha256(code)>` / `code`.
 
 use axum::{
@@ -21,17 +28,21 @@ use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CODE_TTL_SECS, OAuthError, PENDING_AUTHORIZATION_TTL_SECS, SCOPE_MCP,
+    CODE_TTL_SECS, OAuthError, PENDING_AUTHORIZATION_TTL_SECS, SCOPE_MCP, access,
     clients::{self, ClientSource},
-    effective_scope, grants, resource_matches,
+    effective_scope,
+    grants::{self, Grant},
+    resource_matches,
 };
 use crate::{
     app::AppState,
     crypto,
     error::Error,
     login::{self, forms::PageForm},
+    net::ClientAddr,
     pages::{Page, escape},
-    store::NewItem,
+    ratelimit::{self, LimitedAction},
+    store::{NewItem, Store, StoreError, Write, now_unix},
 };
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +67,9 @@ pub struct PendingAuthorization {
     pub code_challenge: String,
     pub scope: String,
     pub resource: String,
+    /// Unix seconds; 0 for requests stored before this field existed.
+    #[serde(default)]
+    pub created_at: i64,
 }
 
 /// What a code stands for; stored under the code's hash.
@@ -68,6 +82,10 @@ pub struct CodeGrant {
     pub scope: String,
     pub resource: String,
     pub user_id: String,
+    /// The token family created with the code (see `grants`); empty for
+    /// codes issued before families were created at approval.
+    #[serde(default)]
+    pub family: String,
     /// Set by the first successful redemption (see `token.rs`).
     #[serde(default)]
     pub redeemed: Option<super::token::Redeemed>,
@@ -79,6 +97,66 @@ pub fn code_key(code: &str) -> String {
 
 fn pending_key(id: &str) -> String {
     format!("authz#{id}")
+}
+
+/// The partition listing every pending authorization's client.
+const PENDING_LISTING: &str = "authz-pending";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingEntry {
+    client_id: String,
+}
+
+/// Takes a pending authorization (and its listing entry): exactly one
+/// caller gets it.
+async fn take_pending(
+    store: &dyn Store,
+    id: &str,
+) -> Result<Option<PendingAuthorization>, StoreError> {
+    let pending = store.take_json(&pending_key(id), "pending").await?;
+    if pending.is_some() {
+        store.delete(PENDING_LISTING, id).await?;
+    }
+    Ok(pending)
+}
+
+/// How many authorizations await consent, per client id.
+pub async fn pending_per_client(
+    store: &dyn Store,
+) -> Result<std::collections::BTreeMap<String, usize>, StoreError> {
+    let mut counts = std::collections::BTreeMap::new();
+    for item in store.list(PENDING_LISTING).await? {
+        let entry: PendingEntry = item.json()?;
+        *counts.entry(entry.client_id).or_default() += 1;
+    }
+    Ok(counts)
+}
+
+/// Ends every pending authorization of a client; returns how many.
+pub async fn end_pending_for_client(
+    store: &dyn Store,
+    client_id: &str,
+) -> Result<usize, StoreError> {
+    let mut ended = 0;
+    for item in store.list(PENDING_LISTING).await? {
+        let entry: PendingEntry = item.json()?;
+        if entry.client_id == client_id {
+            store
+                .transact(vec![
+                    Write::Delete {
+                        pk: pending_key(&item.sk),
+                        sk: "pending".into(),
+                    },
+                    Write::Delete {
+                        pk: PENDING_LISTING.into(),
+                        sk: item.sk.clone(),
+                    },
+                ])
+                .await?;
+            ended += 1;
+        }
+    }
+    Ok(ended)
 }
 
 /// Appends parameters to a validated redirect URI, keeping its own query.
@@ -129,6 +207,7 @@ fn oauth_page_error(e: OAuthError) -> Response {
 /// `GET /authorize`
 pub async fn authorize(
     State(state): State<AppState>,
+    addr: ClientAddr,
     Query(p): Query<AuthorizeParams>,
 ) -> Response {
     // 1. Client and redirect URI: failures here are shown, never redirected.
@@ -201,6 +280,12 @@ pub async fn authorize(
         return fail(OAuthError::invalid_request("state is too long"));
     }
 
+    // Anyone can send this request, and it stores something: bounded per
+    // address. Over the limit the page says so (no redirect: a client
+    // looping on its redirect URI would only come back).
+    if let Err(e) = ratelimit::check(state.store.as_ref(), LimitedAction::Authorize, &addr).await {
+        return e.into_response();
+    }
     let pending = PendingAuthorization {
         client_id: client.client_id.clone(),
         client_name: client.client_name.clone(),
@@ -210,13 +295,32 @@ pub async fn authorize(
         code_challenge: challenge,
         scope: effective_scope(p.scope.as_deref()),
         resource: mcp_url,
+        created_at: now_unix(),
     };
     let id = crypto::random_token(24);
-    let item = match NewItem::json(pending_key(&id), "pending", &pending) {
-        Ok(i) => i.expires_in(PENDING_AUTHORIZATION_TTL_SECS),
-        Err(e) => return fail(e.into()),
+    let writes = (|| {
+        Ok::<_, StoreError>(vec![
+            Write::Insert(
+                NewItem::json(pending_key(&id), "pending", &pending)?
+                    .expires_in(PENDING_AUTHORIZATION_TTL_SECS),
+            ),
+            Write::Put(
+                NewItem::json(
+                    PENDING_LISTING,
+                    id.clone(),
+                    &PendingEntry {
+                        client_id: pending.client_id.clone(),
+                    },
+                )?
+                .expires_in(PENDING_AUTHORIZATION_TTL_SECS),
+            ),
+        ])
+    })();
+    let result = match writes {
+        Ok(writes) => state.store.transact(writes).await,
+        Err(e) => Err(e),
     };
-    if let Err(e) = state.store.insert(item).await {
+    if let Err(e) = result {
         return fail(e.into());
     }
     Redirect::to(&format!("/consent?request={id}")).into_response()
@@ -231,13 +335,24 @@ fn expired_request() -> Error {
     Error::Gone("This sign-in request has expired or was already completed.".into())
 }
 
-/// Issues a code for an approved request and sends the browser back.
+/// Issues a code (with its token family) for an approved request and sends
+/// the browser back.
 async fn complete(
     state: &AppState,
     pending: &PendingAuthorization,
     user_id: &str,
 ) -> Result<Response, Error> {
+    let store = state.store.as_ref();
     let code = crypto::random_token(32);
+    let family = Grant {
+        family: crypto::random_id(),
+        user_id: user_id.to_owned(),
+        client_id: pending.client_id.clone(),
+        client_name: pending.client_name.clone(),
+        scope: pending.scope.clone(),
+        resource: pending.resource.clone(),
+        created_at: now_unix(),
+    };
     let grant = CodeGrant {
         client_id: pending.client_id.clone(),
         client_name: pending.client_name.clone(),
@@ -246,12 +361,26 @@ async fn complete(
         scope: pending.scope.clone(),
         resource: pending.resource.clone(),
         user_id: user_id.to_owned(),
+        family: family.family.clone(),
         redeemed: None,
     };
-    state
-        .store
-        .insert(NewItem::json(code_key(&code), "code", &grant)?.expires_in(CODE_TTL_SECS))
-        .await?;
+    let code_item = NewItem::json(code_key(&code), "code", &grant)?.expires_in(CODE_TTL_SECS);
+    // The family outlives the code a little, so a redemption at the last
+    // moment still finds it.
+    let mut writes = grants::pending_writes(&family, now_unix() + CODE_TTL_SECS + 60)?;
+    writes.push(Write::Insert(code_item));
+    store.transact(writes).await?;
+    // Checked after writing (see `access`): an ending action that ran
+    // meanwhile either found this family or is seen here.
+    if let Some(ended) =
+        access::ended(store, user_id, &pending.client_id, pending.created_at).await?
+    {
+        grants::revoke(store, user_id, &family.family).await?;
+        return Err(Error::Forbidden(format!(
+            "No access was granted: {}. Start again from the application if you still want to connect it.",
+            ended.describe()
+        )));
+    }
     let issuer = state.config.issuer();
     let mut params = vec![("code", code.as_str()), ("iss", issuer.as_str())];
     if let Some(s) = pending.state.as_deref() {
@@ -286,9 +415,7 @@ pub async fn consent_page(
         grants::consent(state.store.as_ref(), &signed_in.user_id, &pending.client_id).await?
         && scope_covered(&consent.scope, &pending.scope)
     {
-        let pending: PendingAuthorization = state
-            .store
-            .take_json(&pending_key(&id), "pending")
+        let pending = take_pending(state.store.as_ref(), &id)
             .await?
             .ok_or_else(expired_request)?;
         return complete(&state, &pending, &signed_in.user_id).await;
@@ -402,9 +529,7 @@ pub async fn consent_decision(
     };
     signed_in.check_csrf(&form.csrf)?;
     // Taken atomically: a double-submitted form decides once.
-    let pending: PendingAuthorization = state
-        .store
-        .take_json(&pending_key(&form.request), "pending")
+    let pending = take_pending(state.store.as_ref(), &form.request)
         .await?
         .ok_or_else(expired_request)?;
     match form.decision.as_str() {

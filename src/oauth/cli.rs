@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Context;
 
 use super::{
+    access, authorize,
     clients::{self, Client},
     grants,
     keys::SigningKeys,
@@ -13,20 +14,24 @@ use super::{
 use crate::{crypto::MasterKey, store::Store, users};
 
 /// Every registered and configured client, and every client with live
-/// grants (metadata-document clients appear once someone approved them),
-/// with how many people and sign-ins each holds.
+/// grants or pending authorizations (metadata-document clients appear once
+/// someone asked for them), with how many people and sign-ins each holds
+/// (a sign-in is a token family: an approved code not yet redeemed counts)
+/// and how many authorizations await consent.
 pub async fn list_clients(store: &dyn Store, configured: &[Client]) -> anyhow::Result<String> {
     struct Row {
         name: String,
         kind: &'static str,
         people: usize,
         sign_ins: usize,
+        pending: usize,
     }
     let row = |name: &str, kind| Row {
         name: name.to_owned(),
         kind,
         people: 0,
         sign_ins: 0,
+        pending: 0,
     };
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     for client in configured {
@@ -51,17 +56,22 @@ pub async fn list_clients(store: &dyn Store, configured: &[Client]) -> anyhow::R
             }
         }
     }
+    for (client_id, n) in authorize::pending_per_client(store).await? {
+        rows.entry(client_id.clone())
+            .or_insert_with(|| row(&client_id, kind_of(&client_id)))
+            .pending = n;
+    }
     if rows.is_empty() {
         return Ok("No clients are registered or connected.".into());
     }
     let mut out = format!(
-        "{:<44} {:<30} {:<10} {:>6} {:>9}\n",
-        "CLIENT ID", "NAME", "KIND", "PEOPLE", "SIGN-INS"
+        "{:<44} {:<30} {:<10} {:>6} {:>9} {:>8}\n",
+        "CLIENT ID", "NAME", "KIND", "PEOPLE", "SIGN-INS", "PENDING"
     );
     for (id, r) in rows {
         out.push_str(&format!(
-            "{id:<44} {:<30} {:<10} {:>6} {:>9}\n",
-            r.name, r.kind, r.people, r.sign_ins
+            "{id:<44} {:<30} {:<10} {:>6} {:>9} {:>8}\n",
+            r.name, r.kind, r.people, r.sign_ins, r.pending
         ));
     }
     Ok(out.trim_end().to_owned())
@@ -77,18 +87,27 @@ fn kind_of(client_id: &str) -> &'static str {
     }
 }
 
-/// Ends every grant of a client, forgets every approval of it, and deletes
-/// its registration, so it must register and be approved again.
+/// Ends every grant of a client (codes not yet redeemed included) and every
+/// authorization of it awaiting consent, forgets every approval of it, and
+/// deletes its registration, so it must register and be approved again.
 pub async fn revoke_client(store: &dyn Store, client_id: &str) -> anyhow::Result<String> {
-    let mut families = 0;
+    // First, so that whatever is being approved right now ends too.
+    access::mark_client_revoked(store, client_id).await?;
+    let pending = authorize::end_pending_for_client(store, client_id).await?;
+    let (mut people, mut families) = (0, 0);
     for user in users::list(store).await? {
-        families += grants::revoke_client_for_user(store, &user.id, client_id).await?;
+        let n = grants::revoke_client_for_user(store, &user.id, client_id).await?;
+        if n > 0 {
+            people += 1;
+            families += n;
+        }
     }
     clients::delete_registration(store, client_id)
         .await
         .context("deleting the registration")?;
     Ok(format!(
-        "Revoked {families} sign-in(s) of client {client_id} and deleted its registration."
+        "Revoked {families} sign-in(s) of {people} person(s) and {pending} pending authorization(s) \
+         of client {client_id}, and deleted its registration."
     ))
 }
 

@@ -358,9 +358,6 @@ pub fn authenticate(
     }
 }
 
-/// Registrations allowed per client address per hour.
-const REGISTRATIONS_PER_HOUR: u64 = 30;
-
 /// `POST /register`
 pub async fn register_handler(
     axum::extract::State(state): axum::extract::State<AppState>,
@@ -385,22 +382,20 @@ pub async fn register_handler(
                 format!("the registration must be a JSON object: {}", e.body_text()),
             )
         })?;
-        let addr = addr.key();
-        let window = now_unix() / 3600;
-        let count = state
-            .store
-            .increment(
-                &format!("ratelimit#register#{addr}"),
-                &window.to_string(),
-                (window + 1) * 3600,
-            )
-            .await?;
-        if count > REGISTRATIONS_PER_HOUR {
-            return Err(OAuthError::new(
+        crate::ratelimit::check(
+            state.store.as_ref(),
+            crate::ratelimit::LimitedAction::Register,
+            &addr,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::error::Error::RateLimited => OAuthError::new(
                 "slow_down",
                 "too many registrations from this address; try again later",
-            ));
-        }
+            ),
+            crate::error::Error::Store(e) => e.into(),
+            other => OAuthError::server_error(other.to_string()),
+        })?;
         register(&state, req).await
     }
     .await;
@@ -411,9 +406,6 @@ pub async fn register_handler(
             axum::Json(body),
         )
             .into_response(),
-        Err(e) if e.code == "slow_down" => {
-            (http::StatusCode::TOO_MANY_REQUESTS, e.into_response()).into_response()
-        }
         Err(e) => e.into_response(),
     }
 }

@@ -1,6 +1,9 @@
 //! Grants: what a person approved for a client, and the token families
-//! (one per completed authorization) that carry it. Revoking a family ends
-//! its refresh tokens at once and its access tokens at their next use.
+//! (one per approved authorization) that carry it. A family is created with
+//! its authorization code, expiring with it, and made permanent when the
+//! code is redeemed; so ending a family ends its code, its refresh tokens
+//! and its access tokens alike, and listing a person's families finds an
+//! unredeemed code too. See [`super::access`] for when families end.
 //!
 //! Keys:
 //! - `grant#<family>` / `grant`: the family, checked on every token use;
@@ -9,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{NewItem, Store, StoreError, Write, now_unix};
+use crate::store::{Item, NewItem, Store, StoreError, Write, now_unix};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Grant {
@@ -49,10 +52,47 @@ pub fn create_writes(grant: &Grant) -> Result<Vec<Write>, StoreError> {
     ])
 }
 
+/// The writes that create a family for an authorization code, expiring
+/// at `expires_at` unless [`activate_writes`] makes it permanent.
+pub fn pending_writes(grant: &Grant, expires_at: i64) -> Result<Vec<Write>, StoreError> {
+    Ok(create_writes(grant)?
+        .into_iter()
+        .map(|w| match w {
+            Write::Insert(item) => Write::Insert(item.expires_at(expires_at)),
+            Write::Put(item) => Write::Put(item.expires_at(expires_at)),
+            other => other,
+        })
+        .collect())
+}
+
+/// The writes that make a code's family permanent when the code is
+/// redeemed; they conflict if the family was ended meanwhile.
+pub fn activate_writes(grant: &Grant, item: &Item) -> Result<Vec<Write>, StoreError> {
+    Ok(vec![
+        Write::Replace {
+            item: NewItem::json(family_key(&grant.family), "grant", grant)?,
+            expected_version: item.version,
+        },
+        Write::Put(NewItem::json(
+            user_key(&grant.user_id),
+            family_key(&grant.family),
+            grant,
+        )?),
+    ])
+}
+
 /// The family if it is still live.
 pub async fn get(store: &dyn Store, family: &str) -> Result<Option<Grant>, StoreError> {
+    Ok(get_item(store, family).await?.map(|(grant, _)| grant))
+}
+
+/// The family and its stored item (for [`activate_writes`]).
+pub async fn get_item(
+    store: &dyn Store,
+    family: &str,
+) -> Result<Option<(Grant, Item)>, StoreError> {
     match store.get(&family_key(family), "grant").await? {
-        Some(item) => item.json().map(Some),
+        Some(item) => Ok(Some((item.json()?, item))),
         None => Ok(None),
     }
 }
@@ -83,25 +123,30 @@ pub async fn revoke(store: &dyn Store, user_id: &str, family: &str) -> Result<()
         .await
 }
 
-/// Ends every family of a person and forgets their consents (used when an
-/// account is disabled or deleted, and by "revoke" on the account page).
+/// Forgets a person's consents, then ends every family they hold (used when
+/// an account is disabled or deleted). Returns how many families ended.
 pub async fn revoke_all_for_user(store: &dyn Store, user_id: &str) -> Result<usize, StoreError> {
+    for consent in store.list(&format!("consent#{user_id}")).await? {
+        store.delete(&consent.pk, &consent.sk).await?;
+    }
     let grants = list_for_user(store, user_id).await?;
     for grant in &grants {
         revoke(store, user_id, &grant.family).await?;
     }
-    for consent in store.list(&format!("consent#{user_id}")).await? {
-        store.delete(&consent.pk, &consent.sk).await?;
-    }
     Ok(grants.len())
 }
 
-/// Ends every family of one client for one person, and its consent.
+/// Forgets a person's consent for one client, then ends every family of
+/// that client they hold, codes not yet redeemed included (the consent
+/// goes first: see `access`). Returns how many families ended.
 pub async fn revoke_client_for_user(
     store: &dyn Store,
     user_id: &str,
     client_id: &str,
 ) -> Result<usize, StoreError> {
+    store
+        .delete(&format!("consent#{user_id}"), client_id)
+        .await?;
     let grants: Vec<Grant> = list_for_user(store, user_id)
         .await?
         .into_iter()
@@ -110,9 +155,6 @@ pub async fn revoke_client_for_user(
     for grant in &grants {
         revoke(store, user_id, &grant.family).await?;
     }
-    store
-        .delete(&format!("consent#{user_id}"), client_id)
-        .await?;
     Ok(grants.len())
 }
 

@@ -6,6 +6,7 @@
 //! store; nothing survives in process memory except the signing keys' cached
 //! copy, which is refreshed from the store when an unknown key id appears.
 
+pub mod access;
 pub mod authorize;
 pub mod bearer;
 pub mod cimd;

@@ -8,6 +8,11 @@
 //! keep their session. A replay after the grace window is treated as theft:
 //! the whole token family is revoked (RFC 9700 §4.14.2).
 //!
+//! Both grants mint only for a live person, grant and client
+//! (`access::ended`); redeeming a code also makes its token family, created
+//! at approval, permanent in the same conditional write, so a family ended
+//! after the code was issued can never be redeemed.
+//!
 //! Keys: `rt#<sha256(token)>` / `rt`.
 
 use axum::{
@@ -20,7 +25,7 @@ use http::{HeaderMap, HeaderValue, header};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ACCESS_TOKEN_TTL_SECS, OAuthError, REFRESH_TOKEN_TTL_SECS, REPLAY_GRACE_SECS,
+    ACCESS_TOKEN_TTL_SECS, OAuthError, REFRESH_TOKEN_TTL_SECS, REPLAY_GRACE_SECS, access,
     authorize::{CodeGrant, code_key},
     bearer::AccessClaims,
     clients::{self, Client},
@@ -327,17 +332,48 @@ async fn redeem_code(
             return replayed(state, &key, &grant.user_id, redeemed, "authorization code").await;
         }
 
-        let family = crypto::random_id();
+        // The family created at approval, unless it ended since; codes
+        // issued before families were created at approval get a new one.
+        let store = state.store.as_ref();
+        let (family, family_writes) = if grant.family.is_empty() {
+            let family = Grant {
+                family: crypto::random_id(),
+                user_id: grant.user_id.clone(),
+                client_id: client.client_id.clone(),
+                client_name: client.client_name.clone(),
+                scope: grant.scope.clone(),
+                resource: grant.resource.clone(),
+                created_at: now_unix(),
+            };
+            let writes = grants::create_writes(&family)?;
+            (family, writes)
+        } else {
+            let Some((family, family_item)) = grants::get_item(store, &grant.family).await? else {
+                return Err(OAuthError::invalid_grant(
+                    "access was ended after this code was issued; sign in again",
+                ));
+            };
+            let writes = grants::activate_writes(&family, &family_item)?;
+            (family, writes)
+        };
+        if let Some(ended) =
+            access::ended(store, &grant.user_id, &client.client_id, family.created_at).await?
+        {
+            return Err(OAuthError::invalid_grant(format!(
+                "{}; sign in again",
+                ended.describe()
+            )));
+        }
         let issued = issue(
             state,
-            &family,
+            &family.family,
             &grant.user_id,
             &client.client_id,
             &grant.scope,
         )?;
         let redeemed = Redeemed {
             at: now_unix(),
-            family: family.clone(),
+            family: family.family.clone(),
             sealed_response: seal(state, &key, &issued.response)?,
         };
         let mut used = grant.clone();
@@ -346,15 +382,7 @@ async fn redeem_code(
             used_write(&item, &used)?,
             Write::Insert(issued.refresh_item),
         ];
-        writes.extend(grants::create_writes(&Grant {
-            family,
-            user_id: grant.user_id.clone(),
-            client_id: client.client_id.clone(),
-            client_name: client.client_name.clone(),
-            scope: grant.scope.clone(),
-            resource: grant.resource.clone(),
-            created_at: now_unix(),
-        })?);
+        writes.extend(family_writes);
         match state.store.transact(writes).await {
             Ok(()) => {
                 clients::mark_used(state, client).await?;
@@ -397,6 +425,19 @@ async fn refresh(
                 "access was revoked; sign in again",
             ));
         };
+        if let Some(ended) = access::ended(
+            state.store.as_ref(),
+            &record.user_id,
+            &client.client_id,
+            family.created_at,
+        )
+        .await?
+        {
+            return Err(OAuthError::invalid_grant(format!(
+                "{}; sign in again",
+                ended.describe()
+            )));
+        }
         // A refresh may narrow the scope, never widen it (RFC 6749 §6).
         let scope = match form.scope.as_deref() {
             Some(requested) => {

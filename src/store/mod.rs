@@ -144,6 +144,12 @@ pub trait Store: Send + Sync + 'static {
     /// Adds one to a counter item, creating it (with `expires_at`) if absent
     /// or expired, and returns the new count. Used for rate limits.
     async fn increment(&self, pk: &str, sk: &str, expires_at: i64) -> Result<u64, StoreError>;
+    /// Deletes expired items, returning how many; `serve` calls it on a
+    /// schedule (`--purge-interval-secs`). Backends whose database deletes
+    /// expired items itself (DynamoDB's TTL) keep this default.
+    async fn purge_expired(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 
     async fn put(&self, item: NewItem) -> Result<(), StoreError> {
         self.transact(vec![Write::Put(item)]).await
@@ -165,6 +171,30 @@ pub trait Store: Send + Sync + 'static {
         }])
         .await
     }
+}
+
+/// Calls [`Store::purge_expired`] every `interval` until `shutdown`.
+/// Failures are logged and retried at the next tick: purging only reclaims
+/// space, reads already ignore expired items.
+pub fn spawn_purge(
+    store: std::sync::Arc<dyn Store>,
+    interval: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => match store.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(items = n, "purged expired items"),
+                    Err(e) => tracing::warn!(error = %e, "purging expired items failed"),
+                },
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    });
 }
 
 /// Typed convenience over any store.

@@ -167,19 +167,6 @@ impl SqliteStore {
         })
     }
 
-    /// Deletes expired items. Reads already ignore them; this only reclaims
-    /// space, so it runs in the background.
-    pub async fn purge_expired(&self) -> Result<usize, StoreError> {
-        self.with_writer(|conn| {
-            conn.execute(
-                "DELETE FROM items WHERE expires_at IS NOT NULL AND expires_at <= ?1",
-                params![now_unix()],
-            )
-            .map_err(db_err)
-        })
-        .await
-    }
-
     async fn with_conn<T: Send + 'static>(
         conn: &Arc<Mutex<Connection>>,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -210,8 +197,40 @@ impl SqliteStore {
     }
 }
 
+/// Expired rows deleted per write transaction by `purge_expired`: small
+/// enough that requests waiting for the writer barely notice.
+const PURGE_BATCH: usize = 500;
+
 #[async_trait]
 impl Store for SqliteStore {
+    /// Deletes expired rows in short transactions, oldest first, through the
+    /// expiry index. Reads already ignore them; this reclaims their pages
+    /// for reuse, so the file stops growing.
+    async fn purge_expired(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let now = now_unix();
+            let deleted = self
+                .with_writer(move |conn| {
+                    conn.execute(
+                        "DELETE FROM items WHERE (pk, sk) IN (
+                            SELECT pk, sk FROM items
+                            WHERE expires_at IS NOT NULL AND expires_at <= ?1
+                            ORDER BY expires_at LIMIT ?2)",
+                        params![now, PURGE_BATCH as i64],
+                    )
+                    .map_err(db_err)
+                })
+                .await?;
+            total += deleted;
+            if deleted < PURGE_BATCH {
+                return Ok(total);
+            }
+            // Let waiting writers in between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         for reader in self.point_readers.iter() {
             // Busy (another thread reads) or poisoned: try the next one.

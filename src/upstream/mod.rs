@@ -97,6 +97,7 @@ pub struct StartForm {
 /// `POST /login/upstream`: the person chose to sign in upstream.
 pub async fn start(
     State(state): State<AppState>,
+    addr: crate::net::ClientAddr,
     headers: HeaderMap,
     PageForm(form): PageForm<StartForm>,
 ) -> Result<Response, Error> {
@@ -106,6 +107,13 @@ pub async fn start(
     if origin != Some(state.config.origin().as_str()) {
         return Err(Error::Csrf);
     }
+    // Each attempt is stored until it expires: bounded per address.
+    crate::ratelimit::check(
+        state.store.as_ref(),
+        crate::ratelimit::LimitedAction::UpstreamSignIn,
+        &addr,
+    )
+    .await?;
     let metadata = provider.metadata().await?;
     let upstream_state = random_token(32);
     let nonce = random_token(32);
@@ -212,7 +220,7 @@ pub async fn callback(
             "Your passgate account is disabled.".into(),
         ));
     }
-    let cookie = signin::start_session(&state, &headers, &user.id).await?;
+    let cookie = signin::start_session(&state, &headers, &user.id, None).await?;
     tracing::info!(user = %user.name, "signed in through the upstream provider");
     let mut response = Redirect::to(&attempt.next).into_response();
     let h = response.headers_mut();

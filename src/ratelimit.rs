@@ -1,0 +1,164 @@
+//! The rate limiter: one table of limits ([`LimitedAction`]) for every
+//! endpoint that anyone can call and that costs a store write or an
+//! attacker's try. Counters live in the store, so every instance of a
+//! serverless deployment sees the same counts. A refused request only reads
+//! its counter, so a flood past the limit writes nothing more.
+//!
+//! Limits are per client address ([`ClientAddr`], which honours
+//! `--trust-forwarded-for`), except the one per invitation. Failed passkey
+//! sign-ins count per address, never per account: an attacker who names
+//! someone's passkey slows themselves down, not its owner elsewhere.
+//!
+//! Keys: `ratelimit#<action>#<sha256(subject)>` / `<window number>`: a
+//! counter of attempts (or failures) in a fixed window, expiring with it.
+
+use crate::{
+    crypto::token_hash,
+    error::Error,
+    net::ClientAddr,
+    store::{Store, now_unix},
+};
+
+/// Everything passgate limits, with its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitedAction {
+    /// `POST /register`: dynamic client registrations.
+    Register,
+    /// `GET /authorize`: pending authorizations stored.
+    Authorize,
+    /// Passkey sign-in ceremonies started.
+    SignIn,
+    /// Passkey sign-ins that failed verification.
+    SignInFailure,
+    /// Enrollment ceremonies started.
+    Enroll,
+    /// Enrollment attempts with one invitation (subject: the invitation).
+    EnrollInvitation,
+    /// Sign-ins started at the upstream identity provider.
+    UpstreamSignIn,
+}
+
+impl LimitedAction {
+    /// Every action, for documentation and tests.
+    pub const ALL: [LimitedAction; 7] = [
+        Self::Register,
+        Self::Authorize,
+        Self::SignIn,
+        Self::SignInFailure,
+        Self::Enroll,
+        Self::EnrollInvitation,
+        Self::UpstreamSignIn,
+    ];
+
+    /// The name in store keys and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Authorize => "authorize",
+            Self::SignIn => "signin-addr",
+            Self::SignInFailure => "signin-failure-addr",
+            Self::Enroll => "enroll-addr",
+            Self::EnrollInvitation => "enroll-invite",
+            Self::UpstreamSignIn => "upstream-addr",
+        }
+    }
+
+    /// At most this many in one window...
+    pub fn max(self) -> u64 {
+        match self {
+            Self::Register => 30,
+            Self::Authorize => 60,
+            Self::SignIn => 30,
+            Self::SignInFailure => 10,
+            Self::Enroll => 10,
+            Self::EnrollInvitation => 10,
+            Self::UpstreamSignIn => 30,
+        }
+    }
+
+    /// ...of this many seconds.
+    pub fn window_secs(self) -> i64 {
+        match self {
+            Self::Register => 3600,
+            Self::Authorize => 600,
+            Self::SignIn
+            | Self::SignInFailure
+            | Self::Enroll
+            | Self::EnrollInvitation
+            | Self::UpstreamSignIn => 300,
+        }
+    }
+}
+
+/// The counter's key and the current window's end.
+fn counter(action: LimitedAction, subject: &str) -> (String, String, i64) {
+    let window = now_unix().div_euclid(action.window_secs());
+    // Subjects can be long or carry secrets (invitation hashes); hashing
+    // keeps keys short and uniform.
+    let pk = format!("ratelimit#{}#{}", action.name(), token_hash(subject));
+    (pk, window.to_string(), (window + 1) * action.window_secs())
+}
+
+async fn current(store: &dyn Store, pk: &str, sk: &str) -> Result<u64, Error> {
+    Ok(store
+        .get(pk, sk)
+        .await?
+        .and_then(|item| std::str::from_utf8(&item.value).ok()?.parse().ok())
+        .unwrap_or(0))
+}
+
+fn refuse(action: LimitedAction) -> Error {
+    tracing::info!(limit = action.name(), "rate limit reached");
+    Error::RateLimited
+}
+
+/// Counts one attempt from `addr` and refuses it once over the limit.
+pub async fn check(
+    store: &dyn Store,
+    action: LimitedAction,
+    addr: &ClientAddr,
+) -> Result<(), Error> {
+    check_subject(store, action, &addr.subject()).await
+}
+
+/// [`check`] for a subject that is not an address (an invitation).
+pub async fn check_subject(
+    store: &dyn Store,
+    action: LimitedAction,
+    subject: &str,
+) -> Result<(), Error> {
+    let (pk, sk, expires_at) = counter(action, subject);
+    if current(store, &pk, &sk).await? >= action.max() {
+        return Err(refuse(action));
+    }
+    if store.increment(&pk, &sk, expires_at).await? > action.max() {
+        return Err(refuse(action));
+    }
+    Ok(())
+}
+
+/// Refuses `addr` while it has failed [`LimitedAction::max`] times in the
+/// current window (see [`record_failure`]).
+pub async fn check_failures(
+    store: &dyn Store,
+    action: LimitedAction,
+    addr: &ClientAddr,
+) -> Result<(), Error> {
+    let (pk, sk, _) = counter(action, &addr.subject());
+    if current(store, &pk, &sk).await? >= action.max() {
+        Err(refuse(action))
+    } else {
+        Ok(())
+    }
+}
+
+/// Counts a failure by `addr`.
+pub async fn record_failure(
+    store: &dyn Store,
+    action: LimitedAction,
+    addr: &ClientAddr,
+) -> Result<(), Error> {
+    let (pk, sk, expires_at) = counter(action, &addr.subject());
+    store.increment(&pk, &sk, expires_at).await?;
+    Ok(())
+}

@@ -536,3 +536,401 @@ async fn metadata_document_clients_on_private_addresses_are_refused() {
         .await;
     assert_eq!(token.json()["error"], "invalid_client");
 }
+
+/// The access rule as a table: every action that ends access, against
+/// every credential a person can hold, on SQLite and on DynamoDB. The
+/// credentials are made on one instance, the action runs on another (same
+/// store, its own memory) and the credentials are tried again on the first,
+/// whose memo has already verified the access token: what ends must end
+/// everywhere, at once, and what the action does not name must keep working.
+mod access_table {
+    use std::sync::Arc;
+
+    use passgate::{
+        config::Config,
+        login::cli as users_cli,
+        oauth::{cli as clients_cli, clients::ConfiguredClient},
+        users,
+    };
+
+    use super::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Action {
+        SignOut,
+        RemovePasskey,
+        Disconnect,
+        ClientsRevoke,
+        DisableOnAdminPage,
+        DisableWithCli,
+        DeleteOnAdminPage,
+        DeleteWithCli,
+    }
+
+    /// What still works after an action (`true`) or has ended (`false`).
+    #[derive(Debug, PartialEq, Eq)]
+    struct Outcome {
+        /// An authorization awaiting consent can still yield a code.
+        pending: bool,
+        /// An approved code not yet redeemed.
+        code: bool,
+        access_token: bool,
+        refresh_token: bool,
+        /// The browser session the person signed in with passkey 1.
+        session: bool,
+        /// The same person's access token for another client.
+        other_client: bool,
+    }
+
+    const fn outcome(
+        pending: bool,
+        code: bool,
+        access_token: bool,
+        refresh_token: bool,
+        session: bool,
+        other_client: bool,
+    ) -> Outcome {
+        Outcome {
+            pending,
+            code,
+            access_token,
+            refresh_token,
+            session,
+            other_client,
+        }
+    }
+
+    /// The table.
+    const TABLE: [(Action, Outcome); 8] = [
+        // Signing out ends that browser's session; applications keep
+        // their access (the signed-out page says so).
+        (
+            Action::SignOut,
+            outcome(true, true, true, true, false, true),
+        ),
+        // Deleting a passkey signs out the browsers it signed in; the
+        // account and its applications stay.
+        (
+            Action::RemovePasskey,
+            outcome(true, true, true, true, false, true),
+        ),
+        // Disconnecting a client ends its code and tokens; a new request
+        // from it must be approved again (the pending check approves).
+        (
+            Action::Disconnect,
+            outcome(true, false, false, false, true, true),
+        ),
+        // The operator revoking a client ends everything of that client,
+        // pending authorizations included, for everyone.
+        (
+            Action::ClientsRevoke,
+            outcome(false, false, false, false, true, true),
+        ),
+        // Disabling or deleting a person ends everything they hold.
+        (
+            Action::DisableOnAdminPage,
+            outcome(false, false, false, false, false, false),
+        ),
+        (
+            Action::DisableWithCli,
+            outcome(false, false, false, false, false, false),
+        ),
+        (
+            Action::DeleteOnAdminPage,
+            outcome(false, false, false, false, false, false),
+        ),
+        (
+            Action::DeleteWithCli,
+            outcome(false, false, false, false, false, false),
+        ),
+    ];
+
+    const OTHER_CLIENT: &str = "table-other-client";
+
+    fn client_for(action: Action) -> String {
+        format!("table-client-{action:?}").to_lowercase()
+    }
+
+    /// One configured client per row (revoking one must not touch the
+    /// others), plus the control client.
+    fn config() -> Config {
+        let mut config = Config::for_public_url(ORIGIN).unwrap();
+        let ids = TABLE
+            .iter()
+            .map(|(action, _)| client_for(*action))
+            .chain([OTHER_CLIENT.to_owned()]);
+        for client_id in ids {
+            config.clients.push(
+                ConfiguredClient {
+                    client_id,
+                    client_name: Some("Test <App>".into()),
+                    redirect_uris: vec![REDIRECT.into()],
+                    client_secret: None,
+                }
+                .into_client()
+                .unwrap(),
+            );
+        }
+        config
+    }
+
+    /// Everything one person holds before the action.
+    struct Holder {
+        name: String,
+        user_id: String,
+        second_device: support::SoftAuthenticator,
+        first_passkey: String,
+        /// Signed in with the first passkey: the session under test.
+        session: String,
+        /// Signed in with the second passkey: where the person acts from.
+        acting: String,
+        pending: String,
+        code: (String, String),
+        tokens: Value,
+        other_tokens: Value,
+    }
+
+    async fn csrf_of(app: &TestApp, cookie: &str) -> String {
+        app.signed_in(cookie).await.expect("signed in").csrf
+    }
+
+    /// `/authorize` for `client`; returns the pending request's id.
+    async fn start(app: &TestApp, client: &str, challenge: &str) -> String {
+        let start = app
+            .get(&authorize_url(client, REDIRECT, challenge, ""))
+            .await;
+        assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+        start
+            .location()
+            .unwrap()
+            .strip_prefix("/consent?request=")
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Approves pending request `id` in `cookie`'s session; the code, if
+    /// that worked.
+    async fn approve(app: &TestApp, cookie: &str, id: &str) -> Option<String> {
+        let csrf = app.signed_in(cookie).await?.csrf;
+        let back = Browser::with_cookie(cookie)
+            .post_form(
+                app,
+                "/consent",
+                &[("request", id), ("csrf", &csrf), ("decision", "approve")],
+            )
+            .await;
+        let location = back.location().filter(|l| l.starts_with(REDIRECT))?;
+        query(location).get("code").cloned()
+    }
+
+    async fn code(app: &TestApp, cookie: &str, client: &str) -> (String, String) {
+        let (verifier, challenge) = pkce();
+        let id = start(app, client, &challenge).await;
+        (approve(app, cookie, &id).await.expect("a code"), verifier)
+    }
+
+    async fn hold(app: &TestApp, name: &str, client: &str) -> Holder {
+        let (first_device, enrolled) = support::new_user(app, name, Role::Member).await;
+        let user_id = app.signed_in(&enrolled).await.unwrap().user_id;
+        let first_passkey = users::credentials(app.store(), &user_id).await.unwrap()[0]
+            .id
+            .clone();
+        // A second passkey, added from the account page.
+        let second_device = support::SoftAuthenticator::new();
+        let csrf = csrf_of(app, &enrolled).await;
+        let csrf_header = [("x-csrf-token", csrf.as_str())];
+        let mut browser = Browser::with_cookie(&enrolled);
+        let options = browser
+            .post_json_with(app, "/account/passkeys/options", &json!({}), &csrf_header)
+            .await;
+        assert_eq!(options.status, StatusCode::OK, "{}", options.body);
+        let created = second_device.create(ORIGIN, options.json()).await.unwrap();
+        let added = browser
+            .post_json_with(app, "/account/passkeys/finish", &created, &csrf_header)
+            .await;
+        assert_eq!(added.status, StatusCode::OK, "{}", added.body);
+
+        let session = support::sign_in(app, &first_device).await;
+        let acting = support::sign_in(app, &second_device).await;
+        let (token_code, verifier) = code(app, &session, client).await;
+        let issued = tokens(&redeem(app, client, &token_code, &verifier).await);
+        let (other_code, other_verifier) = code(app, &session, OTHER_CLIENT).await;
+        let other_tokens = tokens(&redeem(app, OTHER_CLIENT, &other_code, &other_verifier).await);
+        let code = code(app, &session, client).await;
+        let (_, challenge) = pkce();
+        let pending = start(app, client, &challenge).await;
+        Holder {
+            name: name.to_owned(),
+            user_id,
+            second_device,
+            first_passkey,
+            session,
+            acting,
+            pending,
+            code,
+            tokens: issued,
+            other_tokens,
+        }
+    }
+
+    /// Runs the action; what it reported, if that was wrong.
+    async fn act(
+        app: &TestApp,
+        admin: &str,
+        action: Action,
+        who: &Holder,
+        client: &str,
+    ) -> Option<String> {
+        let post = |cookie: &str, path: &'static str, fields: Vec<(&'static str, String)>| {
+            let cookie = cookie.to_owned();
+            async move {
+                let mut fields = fields;
+                fields.push(("csrf", csrf_of(app, &cookie).await));
+                let fields: Vec<(&str, &str)> =
+                    fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let r = Browser::with_cookie(&cookie)
+                    .post_form(app, path, &fields)
+                    .await;
+                assert!(
+                    r.status == StatusCode::SEE_OTHER || r.status == StatusCode::OK,
+                    "{path}: {} {}",
+                    r.status,
+                    r.body
+                );
+            }
+        };
+        let store = app.store();
+        match action {
+            Action::SignOut => post(&who.session, "/logout", vec![]).await,
+            Action::RemovePasskey => {
+                post(
+                    &who.acting,
+                    "/account/passkeys/delete",
+                    vec![("id", who.first_passkey.clone())],
+                )
+                .await
+            }
+            Action::Disconnect => {
+                post(
+                    &who.acting,
+                    "/account/clients/revoke",
+                    vec![("client_id", client.to_owned())],
+                )
+                .await
+            }
+            Action::ClientsRevoke => {
+                let said = clients_cli::revoke_client(store, client).await.unwrap();
+                // The token family and the unredeemed code's, of one person,
+                // and the authorization awaiting consent.
+                let truth = "Revoked 2 sign-in(s) of 1 person(s) and 1 pending authorization(s)";
+                if !said.contains(truth) {
+                    return Some(said);
+                }
+            }
+            Action::DisableOnAdminPage => {
+                post(
+                    admin,
+                    "/admin/users/disable",
+                    vec![("user_id", who.user_id.clone())],
+                )
+                .await
+            }
+            Action::DisableWithCli => {
+                users_cli::disable(store, &who.name).await.unwrap();
+            }
+            Action::DeleteOnAdminPage => {
+                post(
+                    admin,
+                    "/admin/users/delete",
+                    vec![("user_id", who.user_id.clone())],
+                )
+                .await
+            }
+            Action::DeleteWithCli => {
+                users_cli::delete(store, &who.name).await.unwrap();
+            }
+        }
+        None
+    }
+
+    async fn works(app: &TestApp, who: &Holder, client: &str) -> Outcome {
+        let session = app.signed_in(&who.session).await.is_some();
+        let (code, verifier) = &who.code;
+        let code = redeem(app, client, code, verifier).await.status == StatusCode::OK;
+        let token = |t: &Value| t["access_token"].as_str().unwrap().to_owned();
+        let access_token = add(app, &token(&who.tokens)).await.status == StatusCode::OK;
+        let other_client = add(app, &token(&who.other_tokens)).await.status == StatusCode::OK;
+        let refresh_token = refresh(app, client, who.tokens["refresh_token"].as_str().unwrap())
+            .await
+            .status
+            == StatusCode::OK;
+        // The pending request, approved in a live session: the one under
+        // test, or a new sign-in with the remaining passkey if it can.
+        let live = if session {
+            Some(who.session.clone())
+        } else {
+            let mut browser = Browser::new();
+            support::sign_in_with(app, &mut browser, &who.second_device)
+                .await
+                .ok()
+                .and_then(|_| browser.session_cookie())
+        };
+        let pending = match live {
+            Some(cookie) => approve(app, &cookie, &who.pending).await.is_some(),
+            None => false,
+        };
+        Outcome {
+            pending,
+            code,
+            access_token,
+            refresh_token,
+            session,
+            other_client,
+        }
+    }
+
+    async fn run(here: TestApp) {
+        let there = here.another_instance().await;
+        let (_, admin) = support::new_user(&there, "table-admin", Role::Admin).await;
+        let mut failures = Vec::new();
+        for (action, expected) in TABLE {
+            let client = client_for(action);
+            let name = format!("p-{action:?}").to_lowercase();
+            let who = hold(&here, &name, &client).await;
+            // Everything works before, and the access token is in `here`'s
+            // memo of verified tokens.
+            assert_eq!(
+                add(&here, who.tokens["access_token"].as_str().unwrap())
+                    .await
+                    .status,
+                StatusCode::OK
+            );
+            if let Some(said) = act(&there, &admin, action, &who, &client).await {
+                failures.push(format!("{action:?} reported: {said}"));
+            }
+            let got = works(&here, &who, &client).await;
+            if got != expected {
+                failures.push(format!(
+                    "{action:?}:\n  expected {expected:?}\n  got      {got:?}"
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[tokio::test]
+    async fn on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            passgate::store::sqlite::SqliteStore::open(&dir.path().join("p.sqlite3")).unwrap();
+        run(TestApp::with_store_and_config(Arc::new(store), dir, config()).await).await;
+    }
+
+    #[cfg(feature = "dynamodb")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_dynamodb() {
+        let moto = support::moto::Moto::start();
+        let store = moto.dynamo_store("passgate-access-table").await;
+        run(TestApp::with_store_and_config(Arc::new(store), moto, config()).await).await;
+    }
+}

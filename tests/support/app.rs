@@ -50,7 +50,33 @@ impl TestApp {
     /// alive as long as the app.
     pub async fn with_store(store: Arc<dyn Store>, guard: impl Any + Send + Sync) -> Self {
         let config = Config::for_public_url(ORIGIN).expect("valid public URL");
+        Self::with_store_and_config(store, guard, config).await
+    }
+
+    pub async fn with_store_and_config(
+        store: Arc<dyn Store>,
+        guard: impl Any + Send + Sync,
+        config: Config,
+    ) -> Self {
         Self::build(config, store, Box::new(guard), |_| {}).await
+    }
+
+    /// A second instance of the same deployment: same store, master key and
+    /// settings, its own memory (signing-key cache, verified-token memo).
+    /// Drop it before `self`, which keeps the store alive.
+    pub async fn another_instance(&self) -> Self {
+        let state = AppState::build(
+            (*self.state.config).clone(),
+            self.state.store.clone(),
+            self.state.master_key.clone(),
+        )
+        .await
+        .expect("app state");
+        Self {
+            router: routes::router(state.clone()),
+            state,
+            _guard: Box::new(()),
+        }
     }
 
     async fn build(

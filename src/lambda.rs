@@ -77,12 +77,17 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// Runs `app` under the Lambda runtime.
 pub async fn run(app: Router) -> anyhow::Result<()> {
-    let service = tower::ServiceBuilder::new()
-        .map_request(with_client_addr)
-        .service(app);
-    lambda_http::run(service)
+    lambda_http::run(service(app))
         .await
         .map_err(|e| anyhow::anyhow!("the Lambda runtime loop failed: {e}"))
+}
+
+/// `app` as the Lambda runtime calls it: each request carries its caller's
+/// address.
+fn service(app: Router) -> tower::util::MapRequest<Router, fn(Request) -> Request> {
+    tower::ServiceBuilder::new()
+        .map_request(with_client_addr as fn(Request) -> Request)
+        .service(app)
 }
 
 /// Gives the request the caller's address the way the TCP server does
@@ -112,6 +117,74 @@ fn source_addr(request: &Request) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Function URL event (API Gateway HTTP API v2 payload).
+    fn event(method: &str, path: &str, source_ip: &str, body: Option<&str>) -> Request {
+        let mut event = serde_json::json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": path,
+            "rawQueryString": "",
+            "headers": {
+                "host": "abc.lambda-url.eu-west-1.on.aws",
+                "content-type": "application/json"
+            },
+            "requestContext": {
+                "accountId": "anonymous",
+                "apiId": "abc",
+                "domainName": "abc.lambda-url.eu-west-1.on.aws",
+                "domainPrefix": "abc",
+                "http": {
+                    "method": method,
+                    "path": path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": source_ip,
+                    "userAgent": "test"
+                },
+                "requestId": "id",
+                "routeKey": "$default",
+                "stage": "$default",
+                "time": "01/Jan/2026:00:00:00 +0000",
+                "timeEpoch": 0
+            },
+            "isBase64Encoded": false
+        });
+        if let Some(body) = body {
+            event["body"] = body.into();
+        }
+        lambda_http::request::from_str(&event.to_string()).expect("a Function URL event")
+    }
+
+    #[tokio::test]
+    async fn each_function_url_caller_has_its_own_rate_limit_bucket() {
+        use tower::{Service, ServiceExt};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("p.sqlite3")).unwrap();
+        let key =
+            crate::crypto::MasterKey::from_secret(&crate::crypto::MasterKey::generate_secret())
+                .unwrap();
+        let config = Config::for_public_url("https://abc.lambda-url.eu-west-1.on.aws").unwrap();
+        let state = AppState::build(config, std::sync::Arc::new(store), key)
+            .await
+            .unwrap();
+        let mut lambda = service(routes::router(state));
+        let body = r#"{"redirect_uris": ["https://a.example/cb"]}"#;
+        let mut register = async |source_ip: &str| {
+            let request = event("POST", "/register", source_ip, Some(body));
+            let service = lambda.ready().await.unwrap();
+            service.call(request).await.unwrap().status()
+        };
+        let max = crate::ratelimit::LimitedAction::Register.max();
+        for _ in 0..max {
+            assert_eq!(register("203.0.113.66").await, http::StatusCode::CREATED);
+        }
+        assert_eq!(
+            register("203.0.113.66").await,
+            http::StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(register("198.51.100.7").await, http::StatusCode::CREATED);
+    }
 
     #[test]
     fn function_url_source_ip_becomes_connect_info() {

@@ -321,16 +321,75 @@ async fn bad_registrations_get_clear_errors() {
     assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
+/// An app behind a trusted proxy, and a request from `forwarded_for`.
+async fn behind_proxy() -> TestApp {
+    let mut config = passgate::config::Config::for_public_url(PUBLIC_URL).unwrap();
+    config.trust_forwarded_for = true;
+    TestApp::with_config(config).await
+}
+
+fn from(request: http::request::Builder, forwarded_for: &str) -> http::request::Builder {
+    request.header("x-forwarded-for", forwarded_for)
+}
+
 #[tokio::test]
-async fn registration_is_rate_limited_per_address() {
-    let app = TestApp::new().await;
-    let body = json!({"redirect_uris": ["https://a.example/cb"]});
-    let mut statuses = Vec::new();
-    for _ in 0..32 {
-        statuses.push(app.post_json("/register", &body).await.status);
+async fn registration_is_rate_limited_per_forwarded_address() {
+    let app = behind_proxy().await;
+    let register = |forwarded_for: String| {
+        let request = from(Request::post("/register"), &forwarded_for)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({"redirect_uris": ["https://a.example/cb"]}).to_string(),
+            ))
+            .unwrap();
+        app.send(request)
+    };
+    // What the client itself writes in front of the proxy's entry does not
+    // buy it a new bucket.
+    for i in 0..30 {
+        let r = register(format!("10.9.8.{i}, 203.0.113.66")).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{i}: {}", r.body);
     }
-    assert!(statuses[..30].iter().all(|s| *s == StatusCode::CREATED));
-    assert_eq!(statuses[31], StatusCode::TOO_MANY_REQUESTS);
+    let refused = register("203.0.113.66".into()).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.json()["error"], "slow_down");
+    // Another caller has its own bucket.
+    let other = register("198.51.100.7".into()).await;
+    assert_eq!(other.status, StatusCode::CREATED, "{}", other.body);
+}
+
+#[tokio::test]
+async fn pending_authorizations_are_limited_per_address() {
+    let app = behind_proxy().await;
+    let client = app.register("https://app.example/cb").await;
+    let (_, challenge) = pkce();
+    let url = authorize_url(&client, "https://app.example/cb", &challenge, "");
+    let authorize = |forwarded_for: &'static str| {
+        app.send(
+            from(Request::get(url.as_str()), forwarded_for)
+                .body(Body::empty())
+                .unwrap(),
+        )
+    };
+    let limit = passgate::ratelimit::LimitedAction::Authorize.max();
+    for _ in 0..limit {
+        assert_eq!(
+            authorize("203.0.113.66").await.status,
+            StatusCode::SEE_OTHER
+        );
+    }
+    let refused = authorize("203.0.113.66").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.location().is_none(), "a page, not a redirect");
+    assert_eq!(
+        authorize("198.51.100.7").await.status,
+        StatusCode::SEE_OTHER
+    );
+    // Nothing more was stored for the refused request.
+    let pending = passgate::oauth::authorize::pending_per_client(app.store())
+        .await
+        .unwrap();
+    assert_eq!(pending[&client] as u64, limit + 1);
 }
 
 #[tokio::test]

@@ -577,3 +577,44 @@ async fn revocation_answers_200_even_for_unknown_tokens() {
         .await;
     assert_eq!(response.status, StatusCode::OK);
 }
+
+/// 500 unauthenticated `/authorize` requests from one address, in five
+/// rounds: what the first round stored (up to the limit) is all the file
+/// ever holds for them; later rounds are refused without a write.
+#[tokio::test]
+async fn unauthenticated_authorize_floods_leave_the_store_flat() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("passgate.sqlite3");
+    let store = passgate::store::sqlite::SqliteStore::open(&db).unwrap();
+    let mut config = passgate::config::Config::for_public_url(PUBLIC_URL).unwrap();
+    config.trust_forwarded_for = true;
+    let app = TestApp::with_store_and_config(std::sync::Arc::new(store), (), config).await;
+    let client = app.register("https://app.example/cb").await;
+    let size = || {
+        ["passgate.sqlite3", "passgate.sqlite3-wal"]
+            .iter()
+            .map(|f| std::fs::metadata(dir.path().join(f)).map_or(0, |m| m.len()))
+            .sum::<u64>()
+    };
+    let mut sizes = Vec::new();
+    for _ in 0..5 {
+        for _ in 0..100 {
+            let (_, challenge) = pkce();
+            let url = authorize_url(&client, "https://app.example/cb", &challenge, "");
+            let request = from(Request::get(url), "203.0.113.66")
+                .body(Body::empty())
+                .unwrap();
+            let status = app.send(request).await.status;
+            assert!(
+                status == StatusCode::SEE_OTHER || status == StatusCode::TOO_MANY_REQUESTS,
+                "{status}"
+            );
+        }
+        sizes.push(size());
+    }
+    eprintln!("store size after each round of 100: {sizes:?} bytes");
+    assert!(
+        sizes.iter().all(|s| *s == sizes[0]),
+        "the store grew: {sizes:?} bytes after each round"
+    );
+}

@@ -79,6 +79,66 @@ macro_rules! conformance_suite {
 
 mod sqlite {
     conformance_suite!(super::sqlite_fixture);
+
+    use std::{path::Path, sync::Arc, time::Duration};
+
+    use passgate::store::{NewItem, Store, now_unix, spawn_purge, sqlite::SqliteStore};
+
+    /// Every row in the file, expired or not (reads hide expired ones).
+    fn rows(path: &Path) -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// 1,200 expired rows (more than one purge batch) and live ones.
+    async fn expired_and_live(store: &dyn Store) {
+        let past = now_unix() - 10;
+        for i in 0..1200 {
+            let item = NewItem::new(format!("old#{i}"), "x", vec![0; 100]).expires_at(past);
+            store.put(item).await.unwrap();
+        }
+        store
+            .put(NewItem::new("live", "forever", b"1".to_vec()))
+            .await
+            .unwrap();
+        store
+            .put(NewItem::new("live", "later", b"2".to_vec()).expires_in(3600))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn purge_deletes_expired_rows_and_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passgate.sqlite3");
+        let store = SqliteStore::open(&path).unwrap();
+        expired_and_live(&store).await;
+        assert_eq!(rows(&path), 1202);
+        assert_eq!(store.purge_expired().await.unwrap(), 1200);
+        assert_eq!(rows(&path), 2);
+        assert_eq!(store.list("live").await.unwrap().len(), 2);
+        assert_eq!(store.purge_expired().await.unwrap(), 0);
+    }
+
+    /// What `passgate serve` starts: purges on a schedule, on its own.
+    #[tokio::test]
+    async fn scheduled_purge_runs_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passgate.sqlite3");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+        expired_and_live(store.as_ref()).await;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        spawn_purge(store.clone(), Duration::from_millis(50), shutdown.clone());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while rows(&path) > 2 {
+            assert!(std::time::Instant::now() < deadline, "never purged");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        shutdown.cancel();
+        assert_eq!(store.list("live").await.unwrap().len(), 2);
+    }
 }
 
 #[cfg(feature = "dynamodb")]

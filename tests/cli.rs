@@ -76,11 +76,11 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
             .join(" ")
     };
     assert!(
-        line(&client_id).ends_with("CLI test client registered 1 1"),
+        line(&client_id).ends_with("CLI test client registered 1 1 0"),
         "{listed}"
     );
     assert!(
-        line(&unused).ends_with("Never used registered 0 0"),
+        line(&unused).ends_with("Never used registered 0 0 0"),
         "{listed}"
     );
 
@@ -158,4 +158,60 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
         assert!(secret.len() >= 16, "{what} is a real secret");
         assert!(!log.contains(&secret), "{what} appears in the server log");
     }
+}
+
+/// An approved code that the client has not redeemed yet is access too:
+/// `users disable`, `users delete` and `clients revoke`, each as a real
+/// command against a running server's data, end it, and `clients list`
+/// and `clients revoke` count it (and an authorization awaiting consent).
+#[tokio::test]
+async fn cli_actions_end_codes_not_yet_redeemed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Passgate::start(dir.path(), None, &[]);
+    let base = server.base.clone();
+    let redirect = "http://127.0.0.1:40001/cb";
+    let mut http = RemoteBrowser::new(&base);
+    let client = McpClient::register(&mut http, &base, "Late codes", redirect, None).await;
+    // Each person approves the client; the code stays with the client.
+    let late_code = async |name: &str| {
+        let mut browser = RemoteBrowser::new(&base);
+        let link = invite(dir.path(), &base, name, false);
+        enroll(&mut browser, &base, &SoftAuthenticator::new(), &link, name).await;
+        let (verifier, url) = client.authorize(name);
+        let back = approve(&mut browser, &[&base], &url).await;
+        (back["code"].clone(), verifier, browser)
+    };
+    let redeems = async |http: &mut RemoteBrowser, (code, verifier): (&str, &str)| {
+        client.redeem(http, &base, code, verifier).await.status
+    };
+
+    let (code, verifier, _) = late_code("dora").await;
+    passgate(dir.path(), &["users", "disable", "dora"]);
+    assert_eq!(redeems(&mut http, (&code, &verifier)).await, 400);
+
+    let (code, verifier, _) = late_code("eli").await;
+    passgate(dir.path(), &["users", "delete", "eli"]);
+    assert_eq!(redeems(&mut http, (&code, &verifier)).await, 400);
+
+    let (code, verifier, mut fay) = late_code("fay").await;
+    let (_, url) = client.authorize("waiting");
+    let waiting = fay.get(&base, &url).await;
+    assert_eq!(waiting.status, 303, "{}", waiting.body);
+    let listed = passgate(dir.path(), &["clients", "list"]);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(&client.id))
+        .unwrap_or_else(|| panic!("not listed:\n{listed}"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(line.ends_with("Late codes registered 1 1 1"), "{listed}");
+    let revoked = passgate(dir.path(), &["clients", "revoke", &client.id]);
+    assert!(
+        revoked.contains("Revoked 1 sign-in(s) of 1 person(s) and 1 pending authorization(s)"),
+        "{revoked}"
+    );
+    assert_ne!(redeems(&mut http, (&code, &verifier)).await, 200);
+    let consent = fay.get(&base, waiting.location.as_deref().unwrap()).await;
+    assert_eq!(consent.status, 410, "the waiting authorization ended");
 }

@@ -86,7 +86,7 @@ pub async fn ended(
         grants::consent(store, user_id, client_id),
         store.get_json::<ClientRevoked>(&revoked_pk, "-"),
     );
-    if !user?.is_some_and(|u| !u.disabled) {
+    if user?.is_none_or(|u| u.disabled) {
         return Ok(Some(Ended::Person));
     }
     if consent?.is_none() {

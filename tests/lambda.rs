@@ -151,8 +151,12 @@ async fn passgate_serves_function_url_events_with_dynamodb_and_secrets_manager()
     // The registration rate limit counted the Function URL's source IP
     // (127.0.0.1 in the emulation): the adapter passed it on as ConnectInfo.
     let window = now_unix() / 3600;
+    let counter = format!(
+        "ratelimit#register#{}",
+        passgate::crypto::token_hash("127.0.0.1")
+    );
     let counted = store
-        .get("ratelimit#register#127.0.0.1", &window.to_string())
+        .get(&counter, &window.to_string())
         .await
         .expect("reading the rate-limit counter");
     assert!(

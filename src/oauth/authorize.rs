@@ -83,7 +83,8 @@ pub struct CodeGrant {
     pub resource: String,
     pub user_id: String,
     /// The token family created with the code (see `grants`); empty for
-    /// codes issued before families were created at approval.
+    /// codes issued before families were created at approval, which no
+    /// longer redeem.
     #[serde(default)]
     pub family: String,
     /// Set by the first successful redemption (see `token.rs`).
@@ -114,8 +115,12 @@ async fn take_pending(
     id: &str,
 ) -> Result<Option<PendingAuthorization>, StoreError> {
     let pending = store.take_json(&pending_key(id), "pending").await?;
-    if pending.is_some() {
-        store.delete(PENDING_LISTING, id).await?;
+    // The request is taken: failing it now would lose it. A listing entry
+    // left behind only overcounts until it expires with the request.
+    if pending.is_some()
+        && let Err(e) = store.delete(PENDING_LISTING, id).await
+    {
+        tracing::warn!(error = %e, "could not delete a pending authorization's listing entry");
     }
     Ok(pending)
 }

@@ -29,8 +29,7 @@ use super::{
     authorize::{CodeGrant, code_key},
     bearer::AccessClaims,
     clients::{self, Client},
-    grants::{self, Grant},
-    resource_matches,
+    grants, resource_matches,
 };
 use crate::{
     app::AppState,
@@ -332,30 +331,20 @@ async fn redeem_code(
             return replayed(state, &key, &grant.user_id, redeemed, "authorization code").await;
         }
 
-        // The family created at approval, unless it ended since; codes
-        // issued before families were created at approval get a new one.
+        // The family created at approval, unless it ended since (codes from
+        // before families were created at approval have none: nothing
+        // could have ended them, so they are refused too).
         let store = state.store.as_ref();
-        let (family, family_writes) = if grant.family.is_empty() {
-            let family = Grant {
-                family: crypto::random_id(),
-                user_id: grant.user_id.clone(),
-                client_id: client.client_id.clone(),
-                client_name: client.client_name.clone(),
-                scope: grant.scope.clone(),
-                resource: grant.resource.clone(),
-                created_at: now_unix(),
-            };
-            let writes = grants::create_writes(&family)?;
-            (family, writes)
-        } else {
-            let Some((family, family_item)) = grants::get_item(store, &grant.family).await? else {
-                return Err(OAuthError::invalid_grant(
-                    "access was ended after this code was issued; sign in again",
-                ));
-            };
-            let writes = grants::activate_writes(&family, &family_item)?;
-            (family, writes)
+        let ended_since = || {
+            OAuthError::invalid_grant("access was ended after this code was issued; sign in again")
         };
+        if grant.family.is_empty() {
+            return Err(ended_since());
+        }
+        let (family, family_item) = grants::get_item(store, &grant.family)
+            .await?
+            .ok_or_else(ended_since)?;
+        let family_writes = grants::activate_writes(&family, &family_item)?;
         if let Some(ended) =
             access::ended(store, &grant.user_id, &client.client_id, family.created_at).await?
         {

@@ -162,3 +162,40 @@ pub async fn record_failure(
     store.increment(&pk, &sk, expires_at).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_its_own_counter_and_a_real_limit() {
+        let mut names: Vec<_> = LimitedAction::ALL.iter().map(|a| a.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), LimitedAction::ALL.len());
+        for action in LimitedAction::ALL {
+            assert!(action.max() > 0 && action.window_secs() > 0, "{action:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_attempt_writes_nothing_and_others_keep_their_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("p.sqlite3")).unwrap();
+        let a = ClientAddr(Some("203.0.113.66".parse().unwrap()));
+        let b = ClientAddr(Some("198.51.100.7".parse().unwrap()));
+        let action = LimitedAction::Enroll;
+        for _ in 0..action.max() {
+            check(&store, action, &a).await.unwrap();
+        }
+        for _ in 0..3 {
+            assert!(matches!(
+                check(&store, action, &a).await,
+                Err(Error::RateLimited)
+            ));
+        }
+        let (pk, sk, _) = counter(action, &a.subject());
+        assert_eq!(current(&store, &pk, &sk).await.unwrap(), action.max());
+        check(&store, action, &b).await.unwrap();
+    }
+}

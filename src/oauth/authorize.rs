@@ -215,6 +215,13 @@ pub async fn authorize(
     addr: ClientAddr,
     Query(p): Query<AuthorizeParams>,
 ) -> Response {
+    // Anyone can send this request, and it stores a pending authorization
+    // (and may fetch and cache a metadata document): bounded per address,
+    // before anything else. Over the limit the page says so, never a
+    // redirect (nothing is validated yet).
+    if let Err(e) = ratelimit::check(state.store.as_ref(), LimitedAction::Authorize, &addr).await {
+        return e.into_response();
+    }
     // 1. Client and redirect URI: failures here are shown, never redirected.
     let Some(client_id) = p.client_id.as_deref().filter(|c| !c.is_empty()) else {
         return Error::bad_request("The sign-in request has no client_id.").into_response();
@@ -285,12 +292,6 @@ pub async fn authorize(
         return fail(OAuthError::invalid_request("state is too long"));
     }
 
-    // Anyone can send this request, and it stores something: bounded per
-    // address. Over the limit the page says so (no redirect: a client
-    // looping on its redirect URI would only come back).
-    if let Err(e) = ratelimit::check(state.store.as_ref(), LimitedAction::Authorize, &addr).await {
-        return e.into_response();
-    }
     let pending = PendingAuthorization {
         client_id: client.client_id.clone(),
         client_name: client.client_name.clone(),

@@ -147,6 +147,32 @@ mod dynamodb {
 
     use passgate::store::{NewItem, Store, now_unix};
 
+    /// A write that timed out may land after all; the next attempt of the
+    /// same write (same id) must see it as its own, not as a conflict, and
+    /// another write must still conflict.
+    #[tokio::test]
+    async fn dynamodb_transact_survives_a_replayed_attempt() {
+        use passgate::store::Write;
+        let moto = super::moto::Moto::start();
+        let store = moto.dynamo_store("passgate-transact-replay").await;
+        let writes = || {
+            vec![
+                Write::Insert(NewItem::new("replay", "code", b"c".to_vec()).expires_in(120)),
+                Write::Put(NewItem::new("replay", "listing", b"l".to_vec())),
+            ]
+        };
+        store.transact_as(writes(), "write-1").await.unwrap();
+        store
+            .transact_as(writes(), "write-1")
+            .await
+            .expect("the same write again: already landed");
+        assert!(matches!(
+            store.transact_as(writes(), "write-2").await,
+            Err(passgate::store::StoreError::Conflict)
+        ));
+        assert_eq!(store.list("replay").await.unwrap().len(), 2);
+    }
+
     /// The SDK resends an attempt whose answer was lost; when the first try
     /// had landed, the resent one must still get the item, and nobody else.
     #[tokio::test]

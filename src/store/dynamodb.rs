@@ -302,9 +302,12 @@ impl DynamoStore {
         })
     }
 
-    async fn try_transact(&self, writes: &[Write]) -> Result<(), Attempt> {
+    async fn try_transact(
+        &self,
+        writes: &[Write],
+        write_id: &AttributeValue,
+    ) -> Result<(), Attempt> {
         let now = now_unix();
-        let write_id = AttributeValue::S(crate::crypto::random_id());
         let mut ops = Vec::with_capacity(writes.len());
         for write in writes {
             let mut op = self.plan(write, now).await.map_err(Attempt::from)?;
@@ -314,9 +317,7 @@ impl DynamoStore {
             ops.push(op);
         }
         match self.apply(&ops).await {
-            Err(Attempt::Fail(StoreError::Conflict)) if self.landed(&ops, &write_id).await => {
-                Ok(())
-            }
+            Err(Attempt::Fail(StoreError::Conflict)) if self.landed(&ops, write_id).await => Ok(()),
             other => other,
         }
     }
@@ -345,6 +346,46 @@ impl DynamoStore {
             .send()
             .await;
         matches!(found, Ok(out) if out.item().and_then(|item| item.get(WRITE_ID)) == Some(write_id))
+    }
+
+    /// `transact`, as the write `write_id`, kept for every attempt: an
+    /// attempt that timed out may still land, and the next one must then
+    /// recognise it as its own (a new id would see only a conflict). Public
+    /// only so that tests can replay a write.
+    #[doc(hidden)]
+    pub async fn transact_as(&self, writes: Vec<Write>, write_id: &str) -> Result<(), StoreError> {
+        let write_id = AttributeValue::S(write_id.to_owned());
+        if writes.len() > MAX_TRANSACTION_WRITES {
+            return Err(StoreError::Other(format!(
+                "a transaction takes at most {MAX_TRANSACTION_WRITES} writes"
+            )));
+        }
+        let mut keys = HashSet::new();
+        for write in &writes {
+            let (pk, sk) = write_key(write);
+            if !keys.insert((pk, sk)) {
+                return Err(StoreError::Other(format!(
+                    "a transaction writes {pk}/{sk} twice; keys must be distinct"
+                )));
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut last = String::new();
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            match self.try_transact(&writes, &write_id).await {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Fail(e)) => return Err(e),
+                Err(Attempt::Retry(why)) => last = why,
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "dynamodb write gave up after {MAX_ATTEMPTS} attempts: {last}"
+        )))
     }
 
     /// `take`, as the attempt `write_id`. The item is not deleted but marked
@@ -693,37 +734,7 @@ impl Store for DynamoStore {
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        if writes.len() > MAX_TRANSACTION_WRITES {
-            return Err(StoreError::Other(format!(
-                "a transaction takes at most {MAX_TRANSACTION_WRITES} writes"
-            )));
-        }
-        let mut keys = HashSet::new();
-        for write in &writes {
-            let (pk, sk) = write_key(write);
-            if !keys.insert((pk, sk)) {
-                return Err(StoreError::Other(format!(
-                    "a transaction writes {pk}/{sk} twice; keys must be distinct"
-                )));
-            }
-        }
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let mut last = String::new();
-        for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
-                backoff(attempt).await;
-            }
-            match self.try_transact(&writes).await {
-                Ok(()) => return Ok(()),
-                Err(Attempt::Fail(e)) => return Err(e),
-                Err(Attempt::Retry(why)) => last = why,
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "dynamodb write gave up after {MAX_ATTEMPTS} attempts: {last}"
-        )))
+        self.transact_as(writes, &crate::crypto::random_id()).await
     }
 
     async fn increment(&self, pk: &str, sk: &str, expires_at: i64) -> Result<u64, StoreError> {

@@ -109,6 +109,24 @@ enum UsersCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Create a single-use link that lets an existing account add a passkey
+    /// again (printed as the last line).
+    Recover {
+        name: String,
+        /// How long the link stays valid.
+        #[arg(long, default_value_t = DEFAULT_INVITE_TTL_HOURS)]
+        ttl_hours: u32,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Set an account's groups (comma-separated; none clears them).
+    Groups {
+        name: String,
+        #[arg(default_value = "")]
+        groups: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 impl UsersCommand {
@@ -118,7 +136,9 @@ impl UsersCommand {
             | Self::List { common }
             | Self::Disable { common, .. }
             | Self::Enable { common, .. }
-            | Self::Delete { common, .. } => common,
+            | Self::Delete { common, .. }
+            | Self::Recover { common, .. }
+            | Self::Groups { common, .. } => common,
         }
     }
 }
@@ -152,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
                 mcp_url = %state.config.mcp_url(),
                 "passgate is serving"
             );
+            println!("{}", cli::serving_banner(&state.config));
             let shutdown = state.shutdown.clone();
             state.keys.spawn_periodic_reload(
                 state.store.clone(),
@@ -179,6 +200,17 @@ async fn main() -> anyhow::Result<()> {
                 UsersCommand::Disable { name, .. } => cli::disable(store, name).await?,
                 UsersCommand::Enable { name, .. } => cli::enable(store, name).await?,
                 UsersCommand::Delete { name, .. } => cli::delete(store, name).await?,
+                UsersCommand::Recover {
+                    name,
+                    ttl_hours,
+                    common,
+                } => {
+                    let base = common.public_url.as_str().trim_end_matches('/');
+                    cli::recover(store, base, name, *ttl_hours).await?
+                }
+                UsersCommand::Groups { name, groups, .. } => {
+                    cli::groups(store, name, groups).await?
+                }
             };
             println!("{output}");
             Ok(())

@@ -39,6 +39,9 @@ async fn grant_for(app: &TestApp, user_id: &str, client_id: &str, family: &str) 
         scope: "mcp".into(),
         resource: format!("{ORIGIN}/mcp"),
         created_at: now_unix(),
+        redirect_uri: "http://127.0.0.1:33418/callback".into(),
+        groups: Vec::new(),
+        last_used_at: None,
     };
     app.store()
         .transact(grants::create_writes(&grant).unwrap())

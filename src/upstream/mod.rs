@@ -414,6 +414,7 @@ async fn find_or_create_user(
             },
             disabled: false,
             created_at: now_unix(),
+            groups: Vec::new(),
         };
         let mut writes = users::new_user_writes(&user)?;
         let new_link = NewItem::json(

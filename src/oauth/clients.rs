@@ -120,9 +120,12 @@ pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, O
     {
         return Ok(Some(c.clone()));
     }
-    if client_id.starts_with("https://")
-        || (state.cimd.allows_loopback() && super::cimd::is_loopback_http(client_id))
-    {
+    if super::cimd::is_loopback_http(client_id) && !state.cimd.allows_loopback() {
+        return Err(OAuthError::invalid_client(
+            "the client metadata document is on this machine, over plain http",
+        ));
+    }
+    if client_id.starts_with("https://") || super::cimd::is_loopback_http(client_id) {
         return super::cimd::resolve(state, client_id).await.map(Some);
     }
     Ok(state.store.get_json(&key(client_id), "client").await?)

@@ -109,9 +109,9 @@ fn connect_section(config: &Config) -> String {
 <h2 id="connect-title">Connect an application</h2>
 <p class="muted">Add this MCP server URL to your MCP client. The client sends you here to sign in and approve it.</p>
 <label for="mcp-url">MCP server URL</label>
-<input type="text" id="mcp-url" readonly value="{url}" class="mono" data-select-on-focus>
+<div class="copy-row"><input type="text" id="mcp-url" readonly value="{url}" class="mono" data-select-on-focus>
+<button type="button" class="secondary" data-copy="mcp-url" data-copy-status-id="mcp-url-status" data-copied="Copied. Paste it into your MCP client." hidden>Copy URL</button></div>
 <p class="status" role="status" aria-live="polite" id="mcp-url-status"></p>
-<div class="actions"><button type="button" class="secondary" data-copy="mcp-url" data-copy-status-id="mcp-url-status" data-copied="Copied. Paste it into your MCP client." hidden>Copy URL</button></div>
 <div class="clients-help">
 <details><summary>Claude (web and desktop)</summary><p>Settings → Connectors → Add custom connector, then paste the URL.{cloud_note}</p></details>
 <details><summary>ChatGPT</summary><p>Settings → Connectors (in developer mode) → Create, paste the URL and choose OAuth.{cloud_note}</p></details>
@@ -336,7 +336,7 @@ fn clients_section(
     let items: String = if clients.is_empty() {
         format!(
             r#"<li class="empty"><p>No applications are connected to your account yet.</p>
-<p class="small muted">To connect one, add this server to your MCP client (Claude, VS Code, Cursor…) with the address <code>{}</code>. The client sends you to passgate to sign in and approve it.</p></li>"#,
+<p class="small muted">To connect one, add <code>{}</code> to your MCP client, as described above.</p></li>"#,
             escape(mcp_url)
         )
     } else {

@@ -102,7 +102,7 @@ fn user_row(me: &SignedIn, u: &User) -> String {
     let field_id = format!("groups-{}", escape(&u.id));
     let groups = format!(
         r#"<form method="post" action="/admin/users/groups" class="inline groups">{csrf}<input type="hidden" name="user_id" value="{id}">
-<label for="{field_id}" class="visually-hidden">Groups of {name}</label>
+<label for="{field_id}" class="visually-hidden">Groups of {name}</label><span class="muted small" aria-hidden="true">Groups</span>
 <input type="text" id="{field_id}" name="groups" value="{groups}" placeholder="groups, comma-separated" maxlength="2000" autocapitalize="none" spellcheck="false">
 <button type="submit" class="secondary" aria-label="Save groups of {name}">Save groups</button></form>"#,
         csrf = ui::csrf_field(&me.csrf),
@@ -110,7 +110,7 @@ fn user_row(me: &SignedIn, u: &User) -> String {
         name = escape(&u.name),
         groups = escape(&u.groups.join(", ")),
     );
-    let recover = if u.disabled {
+    let recover = if u.disabled || u.id == me.user_id {
         String::new()
     } else {
         format!(

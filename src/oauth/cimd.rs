@@ -262,7 +262,8 @@ async fn fetch(fetcher: &CimdFetcher, url: &str) -> Result<(Client, i64), OAuthE
         Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
         _ => None,
     };
-    if literal.is_some_and(|ip| !is_public(ip) && !(fetcher.allow_loopback && ip.is_loopback())) {
+    let allowed = |ip: IpAddr| is_public(ip) || (fetcher.allow_loopback && ip.is_loopback());
+    if literal.is_some_and(|ip| !allowed(ip)) {
         return Err(invalid(
             "the client metadata document is on a non-public address",
         ));

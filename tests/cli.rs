@@ -221,15 +221,31 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
 #[test]
 fn the_loopback_metadata_setting_is_loud_and_refused_with_https() {
     let dir = tempfile::tempdir().unwrap();
-    let refused = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(["--public-url", "https://mcp.example.com"])
         .arg("--dev-allow-loopback-cimd")
         .arg("--data-dir")
         .arg(dir.path())
         .env("PASSGATE_LOG", "warn")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A server that starts anyway would never exit: bound the wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let started_anyway = child.try_wait().unwrap().is_none();
+    if started_anyway {
+        let _ = child.kill();
+    }
+    let refused = child.wait_with_output().unwrap();
+    assert!(
+        !started_anyway,
+        "passgate started with the setting and an https URL"
+    );
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(

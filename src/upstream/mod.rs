@@ -262,13 +262,20 @@ pub async fn callback(
         .map_err(|e| with_retry(e, &attempt.next))?;
     let identity = Identity::from_claims(provider, &claims)?;
     if let Err(reasons) = identity.check_allowed(provider) {
-        let account = state
+        // The account linked at an earlier sign-in, if any (best effort:
+        // only for the log).
+        let account = match state
             .store
             .get_json::<Link>(&link_key(provider, &identity.subject), "link")
             .await
-            .ok()
-            .flatten()
-            .map(|link| link.user_id);
+        {
+            Ok(Some(link)) => users::get(state.store.as_ref(), &link.user_id)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| u.name),
+            _ => None,
+        };
         tracing::info!(
             subject = %identity.subject,
             account = account.as_deref().unwrap_or("(none yet)"),
@@ -573,4 +580,40 @@ async fn find_or_create_user(
     Err(Error::Internal(anyhow::anyhow!(
         "could not find a free user name for an upstream identity"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_first_claim_that_gives_one() {
+        assert_eq!(slug("Ada  Lovelace"), "ada-lovelace");
+        assert_eq!(slug("--Ada.Lovelace--"), "ada.lovelace");
+        assert_eq!(slug("Ærin"), "rin");
+        assert_eq!(slug("日本"), "");
+        let identity = |preferred: Option<&str>, upn: Option<&str>, name: Option<&str>| Identity {
+            subject: "s".into(),
+            email: None,
+            unverified_email: None,
+            name: name.map(str::to_owned),
+            preferred_username: preferred.map(str::to_owned),
+            upn: upn.map(str::to_owned),
+            groups: Vec::new(),
+        };
+        assert_eq!(
+            identity(Some("ada@contoso.com"), Some("x@y"), None).base_name(),
+            "ada"
+        );
+        // Nothing usable in preferred_username: the next claim gives the name.
+        assert_eq!(
+            identity(Some("日本"), Some("ada.l@contoso.com"), None).base_name(),
+            "ada.l"
+        );
+        assert_eq!(
+            identity(None, None, Some("Ada Lovelace")).base_name(),
+            "ada-lovelace"
+        );
+        assert_eq!(identity(None, None, None).base_name(), "user");
+    }
 }

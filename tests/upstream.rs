@@ -929,7 +929,28 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
         ok && out.contains("erin.e is now an administrator"),
         "{out}"
     );
-    assert_eq!(erin.get(&pg.local(), "/admin").await.status, StatusCode::OK);
+    let admin = erin.get(&pg.local(), "/admin").await;
+    assert_eq!(admin.status, StatusCode::OK, "{}", admin.body);
+    // No invitations without passkeys: the page says how people arrive.
+    assert!(
+        !admin.body.contains("Create invitation link"),
+        "{}",
+        admin.body
+    );
+    assert!(
+        admin.body.contains("signing in with Test IdP"),
+        "{}",
+        admin.body
+    );
+    let csrf = admin.field("csrf");
+    let r = erin
+        .post_form(
+            &pg.local(),
+            "/admin/invite",
+            &[("csrf", &csrf), ("name", "zed"), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     let (ok, out) = users_command(dir.path(), &["demote", "erin.e"], &[]);
     assert!(!ok && out.contains("only active administrator"), "{out}");
     let (ok, out) = users_command(dir.path(), &["promote", "frank-only-name"], &[]);

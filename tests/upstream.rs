@@ -951,6 +951,17 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    // A link made anyway (the CLI without --passkeys false) explains.
+    let (ok, out) = users_command(dir.path(), &["invite", "zed"], &[]);
+    assert!(ok, "{out}");
+    let link = out.lines().last().unwrap().trim().to_owned();
+    let r = erin.get(&pg.local(), &path_of(&link)).await;
+    assert_eq!(r.status, StatusCode::GONE, "{}", r.body);
+    assert!(
+        r.body.contains("Sign in with Test IdP instead"),
+        "{}",
+        r.body
+    );
     let (ok, out) = users_command(dir.path(), &["demote", "erin.e"], &[]);
     assert!(!ok && out.contains("only active administrator"), "{out}");
     let (ok, out) = users_command(dir.path(), &["promote", "frank-only-name"], &[]);

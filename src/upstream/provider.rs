@@ -50,11 +50,35 @@ pub struct Metadata {
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
     /// RFC 9207: the provider puts `iss` in every authorization response.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::flag")]
     pub authorization_response_iss_parameter_supported: bool,
     /// Absent means `client_secret_basic` (OpenID Connect Discovery §3).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::strings")]
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+}
+
+/// Optional discovery fields read without failing: a provider that types
+/// one oddly must not make its whole document unusable.
+mod lenient {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        Ok(matches!(Value::deserialize(d)?, Value::Bool(true)))
+    }
+
+    pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            _ => None,
+        })
+    }
 }
 
 /// The issuer Google's discovery document names; its ID tokens carry
@@ -553,6 +577,28 @@ mod tests {
             "iat": now, "exp": now + 300,
         });
         jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    #[test]
+    fn odd_optional_discovery_fields_do_not_spoil_the_document() {
+        let base = json!({
+            "issuer": "https://idp.example",
+            "authorization_endpoint": "https://idp.example/auth",
+            "token_endpoint": "https://idp.example/token",
+            "jwks_uri": "https://idp.example/jwks",
+        });
+        let mut odd = base.clone();
+        odd["authorization_response_iss_parameter_supported"] = json!("yes");
+        odd["token_endpoint_auth_methods_supported"] = json!("client_secret_basic");
+        let m: Metadata = serde_json::from_value(odd).unwrap();
+        assert!(!m.authorization_response_iss_parameter_supported);
+        assert!(m.token_endpoint_auth_methods_supported.is_none());
+        let mut good = base;
+        good["authorization_response_iss_parameter_supported"] = json!(true);
+        good["token_endpoint_auth_methods_supported"] = json!(["none", 3]);
+        let m: Metadata = serde_json::from_value(good).unwrap();
+        assert!(m.authorization_response_iss_parameter_supported);
+        assert_eq!(m.token_endpoint_auth_methods_supported.unwrap(), ["none"]);
     }
 
     #[tokio::test]

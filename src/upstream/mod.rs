@@ -10,11 +10,12 @@
 //! and bound to the browser by a cookie. The cookie holds one random value
 //! per browser, kept by every attempt that browser starts, so sign-ins
 //! started in two tabs both complete. `/upstream/callback` takes the
-//! attempt (single use), redeems the code, validates the ID token
-//! ([`provider`]) and the RFC 9207 `iss`, applies the allow-list, finds or
-//! creates the passgate
-//! account linked to the upstream identity, starts a passgate session and
-//! returns to `next` (back to `/consent`, where the person decides).
+//! attempt (single use), checks the RFC 9207 `iss`, redeems the code,
+//! validates the ID token ([`provider`]), applies the allow-list, finds or
+//! creates the passgate account linked to the upstream identity (and makes
+//! it an administrator if its verified email is listed), starts a passgate
+//! session and returns to `next` (back to `/consent`, where the person
+//! decides).
 //!
 //! MCP clients never see upstream tokens; passgate does not keep them.
 //!

@@ -1050,4 +1050,33 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
         alice.get(&pg.local(), "/admin").await.status,
         StatusCode::OK
     );
+    drop(pg);
+
+    // Someone with an account, refused later: the log names the account.
+    let pg = Passgate::start_logging(
+        dir.path(),
+        Some(&public),
+        &upstream_args(&idp.issuer, &["--upstream-allowed-groups", "auditors"]),
+        "info",
+    );
+    let mut b = RemoteBrowser::new(&public);
+    let r = sign_in_upstream(
+        &pg,
+        &public,
+        &mut b,
+        "/account",
+        AtProvider::SignIn("alice"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let line = log_line(&pg, |l| l.contains("refused by the allow-list"));
+    for part in [
+        "subject=alice",
+        "account=alice",
+        "email=alice@example.com",
+        "email_verified=true",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(!line.contains("eyJ"), "a token in the log: {line}");
 }

@@ -279,8 +279,8 @@ pub async fn callback(
         };
         tracing::info!(
             subject = %identity.subject,
-            account = account.as_deref().unwrap_or("(none yet)"),
-            email = identity.any_email().unwrap_or("(none)"),
+            account = %account.as_deref().unwrap_or("(none yet)"),
+            email = %identity.any_email().unwrap_or("(none)"),
             email_verified = identity.email.is_some(),
             groups = ?identity.groups,
             reason = %reasons.join("; "),

@@ -223,6 +223,12 @@ pub struct UpstreamArgs {
     #[arg(long, env = "PASSGATE_UPSTREAM_ADMIN_EMAILS", value_delimiter = ',')]
     pub upstream_admin_emails: Vec<String>,
 
+    /// Members of these groups (in the groups claim) are made
+    /// administrators at each sign-in, as with `--upstream-admin-emails`:
+    /// the way for providers that verify no emails, like Entra ID.
+    #[arg(long, env = "PASSGATE_UPSTREAM_ADMIN_GROUPS", value_delimiter = ',')]
+    pub upstream_admin_groups: Vec<String>,
+
     /// Groups allowed to sign in: the person must be in one of them, and,
     /// if an email or domain list is set, have an allowed address too.
     #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_GROUPS", value_delimiter = ',')]
@@ -263,6 +269,7 @@ pub struct UpstreamConfig {
     pub allowed_domains: Vec<String>,
     pub allowed_groups: Vec<String>,
     pub admin_emails: Vec<String>,
+    pub admin_groups: Vec<String>,
     pub groups_claim: String,
     pub timeout_secs: u64,
     pub state_ttl_secs: i64,
@@ -362,6 +369,12 @@ impl UpstreamArgs {
             allowed_emails: lower(&self.upstream_allowed_emails),
             allowed_domains: lower(&self.upstream_allowed_domains),
             admin_emails: lower(&self.upstream_admin_emails),
+            admin_groups: self
+                .upstream_admin_groups
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
             allowed_groups: self
                 .upstream_allowed_groups
                 .iter()

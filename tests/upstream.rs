@@ -1052,6 +1052,27 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
     );
     drop(pg);
 
+    // Entra's way: a group in --upstream-admin-groups (no verified email).
+    let pg = Passgate::start(
+        dir.path(),
+        Some(&public),
+        &upstream_args(
+            &idp.issuer,
+            &["--upstream-admin-groups", "staff", "--passkeys", "false"],
+        ),
+    );
+    let r = sign_in_upstream(
+        &pg,
+        &public,
+        &mut erin,
+        "/account",
+        AtProvider::SignIn("erin"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(erin.get(&pg.local(), "/admin").await.status, StatusCode::OK);
+    drop(pg);
+
     // Someone with an account, refused later: the log names the account.
     let pg = Passgate::start_logging(
         dir.path(),

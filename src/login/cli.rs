@@ -157,31 +157,31 @@ pub async fn no_admin_banner(store: &dyn Store, config: &Config) -> anyhow::Resu
         return Ok(None);
     }
     tracing::info!("no administrator yet: printed how to make one to standard output");
-    let listed = if upstream.admin_emails.is_empty() {
-        "list their verified email in --upstream-admin-emails
-     (PASSGATE_UPSTREAM_ADMIN_EMAILS) and restart passgate; they become an
-     administrator at their next sign-in (providers that do not verify
-     emails, like Entra ID, cannot use this)"
+    let listed = if upstream.admin_emails.is_empty() && upstream.admin_groups.is_empty() {
+        "list their verified email in --upstream-admin-emails, or a group of\n     \
+         theirs in --upstream-admin-groups (Entra ID: no email is verified),\n     \
+         and restart passgate; they become one at their next sign-in"
             .to_owned()
     } else {
+        let mut lists = Vec::new();
+        if !upstream.admin_emails.is_empty() {
+            lists.push(format!("emails {}", upstream.admin_emails.join(", ")));
+        }
+        if !upstream.admin_groups.is_empty() {
+            lists.push(format!("groups {}", upstream.admin_groups.join(", ")));
+        }
         format!(
-            "sign in as one of --upstream-admin-emails ({}), with an
-     email {} marks verified",
-            upstream.admin_emails.join(", "),
-            upstream.name
+            "sign in as someone listed as an administrator ({})",
+            lists.join("; ")
         )
     };
     let rule = "=".repeat(72);
     Ok(Some(format!(
-        "
-{rule}
-  passgate has no administrator yet. People sign in with {name} at
-  {login}. To make someone an administrator, either
-  - {listed}, or
-  - after their first sign-in, run `passgate users promote <name>` with
-     the same store settings (`passgate users list` shows the names).
-{rule}
-",
+        "\n{rule}\n  passgate has no administrator yet. People sign in with {name} at\n  \
+         {login}. To make someone an administrator, either\n  \
+         - {listed}, or\n  \
+         - after their first sign-in, run `passgate users promote <name>` with\n     \
+         the same store settings (`passgate users list` shows the names).\n{rule}\n",
         name = upstream.name,
         login = config.url("/login"),
     )))

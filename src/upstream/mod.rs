@@ -301,7 +301,7 @@ pub async fn callback(
     }
     if !user.is_admin() && identity.is_listed_admin(provider) {
         user = users::set_role(state.store.as_ref(), &user.id, Role::Admin).await?;
-        tracing::info!(user = %user.name, "made an administrator: the email is in --upstream-admin-emails");
+        tracing::info!(user = %user.name, "made an administrator: listed in --upstream-admin-emails or --upstream-admin-groups");
     }
     let cookie = signin::start_session(&state, &headers, &user.id).await?;
     tracing::info!(user = %user.name, "signed in through the upstream provider");
@@ -399,11 +399,14 @@ impl Identity {
         self.email.as_deref().or(self.unverified_email.as_deref())
     }
 
-    /// A verified email in `--upstream-admin-emails`.
+    /// A verified email in `--upstream-admin-emails`, or a group in
+    /// `--upstream-admin-groups`.
     fn is_listed_admin(&self, provider: &Provider) -> bool {
+        let c = &provider.config;
         self.email
             .as_deref()
-            .is_some_and(|e| provider.config.admin_emails.iter().any(|a| a == e))
+            .is_some_and(|e| c.admin_emails.iter().any(|a| a == e))
+            || self.groups.iter().any(|g| c.admin_groups.contains(g))
     }
 
     /// The allow-list. Each configured kind of list must admit the person:

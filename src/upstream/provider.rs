@@ -536,6 +536,7 @@ mod tests {
             allowed_domains: Vec::new(),
             allowed_groups: Vec::new(),
             admin_emails: Vec::new(),
+            admin_groups: Vec::new(),
             groups_claim: "groups".into(),
             timeout_secs: 1,
             state_ttl_secs: 60,

@@ -165,8 +165,8 @@ pub struct UpstreamArgs {
     pub upstream_client_id: Option<String>,
 
     /// passgate's client secret at the upstream provider (needed unless
-    /// the provider accepts public clients). Listed in `--help`; its value
-    /// never is.
+    /// the provider accepts public clients). Its value is never shown or
+    /// logged.
     #[arg(long, env = "PASSGATE_UPSTREAM_CLIENT_SECRET", hide_env_values = true)]
     pub upstream_client_secret: Option<String>,
 

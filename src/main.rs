@@ -83,6 +83,17 @@ enum UsersCommand {
         /// How long the link stays valid.
         #[arg(long, default_value_t = DEFAULT_INVITE_TTL_HOURS)]
         ttl_hours: u32,
+        /// Whether the server offers passkeys, as `serve --passkeys`: an
+        /// invitation enrolls one, so it is refused when they are off.
+        #[arg(
+            long,
+            env = "PASSGATE_PASSKEYS",
+            value_parser = clap::builder::BoolishValueParser::new(),
+            num_args = 0..=1,
+            default_value = "true",
+            default_missing_value = "true"
+        )]
+        passkeys: bool,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -127,6 +138,18 @@ enum UsersCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Make an existing account an administrator (however they sign in).
+    Promote {
+        name: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Make an administrator a member again.
+    Demote {
+        name: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 impl UsersCommand {
@@ -138,7 +161,9 @@ impl UsersCommand {
             | Self::Enable { common, .. }
             | Self::Delete { common, .. }
             | Self::Recover { common, .. }
-            | Self::Groups { common, .. } => common,
+            | Self::Groups { common, .. }
+            | Self::Promote { common, .. }
+            | Self::Demote { common, .. } => common,
         }
     }
 }
@@ -166,6 +191,9 @@ async fn main() -> anyhow::Result<()> {
             {
                 println!("{banner}");
             }
+            if let Some(banner) = cli::no_admin_banner(store.as_ref(), &config).await? {
+                println!("{banner}");
+            }
             let state = AppState::build(config, store, master_key).await?;
             tracing::info!(
                 listen = %listener.local_addr()?,
@@ -191,10 +219,11 @@ async fn main() -> anyhow::Result<()> {
                     name,
                     admin,
                     ttl_hours,
+                    passkeys,
                     common,
                 } => {
                     let base = common.public_url.as_str().trim_end_matches('/');
-                    cli::invite(store, base, name, *admin, *ttl_hours).await?
+                    cli::invite(store, base, name, *admin, *ttl_hours, *passkeys).await?
                 }
                 UsersCommand::List { .. } => cli::list(store).await?,
                 UsersCommand::Disable { name, .. } => cli::disable(store, name).await?,
@@ -211,6 +240,8 @@ async fn main() -> anyhow::Result<()> {
                 UsersCommand::Groups { name, groups, .. } => {
                     cli::groups(store, name, groups).await?
                 }
+                UsersCommand::Promote { name, .. } => cli::promote(store, name).await?,
+                UsersCommand::Demote { name, .. } => cli::demote(store, name).await?,
             };
             println!("{output}");
             Ok(())

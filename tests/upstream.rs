@@ -902,6 +902,13 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
     )
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    // The provider's groups are the account's, shown on its page.
+    let account = erin.get(&pg.local(), "/account").await;
+    assert!(
+        account.body.contains(r#"<span class="tag">staff</span>"#),
+        "{}",
+        account.body
+    );
     let mut frank = RemoteBrowser::new(&public);
     let r = sign_in_upstream(
         &pg,

@@ -43,7 +43,8 @@ pub async fn page(
         Err(redirect) => return Ok(redirect),
     };
     let all = users::list(state.store.as_ref()).await?;
-    let rows: String = all.iter().map(|u| user_row(&me, u)).collect();
+    let passkeys = state.config.passkeys;
+    let rows: String = all.iter().map(|u| user_row(&me, u, passkeys)).collect();
     let invite = if state.config.passkeys {
         invite_section(&state, &me)
     } else {
@@ -102,7 +103,7 @@ fn invite_section(state: &AppState, me: &SignedIn) -> String {
     )
 }
 
-fn user_row(me: &SignedIn, u: &User) -> String {
+fn user_row(me: &SignedIn, u: &User, passkeys: bool) -> String {
     let status = if u.disabled {
         " · <strong>disabled</strong>"
     } else {
@@ -138,7 +139,9 @@ fn user_row(me: &SignedIn, u: &User) -> String {
         name = escape(&u.name),
         groups = escape(&u.groups.join(", ")),
     );
-    let recover = if u.disabled || u.id == me.user_id {
+    // A recovery link adds a passkey: not for oneself, a disabled account,
+    // or a server without passkeys.
+    let recover = if u.disabled || u.id == me.user_id || !passkeys {
         String::new()
     } else {
         format!(
@@ -314,6 +317,11 @@ pub async fn recover(
     SignedInForm { me, form }: SignedInForm<UserForm>,
 ) -> Result<Response, Error> {
     me.require_admin()?;
+    if !state.config.passkeys {
+        return Err(Error::bad_request(
+            "Passkeys are turned off here, so a recovery link could not be used: people sign in with the identity provider.",
+        ));
+    }
     let user = users::get(state.store.as_ref(), &form.user_id)
         .await?
         .ok_or_else(|| Error::NotFound("There is no such user.".into()))?;

@@ -130,7 +130,9 @@ enum UsersCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Set an account's groups (comma-separated; none clears them).
+    /// Set an account's groups (comma-separated; none clears them). An
+    /// account that signs in through an identity provider gets the
+    /// provider's groups again at each sign-in.
     Groups {
         name: String,
         #[arg(default_value = "")]

@@ -5,7 +5,7 @@
 //! its counter, so a flood past the limit writes nothing more.
 //!
 //! Limits are per client address ([`ClientAddr`], which honours
-//! `--trust-forwarded-for`), except the one per invitation. Failed passkey
+//! `--trust-forwarded-for`), except the one per invitation or recovery link. Failed passkey
 //! sign-ins count per address, never per account: an attacker who names
 //! someone's passkey slows themselves down, not its owner elsewhere.
 //!
@@ -30,9 +30,10 @@ pub enum LimitedAction {
     SignIn,
     /// Passkey sign-ins that failed verification.
     SignInFailure,
-    /// Enrollment ceremonies started.
+    /// Enrollment ceremonies started (from invitations and recovery links).
     Enroll,
-    /// Enrollment attempts with one invitation (subject: the invitation).
+    /// Enrollment attempts with one invitation or recovery link (subject:
+    /// the link).
     EnrollInvitation,
     /// Sign-ins started at the upstream identity provider.
     UpstreamSignIn,

@@ -209,6 +209,21 @@ fn oauth_page_error(e: OAuthError) -> Response {
     }
 }
 
+/// A client metadata document that could not be used: what went wrong, and
+/// what to do, since the application keeps waiting for this sign-in.
+fn metadata_document_refused(state: &AppState, e: OAuthError) -> Response {
+    let local = if state.config.public_url_is_loopback() && !state.cimd.allows_loopback() {
+        " passgate fetches these documents only over https from public addresses. To try a client's metadata document on this machine, restart passgate with --dev-allow-loopback-cimd (development only), or let the client register dynamically instead."
+    } else {
+        ""
+    };
+    Error::BadRequest(format!(
+        "This application identifies itself with a client metadata document that passgate cannot use: {}.{local} Then cancel the sign-in in the application (it is still waiting for this one) and connect again.",
+        e.description
+    ))
+    .into_response()
+}
+
 /// `GET /authorize`
 pub async fn authorize(
     State(state): State<AppState>,
@@ -234,6 +249,9 @@ pub async fn authorize(
                  Remove the server from the application and add it again so that it registers anew.",
             )
             .into_response();
+        }
+        Err(e) if e.code == "invalid_client" && client_id.contains("://") => {
+            return metadata_document_refused(&state, e);
         }
         Err(e) => return oauth_page_error(e),
     };
@@ -350,6 +368,11 @@ async fn complete(
 ) -> Result<Response, Error> {
     let store = state.store.as_ref();
     let code = crypto::random_token(32);
+    // The groups at sign-in; `users::set_groups` keeps them current.
+    let groups = crate::users::get(store, user_id)
+        .await?
+        .map(|u| u.groups)
+        .unwrap_or_default();
     let family = Grant {
         family: crypto::random_id(),
         user_id: user_id.to_owned(),
@@ -358,6 +381,9 @@ async fn complete(
         scope: pending.scope.clone(),
         resource: pending.resource.clone(),
         created_at: now_unix(),
+        redirect_uri: pending.redirect_uri.clone(),
+        groups,
+        last_used_at: None,
     };
     let grant = CodeGrant {
         client_id: pending.client_id.clone(),

@@ -458,14 +458,14 @@ async fn refresh(
         };
         let mut used = record.clone();
         used.redeemed = Some(redeemed);
-        match state
-            .store
-            .transact(vec![
-                used_write(&item, &used)?,
-                Write::Insert(issued.refresh_item),
-            ])
-            .await
-        {
+        let mut writes = vec![
+            used_write(&item, &used)?,
+            Write::Insert(issued.refresh_item),
+        ];
+        writes.extend(
+            grants::touch_write(state.store.as_ref(), &record.user_id, &record.family).await?,
+        );
+        match state.store.transact(writes).await {
             Ok(()) => return Ok(issued.response),
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),

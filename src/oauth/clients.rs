@@ -104,7 +104,12 @@ pub async fn delete_registration(store: &dyn Store, client_id: &str) -> Result<(
 }
 
 /// Finds a client by id, fetching its metadata document if the id is a URL.
-pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, OAuthError> {
+/// `caller` is the requester's rate-limit subject (see `cimd::resolve`).
+pub async fn find(
+    state: &AppState,
+    client_id: &str,
+    caller: &str,
+) -> Result<Option<Client>, OAuthError> {
     if client_id.is_empty() || client_id.len() > MAX_FIELD_LEN {
         return Ok(None);
     }
@@ -116,7 +121,9 @@ pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, O
         return Ok(Some(c.clone()));
     }
     if client_id.starts_with("https://") {
-        return super::cimd::resolve(state, client_id).await.map(Some);
+        return super::cimd::resolve(state, client_id, caller)
+            .await
+            .map(Some);
     }
     Ok(state.store.get_json(&key(client_id), "client").await?)
 }
@@ -324,9 +331,10 @@ pub async fn register(
     if let Some(kind) = req.application_type {
         body["application_type"] = kind.into();
     }
-    if let Some(scope) = req.scope {
-        // Echo what was asked for; what is granted is decided at consent.
-        body["scope"] = scope.chars().take(MAX_FIELD_LEN).collect::<String>().into();
+    if let Some(scope) = req.scope.as_deref() {
+        // What this client may get, not what it asked for (RFC 7591 §3.2.1:
+        // the server may replace requested metadata values).
+        body["scope"] = super::effective_scope(Some(scope)).into();
     }
     if let Some(secret) = secret {
         body["client_secret"] = secret.into();
@@ -396,10 +404,15 @@ pub async fn register_handler(
             )
             .await?;
         if count > REGISTRATIONS_PER_HOUR {
-            return Err(OAuthError::new(
-                "slow_down",
-                "too many registrations from this address; try again later",
-            ));
+            // RFC 7591 §3.2.2 has no code for "too often"; the 429 and its
+            // Retry-After say it, the code stays one the RFC defines.
+            return Err(OAuthError {
+                retry_after_secs: Some((window + 1) * 3600 - now_unix()),
+                ..OAuthError::new(
+                    "invalid_client_metadata",
+                    "too many registrations from this address; try again later",
+                )
+            });
         }
         register(&state, req).await
     }
@@ -411,9 +424,6 @@ pub async fn register_handler(
             axum::Json(body),
         )
             .into_response(),
-        Err(e) if e.code == "slow_down" => {
-            (http::StatusCode::TOO_MANY_REQUESTS, e.into_response()).into_response()
-        }
         Err(e) => e.into_response(),
     }
 }

@@ -14,6 +14,7 @@ pub mod clients;
 pub mod grants;
 pub mod keys;
 pub mod metadata;
+pub mod params;
 pub mod revoke;
 pub mod token;
 pub mod verified;
@@ -41,6 +42,9 @@ pub const REPLAY_GRACE_SECS: i64 = 30;
 pub struct OAuthError {
     pub code: &'static str,
     pub description: String,
+    /// Set when the request was refused for coming too often: the seconds
+    /// until the client may try again (answered as 429 with `Retry-After`).
+    pub retry_after_secs: Option<i64>,
 }
 
 impl OAuthError {
@@ -48,6 +52,15 @@ impl OAuthError {
         Self {
             code,
             description: description.into(),
+            retry_after_secs: None,
+        }
+    }
+    /// Too many requests from this caller. `temporarily_unavailable`
+    /// tells a client to keep its credentials and retry later.
+    pub fn rate_limited(d: impl Into<String>, retry_after_secs: i64) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Self::temporarily_unavailable(d)
         }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {

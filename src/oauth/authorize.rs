@@ -506,3 +506,36 @@ pub async fn consent_decision(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// A remembered approval never answers a loopback or private-use
+        /// redirect, whatever its port, path or spelling; it may answer an
+        /// https redirect to a host that is not this device.
+        #[test]
+        fn remembered_consent_only_for_https_redirects_off_this_device(
+            host in prop::sample::select(vec![
+                "localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "[::1]",
+                "app.localhost", "localhost.", "0.0.0.0", "[::]",
+            ]),
+            port in prop::option::of(1u16..),
+            path in "(/[a-z0-9]{0,6}){0,3}",
+            scheme in prop::sample::select(vec!["http", "https"]),
+            private in "[a-z]{1,8}(\\.[a-z]{1,8}){0,2}",
+            public in "[a-z]{1,10}\\.example",
+        ) {
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            let local = format!("{scheme}://{host}{port}{path}");
+            prop_assert!(!may_skip_consent(&local), "{local}");
+            let private_use = format!("app.{private}:/{path}");
+            prop_assert!(!may_skip_consent(&private_use), "{private_use}");
+            let web = format!("{scheme}://{public}{port}{path}");
+            prop_assert_eq!(may_skip_consent(&web), scheme == "https", "{}", web);
+        }
+    }
+}

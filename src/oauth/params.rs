@@ -87,4 +87,38 @@ mod tests {
         let empty_twice = Params::parse(b"state=&state=s");
         assert_eq!(empty_twice.single("state"), Ok(Some("s")));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// Whatever the values (any Unicode), encoding then parsing
+            /// gives each one back, and a second occurrence of a name is
+            /// always seen as a repeat.
+            #[test]
+            fn encoded_parameters_read_back_and_repeats_are_caught(
+                params in prop::collection::btree_map("[a-z_]{1,12}", ".{1,20}", 1..6),
+                repeat in any::<prop::sample::Index>(),
+            ) {
+                let encoded = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&params)
+                    .finish();
+                let parsed = Params::parse(encoded.as_bytes());
+                for (k, v) in &params {
+                    prop_assert_eq!(parsed.single(k), Ok(Some(v.as_str())));
+                }
+                let (k, v) = params.iter().nth(repeat.index(params.len())).unwrap();
+                let twice = format!(
+                    "{encoded}&{}",
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair(k, v)
+                        .finish()
+                );
+                let reparsed = Params::parse(twice.as_bytes());
+                prop_assert_eq!(reparsed.single(k), Err(Repeated(k.clone())));
+            }
+        }
+    }
 }

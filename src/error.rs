@@ -244,6 +244,10 @@ pub enum JsonRpcRefusal {
     InvalidRequest,
     /// The `Origin` header names a site not allowed to call the server.
     ForeignOrigin,
+    /// The body is larger than `--max-body-bytes`.
+    BodyTooLarge,
+    /// The body could not be read (the connection broke off).
+    BodyUnreadable,
 }
 
 impl IntoResponse for JsonRpcRefusal {
@@ -263,6 +267,16 @@ impl IntoResponse for JsonRpcRefusal {
                 StatusCode::FORBIDDEN,
                 -32600,
                 "Forbidden: the Origin header is not allowed",
+            ),
+            JsonRpcRefusal::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                -32600,
+                "Payload Too Large: the request body is larger than this server accepts",
+            ),
+            JsonRpcRefusal::BodyUnreadable => (
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "Invalid Request: the request body could not be read",
             ),
         };
         let body = serde_json::json!({

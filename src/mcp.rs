@@ -302,32 +302,44 @@ fn is_json(request: &Request) -> bool {
 /// Middleware for `/mcp`, just outside rmcp: a JSON POST whose body is not
 /// JSON gets JSON-RPC's parse error, and one rmcp cannot read as a JSON-RPC
 /// message its invalid-request error, both 400 (rmcp says 415 in plain
-/// text, which tells a client its content type was wrong).
+/// text, which tells a client its content type was wrong). The body is
+/// looked at only when rmcp refused it, so good requests are not parsed
+/// twice.
 pub async fn json_rpc_errors(request: Request, next: Next) -> Response {
     if request.method() != Method::POST || !is_json(&request) {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    // The body limit layer outside has already capped the size.
-    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "the request body could not be read",
-        )
+    // The body limit layer outside caps the size: over it, reading fails.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let too_large =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                JsonRpcRefusal::BodyTooLarge
+            } else {
+                JsonRpcRefusal::BodyUnreadable
+            }
             .into_response();
+        }
     };
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
-        return JsonRpcRefusal::ParseError.into_response();
-    }
     let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
         .await;
-    // With a JSON content type and a JSON body, rmcp's only 415 is for a
-    // body that is not a JSON-RPC message it knows.
-    if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        return JsonRpcRefusal::InvalidRequest.into_response();
+    // With a JSON content type, rmcp's only 415 is for a body it could not
+    // deserialize as a message.
+    if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
     }
-    response
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+        JsonRpcRefusal::ParseError.into_response()
+    } else {
+        JsonRpcRefusal::InvalidRequest.into_response()
+    }
 }
 
 #[cfg(test)]

@@ -124,6 +124,24 @@ async fn unreadable_mcp_bodies_get_json_rpc_errors() {
         assert_eq!(answer["error"]["code"], code, "{body}");
         assert!(answer["id"].is_null());
     }
+    // A body over the limit, of unknown length (so only reading it finds
+    // out): 413, not a failed read.
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let mut request = mcp_raw("", Some(&token), None);
+    *request.body_mut() = Body::from_stream(futures_util::stream::iter([Ok::<_, std::io::Error>(
+        big.into_bytes(),
+    )]));
+    let response = app.send(request).await;
+    assert_eq!(
+        response.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        response.body
+    );
+    assert_eq!(response.json()["error"]["code"], -32600);
     // A good request still goes through.
     let ok = app
         .send(mcp_raw(

@@ -51,6 +51,8 @@ pub const FETCH_FAILED: &str = "passgate could not fetch a client metadata docum
 #[derive(Clone)]
 pub struct CimdFetcher {
     client: reqwest::Client,
+    /// `--dev-allow-loopback-cimd`: loopback documents, over http too.
+    allow_loopback: bool,
 }
 
 impl CimdFetcher {
@@ -80,8 +82,45 @@ impl CimdFetcher {
             client: customize(builder)
                 .build()
                 .expect("reqwest client configuration is valid"),
+            allow_loopback: false,
         }
     }
+
+    /// Development only (`--dev-allow-loopback-cimd`): also loopback
+    /// addresses, and plain http to a loopback host. Other private
+    /// addresses stay refused, and no proxy is used either.
+    pub fn allowing_loopback() -> Self {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(FETCH_TIMEOUT)
+            .connect_timeout(FETCH_TIMEOUT)
+            .dns_resolver(Arc::new(PublicOrLoopbackResolver))
+            .user_agent(concat!("passgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("reqwest client configuration is valid");
+        Self {
+            client,
+            allow_loopback: true,
+        }
+    }
+
+    pub fn allows_loopback(&self) -> bool {
+        self.allow_loopback
+    }
+}
+
+/// Is this a client id the development setting accepts over plain http?
+pub fn is_loopback_http(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.scheme() == "http"
+            && match u.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            }
+    })
 }
 
 impl Default for CimdFetcher {
@@ -186,6 +225,23 @@ impl Resolve for PublicOnlyResolver {
     }
 }
 
+struct PublicOrLoopbackResolver;
+
+impl Resolve for PublicOrLoopbackResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 443))
+                .await?
+                .filter(|a| is_public(a.ip()) || a.ip().is_loopback())
+                .collect();
+            if addrs.is_empty() {
+                return Err("the host has no public or loopback address".into());
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
 #[derive(Deserialize)]
 struct Document {
     client_id: String,
@@ -254,6 +310,7 @@ pub fn client_from_document(url: &str, body: &[u8]) -> Result<Client, OAuthError
         source: ClientSource::MetadataDocument,
         secret_hash: None,
         created_at: 0,
+        registered_from: None,
     })
 }
 
@@ -281,9 +338,13 @@ fn bad_document(public: OAuthError) -> Failure {
 
 /// Is `url` acceptable as a metadata document URL at all? Checked before
 /// anything is counted or fetched.
-fn check_url(url: &str) -> Result<url::Url, OAuthError> {
+fn check_url(fetcher: &CimdFetcher, url: &str) -> Result<url::Url, OAuthError> {
     let parsed = url::Url::parse(url).map_err(|_| invalid("the client id is not a valid URL"))?;
-    if parsed.scheme() != "https" || parsed.fragment().is_some() || !parsed.username().is_empty() {
+    let dev_http = fetcher.allow_loopback && is_loopback_http(url);
+    if (parsed.scheme() != "https" && !dev_http)
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+    {
         return Err(invalid(
             "a URL client id must be an https URL without fragment or credentials",
         ));
@@ -302,7 +363,8 @@ async fn fetch(
         Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
         _ => None,
     };
-    if let Some(ip) = literal.filter(|ip| !is_public(*ip)) {
+    let allowed = |ip: IpAddr| is_public(ip) || (fetcher.allow_loopback && ip.is_loopback());
+    if let Some(ip) = literal.filter(|ip| !allowed(*ip)) {
         return Err(unreachable(format!("{ip} is not a public address")));
     }
     let response = fetcher
@@ -358,7 +420,7 @@ enum Cached {
 /// `caller` is the rate-limit subject of whoever made us fetch (their
 /// address): only actual fetches count, cached answers do not.
 pub async fn resolve(state: &AppState, url: &str, caller: &str) -> Result<Client, OAuthError> {
-    let parsed = check_url(url)?;
+    let parsed = check_url(&state.cimd, url)?;
     let key = format!("cimd#{url}");
     match state.store.get_json::<Cached>(&key, "doc").await? {
         Some(Cached::Document(client)) => return Ok(client),

@@ -37,11 +37,15 @@ pub enum LimitedAction {
     EnrollInvitation,
     /// Sign-ins started at the upstream identity provider.
     UpstreamSignIn,
+    /// Client metadata documents actually fetched (not answered from the
+    /// cache) for one address: each is an outbound request anyone can
+    /// trigger.
+    CimdFetch,
 }
 
 impl LimitedAction {
     /// Every action, for documentation and tests.
-    pub const ALL: [LimitedAction; 7] = [
+    pub const ALL: [LimitedAction; 8] = [
         Self::Register,
         Self::Authorize,
         Self::SignIn,
@@ -49,6 +53,7 @@ impl LimitedAction {
         Self::Enroll,
         Self::EnrollInvitation,
         Self::UpstreamSignIn,
+        Self::CimdFetch,
     ];
 
     /// The name in store keys and logs.
@@ -61,6 +66,7 @@ impl LimitedAction {
             Self::Enroll => "enroll-addr",
             Self::EnrollInvitation => "enroll-invite",
             Self::UpstreamSignIn => "upstream-addr",
+            Self::CimdFetch => "cimd-addr",
         }
     }
 
@@ -74,6 +80,7 @@ impl LimitedAction {
             Self::Enroll => 10,
             Self::EnrollInvitation => 10,
             Self::UpstreamSignIn => 30,
+            Self::CimdFetch => 30,
         }
     }
 
@@ -86,9 +93,15 @@ impl LimitedAction {
             | Self::SignInFailure
             | Self::Enroll
             | Self::EnrollInvitation
-            | Self::UpstreamSignIn => 300,
+            | Self::UpstreamSignIn
+            | Self::CimdFetch => 300,
         }
     }
+}
+
+/// Seconds until the current window of `action` ends, for `Retry-After`.
+pub fn retry_after(action: LimitedAction) -> i64 {
+    action.window_secs() - now_unix().rem_euclid(action.window_secs())
 }
 
 /// The counter's key and the current window's end.

@@ -40,12 +40,31 @@ impl Passgate {
         Self::start_logging(data_dir, public_url, extra, "warn")
     }
 
+    /// As [`Passgate::start`], with extra environment variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        public_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Passgate {
+        Self::start_full(data_dir, public_url, &[], "warn", env)
+    }
+
     /// As [`Passgate::start`], with `PASSGATE_LOG` set to `filter`.
     pub fn start_logging(
         data_dir: &Path,
         public_url: Option<&str>,
         extra: &[&str],
         filter: &str,
+    ) -> Passgate {
+        Self::start_full(data_dir, public_url, extra, filter, &[])
+    }
+
+    fn start_full(
+        data_dir: &Path,
+        public_url: Option<&str>,
+        extra: &[&str],
+        filter: &str,
+        env: &[(&str, &str)],
     ) -> Passgate {
         let port = free_port();
         let base = public_url
@@ -59,6 +78,7 @@ impl Passgate {
             .arg(data_dir)
             .args(extra)
             .env("PASSGATE_LOG", filter)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

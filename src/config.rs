@@ -28,6 +28,27 @@ pub enum StoreKind {
     Sqlite,
     /// An Amazon DynamoDB table (build with the `dynamodb` feature).
     Dynamodb,
+    /// A PostgreSQL database shared by every instance (build with the
+    /// `postgres` feature).
+    Postgres,
+}
+
+/// The PostgreSQL connection URL. It may hold the password, so `Debug`
+/// (and so every log line and error that formats the settings) hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
 }
 
 /// Settings every subcommand needs: where state lives and who we are.
@@ -50,6 +71,26 @@ pub struct CommonArgs {
     /// DynamoDB table name (with `--store dynamodb`).
     #[arg(long, env = "PASSGATE_DYNAMODB_TABLE")]
     pub dynamodb_table: Option<String>,
+
+    /// PostgreSQL connection URL (with `--store postgres`), e.g.
+    /// `postgres://passgate:PASSWORD@db.internal/passgate?sslmode=require`.
+    #[arg(long, env = "PASSGATE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<DatabaseUrl>,
+
+    /// PEM file with the CA certificate(s) of the PostgreSQL server's
+    /// certificate; setting it requires TLS. Without it, TLS is verified
+    /// against the system's roots.
+    #[arg(long, env = "PASSGATE_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
+
+    /// Most PostgreSQL connections one instance opens.
+    #[arg(long, env = "PASSGATE_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: usize,
+
+    /// How long a request waits for a PostgreSQL connection, a connection
+    /// attempt, or one statement, in seconds, before it is answered 503.
+    #[arg(long, env = "PASSGATE_DATABASE_TIMEOUT_SECS", default_value_t = 5)]
+    pub database_timeout_secs: u64,
 
     /// The master secret that encrypts the signing keys (and the token
     /// answers kept for a client's retry) in the store. Without it (or

@@ -57,7 +57,9 @@ async fn open_postgres(args: &CommonArgs) -> anyhow::Result<(Arc<dyn Store>, Mas
         .database_url
         .as_ref()
         .filter(|url| !url.0.is_empty())
-        .context("`--store postgres` needs the database: set PASSGATE_DATABASE_URL (or --database-url)")?;
+        .context(
+            "`--store postgres` needs the database: set PASSGATE_DATABASE_URL (or --database-url)",
+        )?;
     // No master.key fallback: every instance must use the same key.
     let master_key = configured_master_key(args).await?.context(
         "`--store postgres` needs the master key, the same on every instance: set \

@@ -3,11 +3,10 @@
 
 use clap::{Parser, Subcommand};
 use passgate::{
-    app::AppState,
-    config::{CommonArgs, Config, DEFAULT_INVITE_TTL_HOURS, ServeArgs},
+    config::{CommonArgs, DEFAULT_INVITE_TTL_HOURS, ServeArgs},
     login::cli,
     oauth::cli as oauth_cli,
-    routes, server, telemetry,
+    server, telemetry,
 };
 
 #[derive(Parser)]

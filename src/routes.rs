@@ -12,8 +12,8 @@ use axum::{
     middleware,
     routing::{get, post},
 };
-use tower::ServiceExt;
 use http::{HeaderValue, header};
+use tower::ServiceExt;
 use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer};
 
 use crate::{

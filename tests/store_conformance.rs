@@ -208,7 +208,13 @@ mod postgres {
         // The purge keeps a fresh mark for retries, so a late resend still
         // finds it.
         store.purge_expired().await.unwrap();
-        assert!(store.take_as("replay", "ceremony", "attempt-1").await.unwrap().is_some());
+        assert!(
+            store
+                .take_as("replay", "ceremony", "attempt-1")
+                .await
+                .unwrap()
+                .is_some()
+        );
         // A taken key is free for a new item.
         store
             .insert(NewItem::new("replay", "ceremony", b"next".to_vec()))
@@ -234,12 +240,18 @@ mod postgres {
             r.expect("every instance starts");
         }
         assert_eq!(
-            cluster.psql(&db, "SELECT string_agg(version::text, ',') FROM passgate_migrations"),
+            cluster.psql(
+                &db,
+                "SELECT string_agg(version::text, ',') FROM passgate_migrations"
+            ),
             "1"
         );
         // A database from a newer passgate is refused, not written to.
         cluster.psql(&db, "INSERT INTO passgate_migrations (version) VALUES (99)");
-        let err = PgStore::connect(&pg_options(url)).await.err().expect("refused");
+        let err = PgStore::connect(&pg_options(url))
+            .await
+            .err()
+            .expect("refused");
         assert!(err.to_string().contains("upgrade passgate"), "{err}");
     }
 
@@ -258,12 +270,18 @@ mod postgres {
                 now_unix() - 10
             ),
         );
-        store.put(NewItem::new("live", "a", b"x".to_vec())).await.unwrap();
+        store
+            .put(NewItem::new("live", "a", b"x".to_vec()))
+            .await
+            .unwrap();
         store
             .put(NewItem::new("live", "b", b"y".to_vec()).expires_in(3600))
             .await
             .unwrap();
-        store.put(NewItem::new("taken", "t", b"z".to_vec())).await.unwrap();
+        store
+            .put(NewItem::new("taken", "t", b"z".to_vec()))
+            .await
+            .unwrap();
         store.take("taken", "t").await.unwrap().expect("taken");
 
         assert_eq!(store.purge_expired().await.unwrap(), 1200);
@@ -315,7 +333,10 @@ mod postgres {
         let mut options = pg_options(cluster.url("postgres"));
         options.timeout = Duration::from_secs(3);
         let store = PgStore::connect(&options).await.expect("connect");
-        store.put(NewItem::new("p", "s", b"kept".to_vec())).await.unwrap();
+        store
+            .put(NewItem::new("p", "s", b"kept".to_vec()))
+            .await
+            .unwrap();
 
         cluster.stop_server();
         for _ in 0..3 {
@@ -333,12 +354,17 @@ mod postgres {
                     got = item;
                     break;
                 }
-                Err(StoreError::Unavailable(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(StoreError::Unavailable(_)) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
                 Err(e) => panic!("after the restart: {e}"),
             }
         }
         assert_eq!(got.expect("the item survived").value, b"kept");
-        store.put(NewItem::new("p", "t", b"new".to_vec())).await.unwrap();
+        store
+            .put(NewItem::new("p", "t", b"new".to_vec()))
+            .await
+            .unwrap();
     }
 
     /// TLS with the server's certificate verified against `ca_file`; a
@@ -361,24 +387,36 @@ mod postgres {
         let store = PgStore::connect(&options)
             .await
             .unwrap_or_else(|e| panic!("TLS connection: {e}\n{}", cluster.log()));
-        store.put(NewItem::new("tls", "k", b"v".to_vec())).await.unwrap();
+        store
+            .put(NewItem::new("tls", "k", b"v".to_vec()))
+            .await
+            .unwrap();
         assert_eq!(store.get("tls", "k").await.unwrap().unwrap().value, b"v");
 
         let mut wrong = options.clone();
         wrong.ca_file = Some(other_ca_file);
-        let err = PgStore::connect(&wrong).await.err().expect("a wrong CA is refused");
+        let err = PgStore::connect(&wrong)
+            .await
+            .err()
+            .expect("a wrong CA is refused");
         assert!(format!("{err}").contains("certificate"), "{err}");
 
         let mut system_roots = options.clone();
         system_roots.ca_file = None;
         system_roots.url = format!("{}?sslmode=require", cluster.url("postgres"));
-        let err = PgStore::connect(&system_roots).await.err().expect("unknown CA");
+        let err = PgStore::connect(&system_roots)
+            .await
+            .err()
+            .expect("unknown CA");
         assert!(format!("{err}").contains("certificate"), "{err}");
 
         let mut plain = options.clone();
         plain.ca_file = None;
         plain.url = format!("{}?sslmode=disable", cluster.url("postgres"));
-        assert!(PgStore::connect(&plain).await.is_err(), "no plain connections");
+        assert!(
+            PgStore::connect(&plain).await.is_err(),
+            "no plain connections"
+        );
 
         // A missing CA file is a clear error at start-up.
         let mut missing = options;

@@ -493,7 +493,10 @@ impl Store for PgStore {
         // overlapping keys wait for each other instead of deadlocking.
         let mut ordered: Vec<&Write> = writes.iter().collect();
         ordered.sort_by(|a, b| write_key(a).cmp(&write_key(b)));
-        if ordered.windows(2).any(|w| write_key(w[0]) == write_key(w[1])) {
+        if ordered
+            .windows(2)
+            .any(|w| write_key(w[0]) == write_key(w[1]))
+        {
             return Err(StoreError::Other(
                 "a transaction writes one key twice; keys must be distinct".into(),
             ));
@@ -639,10 +642,7 @@ fn tls_connector(
             }
             for cert in certs {
                 roots.add(cert).map_err(|e| {
-                    StoreError::Other(format!(
-                        "the database CA file {}: {e}",
-                        path.display()
-                    ))
+                    StoreError::Other(format!("the database CA file {}: {e}", path.display()))
                 })?;
             }
         }

@@ -74,10 +74,15 @@ impl Cluster {
         cluster.watch_for_exit();
         let data = cluster.data_dir();
         let mut initdb = cluster.command("initdb");
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "passgate", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"]);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "passgate",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ]);
         run(&mut initdb, "initdb");
 
         // No fsync: the cluster is thrown away, and the tests are about
@@ -171,7 +176,16 @@ impl Cluster {
         let name = format!("t{}_{n}", std::process::id());
         let mut psql = self.command("psql");
         psql.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "passgate", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c"])
+            .args([
+                "-U",
+                "passgate",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+            ])
             .arg(format!("CREATE DATABASE {name}"));
         run(&mut psql, "CREATE DATABASE");
         name
@@ -181,7 +195,16 @@ impl Cluster {
     pub fn psql(&self, database: &str, sql: &str) -> String {
         let mut psql = self.command("psql");
         psql.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "passgate", "-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c"])
+            .args([
+                "-U",
+                "passgate",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+            ])
             .arg(sql);
         let out = psql.output().expect("running psql");
         assert!(
@@ -214,6 +237,8 @@ impl Cluster {
             data = self.data_dir().display(),
             dir = self.dir.display(),
         );
+        // Deliberately never waited for: it outlives this process.
+        #[allow(clippy::zombie_processes)]
         Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())

@@ -840,6 +840,27 @@ mod tests {
     }
 
     #[test]
+    fn the_database_url_comes_from_the_settings_secret_and_is_never_shown() {
+        let secret = r#"{"PASSGATE_STORE": "postgres",
+            "PASSGATE_DATABASE_URL": "postgres://passgate:hunter2-db@db.internal/passgate",
+            "PASSGATE_DATABASE_MAX_CONNECTIONS": 4}"#;
+        let args = serve(parse(secret, &["passgate", "serve"]).unwrap());
+        assert_eq!(args.common.store, StoreKind::Postgres);
+        assert_eq!(
+            args.common.database_url.as_ref().map(|u| u.0.as_str()),
+            Some("postgres://passgate:hunter2-db@db.internal/passgate")
+        );
+        assert_eq!(args.common.database_max_connections, 4);
+        assert_eq!(args.common.database_timeout_secs, 5);
+        assert!(!format!("{args:?}").contains("hunter2"));
+        let help = TestCli::command()
+            .try_get_matches_from(["passgate", "serve", "--help"])
+            .unwrap_err()
+            .to_string();
+        assert!(help.contains("--database-url"), "{help}");
+    }
+
+    #[test]
     fn the_command_line_ranks_above_the_settings_secret() {
         let secret = r#"{"PASSGATE_PUBLIC_URL": "https://mcp.example.com"}"#;
         let argv = ["passgate", "serve", "--public-url", "https://other.example"];

@@ -87,7 +87,11 @@ async fn three_instances_on_one_database_share_every_piece_of_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_away_at_start_and_restarted_mid_run() {
     let cluster = Cluster::start(None);
-    let url = cluster.url("postgres");
+    // The cluster trusts loopback, so the password is never checked; it is
+    // here to show that it never reaches a log.
+    let url = cluster
+        .url("postgres")
+        .replace("passgate@", "passgate:hunter2-db-password@");
     let key = passgate::crypto::MasterKey::generate_secret();
     let store = store_args(&url, &key);
     let mut serve = store.clone();
@@ -192,7 +196,15 @@ async fn database_away_at_start_and_restarted_mid_run() {
         run.completed.load(Ordering::SeqCst),
         outages.len(),
     );
-    drop((a, b));
+    assert!(
+        a.output().contains("the store is unreachable"),
+        "the wait at start is logged:\n{}",
+        a.output()
+    );
+    for instance in [&a, &b] {
+        let log = instance.output();
+        assert!(!log.contains("hunter2"), "the password was logged:\n{log}");
+    }
 }
 
 async fn wait_for_count(counter: &AtomicUsize, target: usize, timeout: Duration) {

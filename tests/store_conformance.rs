@@ -325,6 +325,81 @@ mod postgres {
         }
     }
 
+    /// A row locked for long (another session) and a pool with no free
+    /// connection: the statement timeout and the pool's wait timeout both
+    /// end in `Unavailable`, in about the configured time, not a hang.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_statement_and_pool_timeouts_are_unavailable() {
+        let cluster = pg::shared();
+        let db = cluster.new_database();
+        let mut options = pg_options(cluster.url(&db));
+        options.max_connections = 1;
+        options.timeout = Duration::from_secs(2);
+        let store = Arc::new(PgStore::connect(&options).await.expect("connect"));
+        store
+            .put(NewItem::new("locked", "k", b"v1".to_vec()))
+            .await
+            .unwrap();
+
+        // Another session holds the row for 10 s.
+        let holder = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &cluster.psql_command(
+                    &db,
+                    "BEGIN; SELECT 1 FROM passgate_items WHERE pk = 'locked' FOR UPDATE; \
+                 SELECT pg_sleep(10); COMMIT;",
+                ),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let _holder = KillOnDrop(holder);
+        assert!(
+            pg::wait_until(Duration::from_secs(30), || cluster.psql(
+                &db,
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(10)%' \
+                 AND state = 'active' AND pid <> pg_backend_pid()"
+            ) == "1"),
+            "the other session did not lock the row"
+        );
+
+        // Two replaces wait for the lock in turn on the only connection,
+        // each until the statement timeout (2 s): the first from 0 to 2 s,
+        // the second (queued at 0.6 s) from 2 to 4 s...
+        let replace = || {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .replace(NewItem::new("locked", "k", b"v2".to_vec()), 1)
+                    .await
+            })
+        };
+        let first = replace();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let second = replace();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // ... so a read queued at 0.9 s finds no free connection by 2.9 s.
+        let read = store.get("locked", "k").await;
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+        for writer in [first, second] {
+            let write = writer.await.unwrap();
+            assert!(
+                matches!(write, Err(StoreError::Unavailable(_))),
+                "{write:?}"
+            );
+        }
+    }
+
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     /// The server goes away and comes back: operations are `Unavailable`
     /// meanwhile, and the same store works again without a restart.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,6 +215,21 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
+    /// A shell command line that runs `sql` with `psql` (for a session
+    /// that must stay open in the background).
+    pub fn psql_command(&self, database: &str, sql: &str) -> String {
+        let psql = format!(
+            "{}/psql -h 127.0.0.1 -p {} -U passgate -d {database} -q -c \"{sql}\"",
+            self.bin.display(),
+            self.port
+        );
+        if self.as_root {
+            format!("exec runuser -u {RUN_AS} -- {psql}")
+        } else {
+            format!("exec {psql}")
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }

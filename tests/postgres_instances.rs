@@ -28,7 +28,10 @@ use support::{
     authenticator::SoftAuthenticator,
     postgres::Cluster,
     process::{Passgate, free_port, invite_with},
-    remote::{McpClient, RemoteBrowser, Reply, enroll, rotating_sign_in_flows},
+    remote::{
+        McpClient, RemoteBrowser, Reply, approve, call_add as checked_call, enroll,
+        rotating_sign_in_flows,
+    },
 };
 
 const FLOWS: usize = 200;
@@ -56,7 +59,8 @@ fn refs(args: &[String]) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_on_one_database_share_every_piece_of_state() {
     let cluster = support::postgres::shared();
-    let url = cluster.url(&cluster.new_database());
+    let db = cluster.new_database();
+    let url = cluster.url(&db);
     let key = passgate::crypto::MasterKey::generate_secret();
     let store = store_args(&url, &key);
     let mut serve = store.clone();
@@ -78,6 +82,58 @@ async fn three_instances_on_one_database_share_every_piece_of_state() {
     enroll(&mut first, bases[0], &device, &link, "Alice").await;
 
     rotating_sign_in_flows(&public, &bases, &device, FLOWS).await;
+
+    // An authenticated tools/call costs one round trip to the database: one
+    // statement, the grant's point read (the pool's connection check
+    // sends nothing; statements are prepared once per connection).
+    let mut http = RemoteBrowser::new(&public);
+    let client = McpClient::register(
+        &mut http,
+        bases[0],
+        "Round trips",
+        "http://127.0.0.1:33418/callback",
+        Some(format!("{public}/mcp")),
+    )
+    .await;
+    let (verifier, authorize) = client.authorize("rt");
+    let back = approve(&mut first, &bases, &authorize).await;
+    let tokens = client
+        .redeem(&mut http, bases[1], &back["code"], &verifier)
+        .await;
+    let access = tokens.json()["access_token"].as_str().unwrap().to_owned();
+    checked_call(bases[2], &access, 1).await; // prepares the statement, fills the memo
+    cluster.psql(&db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    cluster.psql(&db, "SELECT pg_stat_statements_reset()");
+    const CALLS: i64 = 20;
+    for i in 0..CALLS {
+        checked_call(bases[2], &access, i).await;
+    }
+    let statements: Vec<String> = cluster
+        .psql(
+            &db,
+            "SELECT calls || ' ' || regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND query NOT LIKE '%pg_stat_statements%'",
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let grant_reads: i64 = statements
+        .iter()
+        .filter(|s| s.contains("SELECT value, version, expires_at FROM passgate_items"))
+        .map(|s| s.split(' ').next().unwrap().parse::<i64>().unwrap())
+        .sum();
+    // The minutely purge may run meanwhile; it is not part of a call.
+    let all: i64 = statements
+        .iter()
+        .filter(|s| !s.contains("DELETE FROM passgate_items i USING"))
+        .map(|s| s.split(' ').next().unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(
+        grant_reads, CALLS,
+        "one point read per call: {statements:#?}"
+    );
+    assert_eq!(all, CALLS, "nothing else: {statements:#?}");
     // Nothing of it is in any data directory: no SQLite file was made.
     for dir in &dirs {
         assert!(!dir.path().join("passgate.sqlite3").exists());

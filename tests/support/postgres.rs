@@ -90,7 +90,8 @@ impl Cluster {
         // server killed by a test keeps what it acknowledged.
         let mut conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{dir}'\n\
-             max_connections = 400\nfsync = off\nfull_page_writes = off\n",
+             max_connections = 400\nfsync = off\nfull_page_writes = off\n\
+             shared_preload_libraries = 'pg_stat_statements'\n",
             port = cluster.port,
             dir = cluster.dir.display(),
         );

@@ -105,8 +105,8 @@ impl PgStore {
     /// Builds the pool; connects lazily, so this succeeds while the server
     /// is away. Fails only on a malformed URL or CA file.
     pub fn new(options: &PgOptions) -> Result<Self, StoreError> {
-        // The parser's messages do not quote the input, but stay generic
-        // anyway: the URL holds the password.
+        // The URL holds the password: of the parser's message only the part
+        // before any `=`, `:` or `@` is kept, so no piece of it is echoed.
         let mut config = tokio_postgres::Config::from_str(&options.url).map_err(|e| {
             StoreError::Other(format!(
                 "the database URL is not a valid PostgreSQL connection string ({})",

@@ -44,7 +44,11 @@ impl AppState {
         let upstream = match config.upstream.clone() {
             Some(c) => {
                 let provider = Arc::new(Provider::new(c)?);
-                provider.warm_up().await;
+                provider.warm_up().await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "the upstream identity provider contradicts passgate's configuration, so nobody could sign in: {e}"
+                    )
+                })?;
                 Some(provider)
             }
             None => None,

@@ -205,13 +205,10 @@ pub struct UpstreamArgs {
     #[arg(long, env = "PASSGATE_UPSTREAM_CLIENT_ID")]
     pub upstream_client_id: Option<String>,
 
-    /// passgate's client secret at the upstream provider.
-    #[arg(
-        long,
-        env = "PASSGATE_UPSTREAM_CLIENT_SECRET",
-        hide_env_values = true,
-        hide = true
-    )]
+    /// passgate's client secret at the upstream provider (needed unless
+    /// the provider accepts public clients). Its value is never shown or
+    /// logged.
+    #[arg(long, env = "PASSGATE_UPSTREAM_CLIENT_SECRET", hide_env_values = true)]
     pub upstream_client_secret: Option<String>,
 
     /// Scopes asked of the upstream provider (space-separated).
@@ -249,20 +246,32 @@ pub struct UpstreamArgs {
     #[arg(long, env = "PASSGATE_UPSTREAM_SUBJECT_CLAIM", default_value = "sub")]
     pub upstream_subject_claim: String,
 
-    /// Only these (verified) email addresses may sign in (comma-separated).
+    /// Verified email addresses allowed to sign in (comma-separated). With
+    /// `--upstream-allowed-domains`, an address in either list is allowed;
+    /// with `--upstream-allowed-groups` too, the person must also be in one
+    /// of those groups. No list: everyone the provider signs in.
     #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_EMAILS", value_delimiter = ',')]
     pub upstream_allowed_emails: Vec<String>,
 
-    /// Only (verified) email addresses in these domains may sign in.
+    /// Domains whose verified email addresses are allowed to sign in
+    /// (combined with the other lists as `--upstream-allowed-emails` says).
     #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_DOMAINS", value_delimiter = ',')]
     pub upstream_allowed_domains: Vec<String>,
 
-    /// People with these (verified) emails become administrators when they
-    /// first sign in through the provider.
+    /// People with these verified emails are made administrators at each
+    /// sign-in through the provider (removing them from the list does not
+    /// demote them: `passgate users demote <name>` does).
     #[arg(long, env = "PASSGATE_UPSTREAM_ADMIN_EMAILS", value_delimiter = ',')]
     pub upstream_admin_emails: Vec<String>,
 
-    /// Only members of one of these groups may sign in.
+    /// Members of these groups (in the groups claim) are made
+    /// administrators at each sign-in, as with `--upstream-admin-emails`:
+    /// the way for providers that verify no emails, like Entra ID.
+    #[arg(long, env = "PASSGATE_UPSTREAM_ADMIN_GROUPS", value_delimiter = ',')]
+    pub upstream_admin_groups: Vec<String>,
+
+    /// Groups allowed to sign in: the person must be in one of them, and,
+    /// if an email or domain list is set, have an allowed address too.
     #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_GROUPS", value_delimiter = ',')]
     pub upstream_allowed_groups: Vec<String>,
 
@@ -301,6 +310,7 @@ pub struct UpstreamConfig {
     pub allowed_domains: Vec<String>,
     pub allowed_groups: Vec<String>,
     pub admin_emails: Vec<String>,
+    pub admin_groups: Vec<String>,
     pub groups_claim: String,
     pub timeout_secs: u64,
     pub state_ttl_secs: i64,
@@ -400,6 +410,12 @@ impl UpstreamArgs {
             allowed_emails: lower(&self.upstream_allowed_emails),
             allowed_domains: lower(&self.upstream_allowed_domains),
             admin_emails: lower(&self.upstream_admin_emails),
+            admin_groups: self
+                .upstream_admin_groups
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
             allowed_groups: self
                 .upstream_allowed_groups
                 .iter()

@@ -32,9 +32,13 @@ pub enum Error {
     /// Something single-use was used already, or expired.
     #[error("{0}")]
     Gone(String),
-    /// An upstream identity provider is unreachable or too slow (503).
-    #[error("{0}")]
-    UpstreamUnavailable(String),
+    /// An upstream identity provider is unreachable or too slow (503);
+    /// `retry`, a local path, is where signing in again should lead.
+    #[error("{message}")]
+    UpstreamUnavailable {
+        message: String,
+        retry: Option<String>,
+    },
     /// An upstream identity provider gave an answer we cannot accept (502).
     #[error("{0}")]
     BadGateway(String),
@@ -108,9 +112,9 @@ impl Error {
                 m.clone(),
                 pick("Start again from the application you came from.", ""),
             ),
-            Error::UpstreamUnavailable(m) => (
+            Error::UpstreamUnavailable { message, .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                m.clone(),
+                message.clone(),
                 "Try again in a moment.",
             ),
             Error::BadGateway(m) => (
@@ -141,8 +145,31 @@ impl Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        if let Error::SignInCancelled { provider, retry } = &self {
-            return cancelled_page(provider, retry).into_response();
+        match &self {
+            Error::SignInCancelled { provider, retry } => {
+                return retry_page(
+                    StatusCode::FORBIDDEN,
+                    "Sign-in cancelled",
+                    &format!(
+                        "You cancelled sign-in at {provider}, so passgate did not sign you in."
+                    ),
+                    retry,
+                )
+                .into_response();
+            }
+            Error::UpstreamUnavailable {
+                message,
+                retry: Some(retry),
+            } => {
+                return retry_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in is unavailable for a moment",
+                    message,
+                    retry,
+                )
+                .into_response();
+            }
+            _ => {}
         }
         let (status, what, next) = self.describe(Reader::Page);
         pages::error_page(status, &what, next).into_response()
@@ -175,22 +202,25 @@ impl IntoResponse for ScriptError {
     }
 }
 
-fn cancelled_page(provider: &str, retry: &str) -> pages::Page {
+/// A sign-in that did not finish, with a button that starts it again and
+/// then leads to `retry` (a local path).
+fn retry_page(status: StatusCode, title: &str, lead: &str, retry: &str) -> pages::Page {
     let retry = crate::login::ui::local_next(Some(retry));
     let encoded: String = url::form_urlencoded::byte_serialize(retry.as_bytes()).collect();
     pages::Page::new(
-        "Sign-in cancelled",
+        title,
         format!(
             r#"<section class="card">
-<h1>Sign-in cancelled</h1>
-<p class="lead">You cancelled sign-in at {provider}, so passgate did not sign you in.</p>
+<h1>{title}</h1>
+<p class="lead">{lead}</p>
 <div class="actions"><a class="button" href="/login?next={encoded}">Try again</a></div>
 </section>"#,
-            provider = pages::escape(provider),
+            title = pages::escape(title),
+            lead = pages::escape(lead),
             encoded = pages::escape(&encoded),
         ),
     )
-    .status(StatusCode::FORBIDDEN)
+    .status(status)
 }
 
 fn internal() -> (StatusCode, String, &'static str) {

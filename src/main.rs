@@ -82,6 +82,17 @@ enum UsersCommand {
         /// How long the link stays valid.
         #[arg(long, default_value_t = DEFAULT_INVITE_TTL_HOURS)]
         ttl_hours: u32,
+        /// Whether the server offers passkeys, as `serve --passkeys`: an
+        /// invitation enrolls one, so it is refused when they are off.
+        #[arg(
+            long,
+            env = "PASSGATE_PASSKEYS",
+            value_parser = clap::builder::BoolishValueParser::new(),
+            num_args = 0..=1,
+            default_value = "true",
+            default_missing_value = "true"
+        )]
+        passkeys: bool,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -108,6 +119,18 @@ enum UsersCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Make an existing account an administrator (however they sign in).
+    Promote {
+        name: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Make an administrator a member again.
+    Demote {
+        name: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 impl UsersCommand {
@@ -117,7 +140,9 @@ impl UsersCommand {
             | Self::List { common }
             | Self::Disable { common, .. }
             | Self::Enable { common, .. }
-            | Self::Delete { common, .. } => common,
+            | Self::Delete { common, .. }
+            | Self::Promote { common, .. }
+            | Self::Demote { common, .. } => common,
         }
     }
 }
@@ -147,15 +172,18 @@ async fn main() -> anyhow::Result<()> {
                     name,
                     admin,
                     ttl_hours,
+                    passkeys,
                     common,
                 } => {
                     let base = common.public_url.as_str().trim_end_matches('/');
-                    cli::invite(store, base, name, *admin, *ttl_hours).await?
+                    cli::invite(store, base, name, *admin, *ttl_hours, *passkeys).await?
                 }
                 UsersCommand::List { .. } => cli::list(store).await?,
                 UsersCommand::Disable { name, .. } => cli::disable(store, name).await?,
                 UsersCommand::Enable { name, .. } => cli::enable(store, name).await?,
                 UsersCommand::Delete { name, .. } => cli::delete(store, name).await?,
+                UsersCommand::Promote { name, .. } => cli::promote(store, name).await?,
+                UsersCommand::Demote { name, .. } => cli::demote(store, name).await?,
             };
             println!("{output}");
             Ok(())

@@ -22,7 +22,7 @@ use crate::{
     app::AppState,
     bootstrap,
     config::{Config, ServeArgs},
-    login::cli::first_admin_banner,
+    login::cli::{first_admin_banner, no_admin_banner},
     routes,
 };
 
@@ -112,6 +112,9 @@ async fn start(
     if config.passkeys
         && let Some(banner) = first_admin_banner(store.as_ref(), config).await?
     {
+        println!("{banner}");
+    }
+    if let Some(banner) = no_admin_banner(store.as_ref(), config).await? {
         println!("{banner}");
     }
     let mut state = AppState::build(config.clone(), store, master_key).await?;

@@ -461,6 +461,29 @@ pub fn new_user(id: String, name: String, display_name: String, role: Role) -> U
     }
 }
 
+/// Makes an account an administrator or a member. Pages read the role at
+/// every request, so the change applies at once to live sessions.
+pub async fn set_role(store: &dyn Store, user_id: &str, role: Role) -> Result<User, Error> {
+    let item = store
+        .get(&user_pk(user_id), "profile")
+        .await?
+        .ok_or_else(|| Error::NotFound("There is no such user.".into()))?;
+    let mut user: User = item.json()?;
+    if user.role != role {
+        user.role = role;
+        store
+            .transact(profile_writes(&user, item.version)?)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict => {
+                    Error::Gone("The account changed while this was being saved. Try again.".into())
+                }
+                other => other.into(),
+            })?;
+    }
+    Ok(user)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1007,7 +1007,7 @@ async fn first_admin_invitation_is_made_once() {
 #[tokio::test]
 async fn cli_invites_lists_disables_and_deletes() {
     let app = TestApp::new().await;
-    let out = cli::invite(app.store(), ORIGIN, "amy", true, 48)
+    let out = cli::invite(app.store(), ORIGIN, "amy", true, 48, true)
         .await
         .unwrap();
     let link = out.lines().last().unwrap();

@@ -44,6 +44,11 @@ pub async fn page(
     };
     let all = users::list(state.store.as_ref()).await?;
     let rows: String = all.iter().map(|u| user_row(&me, u)).collect();
+    let invite = if state.config.passkeys {
+        invite_section(&state, &me)
+    } else {
+        no_invitations_section(&state)
+    };
     let body = format!(
         r#"{notice}
 <section class="card">
@@ -51,7 +56,32 @@ pub async fn page(
 <ul class="list">{rows}</ul>
 <div class="actions"><a class="button secondary" href="/account">Back to your account</a></div>
 </section>
-<section class="card" aria-labelledby="invite-title">
+{invite}"#,
+        notice = ui::notice(query.notice.as_deref()),
+    );
+    Ok(Page::new("Users", body).into_response())
+}
+
+/// With passkeys off an invitation could not be used (it enrolls a
+/// passkey): people arrive through the provider instead.
+fn no_invitations_section(state: &AppState) -> String {
+    let provider = state
+        .config
+        .upstream
+        .as_ref()
+        .map_or("the identity provider", |u| u.name.as_str());
+    format!(
+        r#"<section class="card" aria-labelledby="invite-title">
+<h2 id="invite-title">Adding people</h2>
+<p>People get an account by signing in with {provider}. To make someone an administrator after their first sign-in, run <code>passgate users promote &lt;name&gt;</code> on the server.</p>
+</section>"#,
+        provider = crate::pages::escape(provider),
+    )
+}
+
+fn invite_section(state: &AppState, me: &SignedIn) -> String {
+    format!(
+        r#"<section class="card" aria-labelledby="invite-title">
 <h2 id="invite-title">Invite someone</h2>
 <p class="muted">The invitation link works once and expires in {hours} hours. Only the person with the link can create the account.</p>
 <form method="post" action="/admin/invite">
@@ -66,12 +96,10 @@ pub async fn page(
 <div class="actions"><button type="submit">Create invitation link</button></div>
 </form>
 </section>"#,
-        notice = ui::notice(query.notice.as_deref()),
         hours = state.config.invite_ttl_secs / 3600,
         csrf = ui::csrf_field(&me.csrf),
         max = users::MAX_NAME_CHARS,
-    );
-    Ok(Page::new("Users", body).into_response())
+    )
 }
 
 fn user_row(me: &SignedIn, u: &User) -> String {
@@ -131,6 +159,11 @@ pub async fn invite(
     SignedInForm { me, form }: SignedInForm<InviteForm>,
 ) -> Result<Response, Error> {
     me.require_admin()?;
+    if !state.config.passkeys {
+        return Err(Error::bad_request(
+            "Passkeys are turned off here, so an invitation could not be used: people get an account by signing in with the identity provider.",
+        ));
+    }
     let role = if form.role == "admin" {
         Role::Admin
     } else {

@@ -152,7 +152,7 @@ def main() -> int:
             servers[name] = srv
 
         def target(name: str):
-            return f"http://127.0.0.1:{servers[name].port}/mcp", [str(a), str(b), tokens[name]]
+            return f"http://127.0.0.1:{servers[name].port}/mcp", lua, [str(a), str(b), tokens[name]]
 
         R.log("== warm-up, 2 s at 32 connections each")
         for name in servers:

@@ -53,12 +53,20 @@ impl AppState {
             }
             None => None,
         };
+        let cimd = if config.dev_allow_loopback_cimd {
+            tracing::warn!(
+                "--dev-allow-loopback-cimd is on: client metadata documents are fetched from loopback addresses, over http too. For development on this machine only."
+            );
+            CimdFetcher::allowing_loopback()
+        } else {
+            CimdFetcher::new()
+        };
         Ok(Self {
             config: Arc::new(config),
             store,
             master_key,
             keys,
-            cimd: CimdFetcher::new(),
+            cimd,
             configured_clients,
             upstream,
             verified: Arc::default(),

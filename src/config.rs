@@ -168,6 +168,20 @@ pub struct ServeArgs {
     #[arg(long, env = "PASSGATE_INVITE_TTL_HOURS", default_value_t = DEFAULT_INVITE_TTL_HOURS)]
     pub invite_ttl_hours: u32,
 
+    /// Development only: accept client metadata documents (URL client ids)
+    /// on loopback addresses, over http too, to try a client's metadata
+    /// document option against a local passgate. Refused with an https
+    /// public URL, and logged as a warning at start-up.
+    #[arg(
+        long,
+        env = "PASSGATE_DEV_ALLOW_LOOPBACK_CIMD",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true"
+    )]
+    pub dev_allow_loopback_cimd: bool,
+
     #[command(flatten)]
     pub upstream: UpstreamArgs,
 }
@@ -658,6 +672,9 @@ pub struct Config {
     pub passkeys: bool,
     /// Sign-in through an upstream OpenID provider, if configured.
     pub upstream: Option<UpstreamConfig>,
+    /// Development only: client metadata documents may be fetched from
+    /// loopback addresses, over http too. Never with an https public URL.
+    pub dev_allow_loopback_cimd: bool,
 }
 
 impl Config {
@@ -665,6 +682,12 @@ impl Config {
         if !args.upstream.passkeys && args.upstream.upstream_issuer.is_none() {
             anyhow::bail!(
                 "--passkeys false needs an upstream provider (--upstream-issuer): nobody could sign in"
+            );
+        }
+        if args.dev_allow_loopback_cimd && args.common.public_url.scheme() == "https" {
+            anyhow::bail!(
+                "--dev-allow-loopback-cimd is for trying clients on this machine; it cannot be used with an https public URL ({}), where it would let anyone make passgate fetch from its own network",
+                args.common.public_url
             );
         }
         let clients = match &args.clients_file {
@@ -681,6 +704,7 @@ impl Config {
             invite_ttl_secs: i64::from(args.invite_ttl_hours) * 3600,
             passkeys: args.upstream.passkeys,
             upstream: args.upstream.to_config()?,
+            dev_allow_loopback_cimd: args.dev_allow_loopback_cimd,
         })
     }
 
@@ -696,6 +720,7 @@ impl Config {
             invite_ttl_secs: i64::from(DEFAULT_INVITE_TTL_HOURS) * 3600,
             passkeys: true,
             upstream: None,
+            dev_allow_loopback_cimd: false,
         })
     }
 
@@ -718,6 +743,10 @@ impl Config {
     /// The browser origin of the public URL (`scheme://host[:port]`).
     pub fn origin(&self) -> String {
         self.public_url.origin().ascii_serialization()
+    }
+
+    pub fn public_url(&self) -> &Url {
+        &self.public_url
     }
 
     pub fn public_host(&self) -> &str {

@@ -258,3 +258,54 @@ impl IntoResponse for OAuthError {
         response
     }
 }
+
+/// A request to a local passgate under another loopback name than its
+/// public URL's (see `crate::canonical`): the answer names the URL to use.
+#[derive(Debug)]
+pub struct WrongHost {
+    /// The origin the request was sent to.
+    pub requested: String,
+    pub public_url: String,
+    pub mcp_url: String,
+    pub reader: WrongHostReader,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrongHostReader {
+    /// `/mcp`: a JSON-RPC error, which the SDKs show as the failure.
+    McpClient,
+    /// A discovery document: an OAuth error.
+    Discovery,
+}
+
+impl WrongHost {
+    pub fn message(&self) -> String {
+        format!(
+            "This MCP server's URL is {mcp}, not under {requested}: connect your client to {mcp} (passgate's public URL is {public}).",
+            mcp = self.mcp_url,
+            requested = self.requested,
+            public = self.public_url,
+        )
+    }
+}
+
+impl IntoResponse for WrongHost {
+    fn into_response(self) -> Response {
+        let body = match self.reader {
+            WrongHostReader::McpClient => serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": null,
+                "error": { "code": -32600, "message": self.message() },
+            }),
+            WrongHostReader::Discovery => serde_json::json!({
+                "error": "invalid_request",
+                "error_description": self.message(),
+            }),
+        };
+        let mut response = (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}

@@ -119,6 +119,26 @@ enum UsersCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Create a single-use link that lets an existing account add a passkey
+    /// again (printed as the last line).
+    Recover {
+        name: String,
+        /// How long the link stays valid.
+        #[arg(long, default_value_t = DEFAULT_INVITE_TTL_HOURS)]
+        ttl_hours: u32,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Set an account's groups (comma-separated; none clears them). An
+    /// account that signs in through an identity provider gets the
+    /// provider's groups again at each sign-in.
+    Groups {
+        name: String,
+        #[arg(default_value = "")]
+        groups: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Make an existing account an administrator (however they sign in).
     Promote {
         name: String,
@@ -141,6 +161,8 @@ impl UsersCommand {
             | Self::Disable { common, .. }
             | Self::Enable { common, .. }
             | Self::Delete { common, .. }
+            | Self::Recover { common, .. }
+            | Self::Groups { common, .. }
             | Self::Promote { common, .. }
             | Self::Demote { common, .. } => common,
         }
@@ -182,6 +204,17 @@ async fn main() -> anyhow::Result<()> {
                 UsersCommand::Disable { name, .. } => cli::disable(store, name).await?,
                 UsersCommand::Enable { name, .. } => cli::enable(store, name).await?,
                 UsersCommand::Delete { name, .. } => cli::delete(store, name).await?,
+                UsersCommand::Recover {
+                    name,
+                    ttl_hours,
+                    common,
+                } => {
+                    let base = common.public_url.as_str().trim_end_matches('/');
+                    cli::recover(store, base, name, *ttl_hours).await?
+                }
+                UsersCommand::Groups { name, groups, .. } => {
+                    cli::groups(store, name, groups).await?
+                }
                 UsersCommand::Promote { name, .. } => cli::promote(store, name).await?,
                 UsersCommand::Demote { name, .. } => cli::demote(store, name).await?,
             };

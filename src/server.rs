@@ -22,7 +22,7 @@ use crate::{
     app::AppState,
     bootstrap,
     config::{Config, ServeArgs},
-    login::cli::{first_admin_banner, no_admin_banner},
+    login::cli::{first_admin_banner, no_admin_banner, serving_banner},
     routes,
 };
 
@@ -124,6 +124,7 @@ async fn start(
         mcp_url = %state.config.mcp_url(),
         "passgate is serving"
     );
+    println!("{}", serving_banner(&state.config));
     state.keys.spawn_periodic_reload(
         state.store.clone(),
         state.master_key.clone(),

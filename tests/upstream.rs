@@ -902,6 +902,13 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
     )
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    // The provider's groups are the account's, shown on its page.
+    let account = erin.get(&pg.local(), "/account").await;
+    assert!(
+        account.body.contains(r#"<span class="tag">staff</span>"#),
+        "{}",
+        account.body
+    );
     let mut frank = RemoteBrowser::new(&public);
     let r = sign_in_upstream(
         &pg,
@@ -942,7 +949,21 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
         "{}",
         admin.body
     );
+    // Nor recovery links: they add a passkey. Groups can still be set.
+    assert!(
+        !admin.body.contains("Recovery link") && admin.body.contains("Save groups"),
+        "{}",
+        admin.body
+    );
     let csrf = admin.field("csrf");
+    let r = erin
+        .post_form(
+            &pg.local(),
+            "/admin/users/recover",
+            &[("csrf", &csrf), ("user_id", "whoever")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     let r = erin
         .post_form(
             &pg.local(),

@@ -4,7 +4,7 @@
 
 use crate::{
     config::Config,
-    login::{invitations, ui},
+    login::{invitations, recovery, ui},
     store::Store,
     users::{self, Role},
 };
@@ -109,6 +109,50 @@ pub async fn delete(store: &dyn Store, name: &str) -> anyhow::Result<String> {
         "Deleted {} with their passkeys, sessions and grants.",
         user.name
     ))
+}
+
+/// `passgate users recover <name> [--ttl-hours N]`: a single-use link that
+/// lets the account add a passkey again. The link is the last line.
+pub async fn recover(
+    store: &dyn Store,
+    public_url: &str,
+    name: &str,
+    ttl_hours: u32,
+) -> anyhow::Result<String> {
+    let user = by_name(store, name).await?;
+    let created =
+        recovery::create_for(store, public_url, &user, i64::from(ttl_hours) * 3600, None).await?;
+    Ok(format!(
+        "Recovery link for {name}, valid once until {expires}.\n{what}\nSend this link to {name} through a channel you trust:\n{link}",
+        name = user.name,
+        expires = ui::date_time(created.recovery.expires_at),
+        what = recovery::WHAT_IT_DOES,
+        link = created.link,
+    ))
+}
+
+/// `passgate users groups <name> [g1,g2,...]`: sets the account's groups
+/// (none given: clears them) and prints them.
+pub async fn groups(store: &dyn Store, name: &str, groups: &str) -> anyhow::Result<String> {
+    let user = by_name(store, name).await?;
+    let groups = users::parse_groups(groups)?;
+    let user = users::set_groups(store, &user.id, groups).await?;
+    Ok(if user.groups.is_empty() {
+        format!("{} is in no groups.", user.name)
+    } else {
+        format!("Groups of {}: {}", user.name, user.groups.join(", "))
+    })
+}
+
+/// Printed once `passgate serve` listens: the URL to paste into MCP
+/// clients, and where people manage their account.
+pub fn serving_banner(config: &Config) -> String {
+    format!(
+        "passgate is serving {public}\n  MCP server URL (paste this into your MCP client): {mcp}\n  Your account: {account}",
+        public = config.issuer(),
+        mcp = config.mcp_url(),
+        account = config.url("/account"),
+    )
 }
 
 /// `passgate users promote <name>`: works whichever way the person signs

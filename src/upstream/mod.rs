@@ -303,6 +303,18 @@ pub async fn callback(
         user = users::set_role(state.store.as_ref(), &user.id, Role::Admin).await?;
         tracing::info!(user = %user.name, "made an administrator: listed in --upstream-admin-emails or --upstream-admin-groups");
     }
+    // The provider is the authority on its people's groups: copied at each
+    // sign-in (names passgate cannot hold are left out), so tools see them.
+    let groups: Vec<String> = identity
+        .groups
+        .iter()
+        .filter_map(|g| users::parse_groups(g).ok())
+        .flatten()
+        .collect();
+    let groups = users::parse_groups(&groups.join(",")).unwrap_or_default();
+    if user.groups != groups {
+        user = users::set_groups(state.store.as_ref(), &user.id, groups).await?;
+    }
     let cookie = signin::start_session(&state, &headers, &user.id).await?;
     tracing::info!(user = %user.name, "signed in through the upstream provider");
     // The binding cookie stays: attempts from other tabs may be pending; it
@@ -555,6 +567,7 @@ async fn find_or_create_user(
             },
             disabled: false,
             created_at: now_unix(),
+            groups: Vec::new(),
         };
         let mut writes = users::new_user_writes(&user)?;
         let new_link = NewItem::json(

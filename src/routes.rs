@@ -32,11 +32,18 @@ use crate::{
 /// Builds the whole application. Tests call this and drive it with `oneshot`.
 pub fn router(state: AppState) -> Router {
     let mcp_service = mcp::service(mcp::Tools::new(), &state.config, state.shutdown.clone());
+    // Outermost first: Origin, then the bearer check, then JSON-RPC's own
+    // answers for bodies rmcp cannot read.
     let mcp = Router::new()
         .route_service("/mcp", mcp_service)
+        .route_layer(middleware::from_fn(mcp::json_rpc_errors))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             bearer::require_token,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            mcp::AllowedOrigins::new(&state.config),
+            mcp::check_origin,
         ));
     let app = Router::new()
         .route("/healthz", get(healthz))

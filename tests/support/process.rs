@@ -40,6 +40,15 @@ impl Passgate {
         Self::start_logging(data_dir, public_url, extra, "warn")
     }
 
+    /// As [`Passgate::start`], with extra environment variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        public_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Passgate {
+        Self::start_full(data_dir, public_url, &[], "warn", env)
+    }
+
     /// As [`Passgate::start`], with `PASSGATE_LOG` set to `filter`.
     pub fn start_logging(
         data_dir: &Path,
@@ -47,21 +56,37 @@ impl Passgate {
         extra: &[&str],
         filter: &str,
     ) -> Passgate {
-        let server = Self::spawn(data_dir, public_url, extra, filter);
-        server.wait_for("/readyz");
-        server
+        Self::start_full(data_dir, public_url, extra, filter, &[])
     }
 
     /// As [`Passgate::start`], but only waits until the process answers
     /// (`/healthz`), not until it can serve (`/readyz`): for a store that is
     /// away.
     pub fn start_alive(data_dir: &Path, public_url: Option<&str>, extra: &[&str]) -> Passgate {
-        let server = Self::spawn(data_dir, public_url, extra, "warn");
+        let server = Self::spawn(data_dir, public_url, extra, "warn", &[]);
         server.wait_for("/healthz");
         server
     }
 
-    fn spawn(data_dir: &Path, public_url: Option<&str>, extra: &[&str], filter: &str) -> Passgate {
+    fn start_full(
+        data_dir: &Path,
+        public_url: Option<&str>,
+        extra: &[&str],
+        filter: &str,
+        env: &[(&str, &str)],
+    ) -> Passgate {
+        let server = Self::spawn(data_dir, public_url, extra, filter, env);
+        server.wait_for("/readyz");
+        server
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        public_url: Option<&str>,
+        extra: &[&str],
+        filter: &str,
+        env: &[(&str, &str)],
+    ) -> Passgate {
         let port = free_port();
         let base = public_url
             .map(str::to_owned)
@@ -74,6 +99,7 @@ impl Passgate {
             .arg(data_dir)
             .args(extra)
             .env("PASSGATE_LOG", filter)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -11,6 +11,9 @@ pub mod bootstrap;
 pub mod config;
 pub mod crypto;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod login;

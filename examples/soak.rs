@@ -151,7 +151,12 @@ async fn one_flow(
     let mut browser = RemoteBrowser::bound_to(base, address(n));
     let (verifier, authorize) = client.authorize(&format!("soak-{n}"));
     let to_consent = browser.get(base, &authorize).await;
-    assert_eq!(to_consent.status, StatusCode::SEE_OTHER, "{}", to_consent.body);
+    assert_eq!(
+        to_consent.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        to_consent.body
+    );
     let consent = to_consent.location.expect("consent URL");
     let to_login = browser.get(base, &consent).await;
     assert!(to_login.status.is_redirection(), "{}", to_login.body);
@@ -166,7 +171,11 @@ async fn one_flow(
         call_add(base, access, a).await;
     }
     let refreshed = client
-        .refresh(&mut browser, base, tokens["refresh_token"].as_str().unwrap())
+        .refresh(
+            &mut browser,
+            base,
+            tokens["refresh_token"].as_str().unwrap(),
+        )
         .await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
     let refreshed = refreshed.json();
@@ -223,7 +232,12 @@ async fn bad_requests(base: &str, browser: &mut RemoteBrowser, client: &McpClien
         let mut form = form.to_vec();
         form.push(("client_id", client.id.as_str()));
         let reply = browser.post_form(base, "/token", &form).await;
-        assert!(reply.status.is_client_error(), "{} {}", reply.status, reply.body);
+        assert!(
+            reply.status.is_client_error(),
+            "{} {}",
+            reply.status,
+            reply.body
+        );
     }
     let reply = browser
         .post_json(base, "/register", &json!({"redirect_uris": ["ftp://x"]}))

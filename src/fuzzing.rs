@@ -246,22 +246,29 @@ impl Harness {
 
     fn token(&self, data: &[u8]) -> StatusCode {
         let (authorization, body) = split_line(data);
-        let mut request = Request::post("/token").header(
-            header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        );
+        let mut request = Request::post("/token")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Ok(value) = HeaderValue::from_bytes(authorization)
             && !authorization.is_empty()
         {
             let headers = HeaderMap::from_iter([(header::AUTHORIZATION, value)]);
             // The Basic parser on its own: a pair of strings or nothing.
             let _ = basic_credentials(&headers);
-            request = request.header(header::AUTHORIZATION, headers[header::AUTHORIZATION].clone());
+            request = request.header(
+                header::AUTHORIZATION,
+                headers[header::AUTHORIZATION].clone(),
+            );
         }
-        let answer = self.send(&self.router, request.body(Body::from(body.to_vec())).unwrap());
+        let answer = self.send(
+            &self.router,
+            request.body(Body::from(body.to_vec())).unwrap(),
+        );
         answer.no_server_error("/token");
         assert_eq!(
-            answer.headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()),
+            answer
+                .headers
+                .get(header::CACHE_CONTROL)
+                .map(|v| v.as_bytes()),
             Some(&b"no-store"[..]),
             "/token answers are never cached"
         );
@@ -336,7 +343,10 @@ impl Harness {
                     "registered an invalid redirect URI {uri:?}"
                 );
             }
-            assert!(json["client_id"].is_string(), "a registration without client_id");
+            assert!(
+                json["client_id"].is_string(),
+                "a registration without client_id"
+            );
         } else {
             answer.oauth_error("/register", &json);
         }
@@ -448,7 +458,10 @@ impl Harness {
             .is_some_and(|v| v.starts_with("application/json"));
         if is_json && !answer.body.is_empty() {
             let json = answer.json("/mcp");
-            assert_eq!(json["jsonrpc"], "2.0", "/mcp answered JSON that is not JSON-RPC");
+            assert_eq!(
+                json["jsonrpc"], "2.0",
+                "/mcp answered JSON that is not JSON-RPC"
+            );
         }
         answer.status
     }

@@ -23,7 +23,7 @@ use serde_json::json;
 use support::{
     authenticator::SoftAuthenticator,
     process::{BIN, Passgate, free_port, invite},
-    remote::{McpClient, RemoteBrowser, call_add, enroll},
+    remote::{McpClient, RemoteBrowser, call_add},
 };
 
 /// One data directory, one public URL, and whichever process serves them.
@@ -75,10 +75,30 @@ async fn sigkill_at_every_step_of_a_sign_in_loses_nothing() {
     .await;
     service.crash_and_restart();
 
-    // The person enrolls a passkey; the process dies right after.
+    // The person enrolls a passkey: the process dies between the
+    // ceremony's two halves, and again right after the new account.
     let link = invite(service.dir.path(), &public, "alice", true);
+    let invitation = query_of(&link)["token"].clone();
     let mut first = RemoteBrowser::new(&public);
-    enroll(&mut first, &service.base(), &device, &link, "Alice").await;
+    let options = first
+        .post_json(
+            &service.base(),
+            "/enroll/passkey/options",
+            &json!({"token": invitation, "displayName": "Alice"}),
+        )
+        .await;
+    assert_eq!(options.status, StatusCode::OK, "{}", options.body);
+    let created = device.create(&public, options.json()).await.unwrap();
+    service.crash_and_restart();
+    let enrolled = first
+        .post_json(&service.base(), "/enroll/passkey/finish", &created)
+        .await;
+    assert_eq!(
+        enrolled.status,
+        StatusCode::OK,
+        "the enrollment ceremony survives a crash: {}",
+        enrolled.body
+    );
     service.crash_and_restart();
 
     // A new browser starts the authorization; the process dies after
@@ -92,7 +112,11 @@ async fn sigkill_at_every_step_of_a_sign_in_loses_nothing() {
 
     let reply = browser.get(&service.base(), &consent_url).await;
     assert!(
-        reply.location.as_deref().unwrap_or("").starts_with("/login"),
+        reply
+            .location
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("/login"),
         "not signed in yet: {} {}",
         reply.status,
         reply.body
@@ -126,9 +150,7 @@ async fn sigkill_at_every_step_of_a_sign_in_loses_nothing() {
     ];
     let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     service.crash_and_restart();
-    let approved = browser
-        .post_form(&service.base(), "/consent", &form)
-        .await;
+    let approved = browser.post_form(&service.base(), "/consent", &form).await;
     assert_eq!(
         approved.status,
         StatusCode::SEE_OTHER,
@@ -159,24 +181,36 @@ async fn sigkill_at_every_step_of_a_sign_in_loses_nothing() {
     for delay_ms in [0u64, 1, 3, 10, 30] {
         let base = service.base();
         let in_flight = {
-            let mut http = client_http.clone();
-            let client_id = client.id.clone();
-            let token = refresh_token.clone();
+            let form = [
+                ("grant_type", "refresh_token".to_owned()),
+                ("refresh_token", refresh_token.clone()),
+                ("client_id", client.id.clone()),
+            ];
             tokio::spawn(async move {
-                let reply = McpClient {
-                    id: client_id,
-                    redirect: String::new(),
-                    resource: None,
+                // A connection cut by the crash is no answer.
+                let reply = reqwest::Client::new()
+                    .post(format!("{base}/token"))
+                    .form(&form)
+                    .send()
+                    .await
+                    .ok()?;
+                if reply.status() != StatusCode::OK {
+                    return None;
                 }
-                .refresh(&mut http, &base, &token)
-                .await;
-                (reply.status == StatusCode::OK).then(|| reply.json())
+                reply.json::<serde_json::Value>().await.ok()
             })
         };
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         service.crash_and_restart();
-        // A connection cut mid-request panics inside the task: no answer.
-        let answered = in_flight.await.ok().flatten();
+        let answered = in_flight.await.unwrap();
+        eprintln!(
+            "crash {delay_ms} ms into a rotation: the client {}",
+            if answered.is_some() {
+                "had its answer"
+            } else {
+                "got no answer"
+            }
+        );
         let retry = client
             .refresh(&mut client_http, &service.base(), &refresh_token)
             .await;
@@ -261,7 +295,8 @@ fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
     // on the request is in flight.
     let body = "grant_type=refresh_token&refresh_token=nope&client_id=nobody";
     let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     write!(
         slow,
         "POST /token HTTP/1.1\r\nHost: localhost:{port}\r\n\
@@ -301,5 +336,9 @@ fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
     assert!(response.contains(r#""error":"#), "{response}");
 
     let status = server.wait_exit(Duration::from_secs(30));
-    assert!(status.success(), "exit status {status:?}: {}", server.output());
+    assert!(
+        status.success(),
+        "exit status {status:?}: {}",
+        server.output()
+    );
 }

@@ -72,8 +72,14 @@ fn the_harness_fixtures_reach_the_happy_paths() {
     );
     // The stored code redeems (the target checks the token fields), and a
     // second redemption within the grace window gets the same answer.
-    assert_eq!(harness.run(Target::Token, form.as_bytes()), Some(StatusCode::OK));
-    assert_eq!(harness.run(Target::Token, form.as_bytes()), Some(StatusCode::OK));
+    assert_eq!(
+        harness.run(Target::Token, form.as_bytes()),
+        Some(StatusCode::OK)
+    );
+    assert_eq!(
+        harness.run(Target::Token, form.as_bytes()),
+        Some(StatusCode::OK)
+    );
     let authorize = format!(
         "response_type=code&client_id={PUBLIC_CLIENT}&redirect_uri=http://127.0.0.1:5555/callback\
          &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state=s"
@@ -155,15 +161,14 @@ async fn write_generated_seeds() {
         "generated-sign-in",
         format!("{cookie}\n{assertion}").as_bytes(),
     );
-    write(
-        "cookies",
-        "generated-binding",
-        cookie.as_bytes(),
-    );
+    write("cookies", "generated-binding", cookie.as_bytes());
     let session = browser.cookie_header().unwrap();
     write("cookies", "generated-session", session.as_bytes());
 
-    let me = app.signed_in(&browser.session_cookie().unwrap()).await.unwrap();
+    let me = app
+        .signed_in(&browser.session_cookie().unwrap())
+        .await
+        .unwrap();
     let (_, access) = app.grant_and_token(&me.user_id, "client", "mcp").await;
     write(
         "bearer",

@@ -240,7 +240,11 @@ async fn bad_requests(base: &str, browser: &mut RemoteBrowser, client: &McpClien
         );
     }
     let reply = browser
-        .post_json(base, "/register", &json!({"redirect_uris": ["ftp://x"]}))
+        .post_json(
+            base,
+            "/register",
+            &json!({"redirect_uris": ["javascript:alert(1)"]}),
+        )
         .await;
     assert!(reply.status.is_client_error(), "{}", reply.body);
     let reply = browser.get(base, "/authorize?client_id=unknown").await;

@@ -1,6 +1,6 @@
 // passgate: the passkey ceremonies of the sign-in, enrollment and account
 // pages. The Content-Security-Policy forbids inline scripts, so pages only
-// mark their forms (data-passkey="sign-in" | "enroll" | "add") and this file
+// mark their forms (data-passkey="sign-in" | "enroll" | "recover" | "add") and this file
 // does the rest. The server's JSON answers carry {"publicKey": options};
 // errors carry {"error": what went wrong, "next": what to do}.
 "use strict";
@@ -243,6 +243,14 @@
             {},
           );
           break;
+        case "recover":
+          setupCreate(
+            form,
+            { options: "/recover/passkey/options", finish: "/recover/passkey/finish" },
+            () => ({ token: form.dataset.token || "", label: field(form, "label") }),
+            {},
+          );
+          break;
         case "add":
           setupCreate(
             form,
@@ -262,16 +270,18 @@
     }
     for (const button of document.querySelectorAll("button[data-copy]")) {
       const input = document.getElementById(button.dataset.copy);
-      const status = document.querySelector("[data-copy-status]");
+      const status =
+        document.getElementById(button.dataset.copyStatusId || "") ||
+        document.querySelector("[data-copy-status]");
       if (!input || !navigator.clipboard) continue;
       button.hidden = false;
       button.addEventListener("click", async () => {
         try {
           await navigator.clipboard.writeText(input.value);
-          if (status) status.textContent = "Copied. Paste it into your message.";
+          if (status) status.textContent = button.dataset.copied || "Copied. Paste it into your message.";
         } catch (_) {
           input.focus();
-          if (status) status.textContent = "Copying was refused: the link is selected, copy it with your keyboard.";
+          if (status) status.textContent = "Copying was refused: the text is selected, copy it with your keyboard.";
         }
       });
     }

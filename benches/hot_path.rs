@@ -66,6 +66,9 @@ async fn fixture() -> Fixture {
         scope: SCOPE_MCP.into(),
         resource: state.config.mcp_url(),
         created_at: now,
+        redirect_uri: String::new(),
+        groups: Vec::new(),
+        last_used_at: None,
     };
     state
         .store

@@ -63,6 +63,9 @@ async fn main() -> anyhow::Result<()> {
         scope: SCOPE_MCP.into(),
         resource: config.mcp_url(),
         created_at: now,
+        redirect_uri: String::new(),
+        groups: Vec::new(),
+        last_used_at: None,
     };
     store.transact(grants::create_writes(&grant)?).await?;
 

@@ -44,17 +44,29 @@ impl AppState {
         let upstream = match config.upstream.clone() {
             Some(c) => {
                 let provider = Arc::new(Provider::new(c)?);
-                provider.warm_up().await;
+                provider.warm_up().await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "the upstream identity provider contradicts passgate's configuration, so nobody could sign in: {e}"
+                    )
+                })?;
                 Some(provider)
             }
             None => None,
+        };
+        let cimd = if config.dev_allow_loopback_cimd {
+            tracing::warn!(
+                "--dev-allow-loopback-cimd is on: client metadata documents are fetched from loopback addresses, over http too. For development on this machine only."
+            );
+            CimdFetcher::allowing_loopback()
+        } else {
+            CimdFetcher::new()
         };
         Ok(Self {
             config: Arc::new(config),
             store,
             master_key,
             keys,
-            cimd: CimdFetcher::new(),
+            cimd,
             configured_clients,
             upstream,
             verified: Arc::default(),

@@ -127,6 +127,20 @@ pub struct ServeArgs {
     #[arg(long, env = "PASSGATE_INVITE_TTL_HOURS", default_value_t = DEFAULT_INVITE_TTL_HOURS)]
     pub invite_ttl_hours: u32,
 
+    /// Development only: accept client metadata documents (URL client ids)
+    /// on loopback addresses, over http too, to try a client's metadata
+    /// document option against a local passgate. Refused with an https
+    /// public URL, and logged as a warning at start-up.
+    #[arg(
+        long,
+        env = "PASSGATE_DEV_ALLOW_LOOPBACK_CIMD",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true"
+    )]
+    pub dev_allow_loopback_cimd: bool,
+
     #[command(flatten)]
     pub upstream: UpstreamArgs,
 }
@@ -164,13 +178,10 @@ pub struct UpstreamArgs {
     #[arg(long, env = "PASSGATE_UPSTREAM_CLIENT_ID")]
     pub upstream_client_id: Option<String>,
 
-    /// passgate's client secret at the upstream provider.
-    #[arg(
-        long,
-        env = "PASSGATE_UPSTREAM_CLIENT_SECRET",
-        hide_env_values = true,
-        hide = true
-    )]
+    /// passgate's client secret at the upstream provider (needed unless
+    /// the provider accepts public clients). Its value is never shown or
+    /// logged.
+    #[arg(long, env = "PASSGATE_UPSTREAM_CLIENT_SECRET", hide_env_values = true)]
     pub upstream_client_secret: Option<String>,
 
     /// Scopes asked of the upstream provider (space-separated).
@@ -208,20 +219,32 @@ pub struct UpstreamArgs {
     #[arg(long, env = "PASSGATE_UPSTREAM_SUBJECT_CLAIM", default_value = "sub")]
     pub upstream_subject_claim: String,
 
-    /// Only these (verified) email addresses may sign in (comma-separated).
+    /// Verified email addresses allowed to sign in (comma-separated). With
+    /// `--upstream-allowed-domains`, an address in either list is allowed;
+    /// with `--upstream-allowed-groups` too, the person must also be in one
+    /// of those groups. No list: everyone the provider signs in.
     #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_EMAILS", value_delimiter = ',')]
     pub upstream_allowed_emails: Vec<String>,
 
-    /// Only (verified) email addresses in these domains may sign in.
+    /// Domains whose verified email addresses are allowed to sign in
+    /// (combined with the other lists as `--upstream-allowed-emails` says).
     #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_DOMAINS", value_delimiter = ',')]
     pub upstream_allowed_domains: Vec<String>,
 
-    /// People with these (verified) emails become administrators when they
-    /// first sign in through the provider.
+    /// People with these verified emails are made administrators at each
+    /// sign-in through the provider (removing them from the list does not
+    /// demote them: `passgate users demote <name>` does).
     #[arg(long, env = "PASSGATE_UPSTREAM_ADMIN_EMAILS", value_delimiter = ',')]
     pub upstream_admin_emails: Vec<String>,
 
-    /// Only members of one of these groups may sign in.
+    /// Members of these groups (in the groups claim) are made
+    /// administrators at each sign-in, as with `--upstream-admin-emails`:
+    /// the way for providers that verify no emails, like Entra ID.
+    #[arg(long, env = "PASSGATE_UPSTREAM_ADMIN_GROUPS", value_delimiter = ',')]
+    pub upstream_admin_groups: Vec<String>,
+
+    /// Groups allowed to sign in: the person must be in one of them, and,
+    /// if an email or domain list is set, have an allowed address too.
     #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_GROUPS", value_delimiter = ',')]
     pub upstream_allowed_groups: Vec<String>,
 
@@ -260,6 +283,7 @@ pub struct UpstreamConfig {
     pub allowed_domains: Vec<String>,
     pub allowed_groups: Vec<String>,
     pub admin_emails: Vec<String>,
+    pub admin_groups: Vec<String>,
     pub groups_claim: String,
     pub timeout_secs: u64,
     pub state_ttl_secs: i64,
@@ -359,6 +383,12 @@ impl UpstreamArgs {
             allowed_emails: lower(&self.upstream_allowed_emails),
             allowed_domains: lower(&self.upstream_allowed_domains),
             admin_emails: lower(&self.upstream_admin_emails),
+            admin_groups: self
+                .upstream_admin_groups
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
             allowed_groups: self
                 .upstream_allowed_groups
                 .iter()
@@ -601,6 +631,9 @@ pub struct Config {
     pub passkeys: bool,
     /// Sign-in through an upstream OpenID provider, if configured.
     pub upstream: Option<UpstreamConfig>,
+    /// Development only: client metadata documents may be fetched from
+    /// loopback addresses, over http too. Never with an https public URL.
+    pub dev_allow_loopback_cimd: bool,
 }
 
 impl Config {
@@ -608,6 +641,12 @@ impl Config {
         if !args.upstream.passkeys && args.upstream.upstream_issuer.is_none() {
             anyhow::bail!(
                 "--passkeys false needs an upstream provider (--upstream-issuer): nobody could sign in"
+            );
+        }
+        if args.dev_allow_loopback_cimd && args.common.public_url.scheme() == "https" {
+            anyhow::bail!(
+                "--dev-allow-loopback-cimd is for trying clients on this machine; it cannot be used with an https public URL ({}), where it would let anyone make passgate fetch from its own network",
+                args.common.public_url
             );
         }
         let clients = match &args.clients_file {
@@ -624,6 +663,7 @@ impl Config {
             invite_ttl_secs: i64::from(args.invite_ttl_hours) * 3600,
             passkeys: args.upstream.passkeys,
             upstream: args.upstream.to_config()?,
+            dev_allow_loopback_cimd: args.dev_allow_loopback_cimd,
         })
     }
 
@@ -639,6 +679,7 @@ impl Config {
             invite_ttl_secs: i64::from(DEFAULT_INVITE_TTL_HOURS) * 3600,
             passkeys: true,
             upstream: None,
+            dev_allow_loopback_cimd: false,
         })
     }
 
@@ -661,6 +702,10 @@ impl Config {
     /// The browser origin of the public URL (`scheme://host[:port]`).
     pub fn origin(&self) -> String {
         self.public_url.origin().ascii_serialization()
+    }
+
+    pub fn public_url(&self) -> &Url {
+        &self.public_url
     }
 
     pub fn public_host(&self) -> &str {

@@ -32,9 +32,13 @@ pub enum Error {
     /// Something single-use was used already, or expired.
     #[error("{0}")]
     Gone(String),
-    /// An upstream identity provider is unreachable or too slow (503).
-    #[error("{0}")]
-    UpstreamUnavailable(String),
+    /// An upstream identity provider is unreachable or too slow (503);
+    /// `retry`, a local path, is where signing in again should lead.
+    #[error("{message}")]
+    UpstreamUnavailable {
+        message: String,
+        retry: Option<String>,
+    },
     /// An upstream identity provider gave an answer we cannot accept (502).
     #[error("{0}")]
     BadGateway(String),
@@ -108,9 +112,9 @@ impl Error {
                 m.clone(),
                 pick("Start again from the application you came from.", ""),
             ),
-            Error::UpstreamUnavailable(m) => (
+            Error::UpstreamUnavailable { message, .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                m.clone(),
+                message.clone(),
                 "Try again in a moment.",
             ),
             Error::BadGateway(m) => (
@@ -141,8 +145,31 @@ impl Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        if let Error::SignInCancelled { provider, retry } = &self {
-            return cancelled_page(provider, retry).into_response();
+        match &self {
+            Error::SignInCancelled { provider, retry } => {
+                return retry_page(
+                    StatusCode::FORBIDDEN,
+                    "Sign-in cancelled",
+                    &format!(
+                        "You cancelled sign-in at {provider}, so passgate did not sign you in."
+                    ),
+                    retry,
+                )
+                .into_response();
+            }
+            Error::UpstreamUnavailable {
+                message,
+                retry: Some(retry),
+            } => {
+                return retry_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in is unavailable for a moment",
+                    message,
+                    retry,
+                )
+                .into_response();
+            }
+            _ => {}
         }
         let (status, what, next) = self.describe(Reader::Page);
         pages::error_page(status, &what, next).into_response()
@@ -175,22 +202,25 @@ impl IntoResponse for ScriptError {
     }
 }
 
-fn cancelled_page(provider: &str, retry: &str) -> pages::Page {
+/// A sign-in that did not finish, with a button that starts it again and
+/// then leads to `retry` (a local path).
+fn retry_page(status: StatusCode, title: &str, lead: &str, retry: &str) -> pages::Page {
     let retry = crate::login::ui::local_next(Some(retry));
     let encoded: String = url::form_urlencoded::byte_serialize(retry.as_bytes()).collect();
     pages::Page::new(
-        "Sign-in cancelled",
+        title,
         format!(
             r#"<section class="card">
-<h1>Sign-in cancelled</h1>
-<p class="lead">You cancelled sign-in at {provider}, so passgate did not sign you in.</p>
+<h1>{title}</h1>
+<p class="lead">{lead}</p>
 <div class="actions"><a class="button" href="/login?next={encoded}">Try again</a></div>
 </section>"#,
-            provider = pages::escape(provider),
+            title = pages::escape(title),
+            lead = pages::escape(lead),
             encoded = pages::escape(&encoded),
         ),
     )
-    .status(StatusCode::FORBIDDEN)
+    .status(status)
 }
 
 fn internal() -> (StatusCode, String, &'static str) {
@@ -225,6 +255,57 @@ impl IntoResponse for OAuthError {
                 HeaderValue::from_static(r#"Basic realm="passgate""#),
             );
         }
+        response
+    }
+}
+
+/// A request to a local passgate under another loopback name than its
+/// public URL's (see `crate::canonical`): the answer names the URL to use.
+#[derive(Debug)]
+pub struct WrongHost {
+    /// The origin the request was sent to.
+    pub requested: String,
+    pub public_url: String,
+    pub mcp_url: String,
+    pub reader: WrongHostReader,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrongHostReader {
+    /// `/mcp`: a JSON-RPC error, which the SDKs show as the failure.
+    McpClient,
+    /// A discovery document: an OAuth error.
+    Discovery,
+}
+
+impl WrongHost {
+    pub fn message(&self) -> String {
+        format!(
+            "This MCP server's URL is {mcp}, not under {requested}: connect your client to {mcp} (passgate's public URL is {public}).",
+            mcp = self.mcp_url,
+            requested = self.requested,
+            public = self.public_url,
+        )
+    }
+}
+
+impl IntoResponse for WrongHost {
+    fn into_response(self) -> Response {
+        let body = match self.reader {
+            WrongHostReader::McpClient => serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": null,
+                "error": { "code": -32600, "message": self.message() },
+            }),
+            WrongHostReader::Discovery => serde_json::json!({
+                "error": "invalid_request",
+                "error_description": self.message(),
+            }),
+        };
+        let mut response = (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }
 }

@@ -60,6 +60,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     {
         println!("{banner}");
     }
+    if let Some(banner) = login::cli::no_admin_banner(store.as_ref(), &config).await? {
+        println!("{banner}");
+    }
     let state = AppState::build(config, store, master_key).await?;
     // Runs while the execution environment is thawed; a tick missed while
     // frozen fires on the next invocation.

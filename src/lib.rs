@@ -8,6 +8,7 @@ pub mod app;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod bootstrap;
+pub mod canonical;
 pub mod config;
 pub mod crypto;
 pub mod error;

@@ -83,6 +83,17 @@ enum UsersCommand {
         /// How long the link stays valid.
         #[arg(long, default_value_t = DEFAULT_INVITE_TTL_HOURS)]
         ttl_hours: u32,
+        /// Whether the server offers passkeys, as `serve --passkeys`: an
+        /// invitation enrolls one, so it is refused when they are off.
+        #[arg(
+            long,
+            env = "PASSGATE_PASSKEYS",
+            value_parser = clap::builder::BoolishValueParser::new(),
+            num_args = 0..=1,
+            default_value = "true",
+            default_missing_value = "true"
+        )]
+        passkeys: bool,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -109,6 +120,38 @@ enum UsersCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Create a single-use link that lets an existing account add a passkey
+    /// again (printed as the last line).
+    Recover {
+        name: String,
+        /// How long the link stays valid.
+        #[arg(long, default_value_t = DEFAULT_INVITE_TTL_HOURS)]
+        ttl_hours: u32,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Set an account's groups (comma-separated; none clears them). An
+    /// account that signs in through an identity provider gets the
+    /// provider's groups again at each sign-in.
+    Groups {
+        name: String,
+        #[arg(default_value = "")]
+        groups: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Make an existing account an administrator (however they sign in).
+    Promote {
+        name: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Make an administrator a member again.
+    Demote {
+        name: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 impl UsersCommand {
@@ -118,7 +161,11 @@ impl UsersCommand {
             | Self::List { common }
             | Self::Disable { common, .. }
             | Self::Enable { common, .. }
-            | Self::Delete { common, .. } => common,
+            | Self::Delete { common, .. }
+            | Self::Recover { common, .. }
+            | Self::Groups { common, .. }
+            | Self::Promote { common, .. }
+            | Self::Demote { common, .. } => common,
         }
     }
 }
@@ -146,12 +193,16 @@ async fn main() -> anyhow::Result<()> {
             {
                 println!("{banner}");
             }
+            if let Some(banner) = cli::no_admin_banner(store.as_ref(), &config).await? {
+                println!("{banner}");
+            }
             let state = AppState::build(config, store, master_key).await?;
             tracing::info!(
                 listen = %listener.local_addr()?,
                 mcp_url = %state.config.mcp_url(),
                 "passgate is serving"
             );
+            println!("{}", cli::serving_banner(&state.config));
             let shutdown = state.shutdown.clone();
             state.keys.spawn_periodic_reload(
                 state.store.clone(),
@@ -170,15 +221,29 @@ async fn main() -> anyhow::Result<()> {
                     name,
                     admin,
                     ttl_hours,
+                    passkeys,
                     common,
                 } => {
                     let base = common.public_url.as_str().trim_end_matches('/');
-                    cli::invite(store, base, name, *admin, *ttl_hours).await?
+                    cli::invite(store, base, name, *admin, *ttl_hours, *passkeys).await?
                 }
                 UsersCommand::List { .. } => cli::list(store).await?,
                 UsersCommand::Disable { name, .. } => cli::disable(store, name).await?,
                 UsersCommand::Enable { name, .. } => cli::enable(store, name).await?,
                 UsersCommand::Delete { name, .. } => cli::delete(store, name).await?,
+                UsersCommand::Recover {
+                    name,
+                    ttl_hours,
+                    common,
+                } => {
+                    let base = common.public_url.as_str().trim_end_matches('/');
+                    cli::recover(store, base, name, *ttl_hours).await?
+                }
+                UsersCommand::Groups { name, groups, .. } => {
+                    cli::groups(store, name, groups).await?
+                }
+                UsersCommand::Promote { name, .. } => cli::promote(store, name).await?,
+                UsersCommand::Demote { name, .. } => cli::demote(store, name).await?,
             };
             println!("{output}");
             Ok(())

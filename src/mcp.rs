@@ -46,6 +46,8 @@ pub struct WhoamiOutput {
     pub client_id: String,
     /// The scopes of the access token.
     pub scopes: Vec<String>,
+    /// The groups administrators put the person in.
+    pub groups: Vec<String>,
 }
 
 /// The tools passgate serves. Built once; each request gets a cheap clone
@@ -100,7 +102,7 @@ impl Tools {
     /// check a client's connection, and the pattern for tools that act on
     /// behalf of the person.
     #[tool(
-        description = "Tell which passgate user and OAuth client this connection is signed in as.",
+        description = "Tell which passgate user (with their groups) and OAuth client this connection is signed in as.",
         output_schema = schema_for_output::<WhoamiOutput>(),
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
@@ -114,6 +116,7 @@ impl Tools {
                     user_id: identity.user_id.clone(),
                     client_id: identity.client_id.clone(),
                     scopes: identity.scopes.clone(),
+                    groups: identity.groups.clone(),
                 };
                 CallToolResult::structured(serde_json::to_value(out).unwrap_or_default())
             }

@@ -13,9 +13,10 @@ use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLaye
 
 use crate::{
     app::AppState,
+    canonical,
     config::Config,
     error::Error,
-    login::{account, admin, enroll, signin},
+    login::{account, admin, enroll, recovery, signin},
     mcp,
     oauth::{authorize, bearer, clients, metadata, revoke, token},
     pages, telemetry, upstream,
@@ -80,6 +81,10 @@ pub fn router(state: AppState) -> Router {
         .route("/enroll", get(enroll::page))
         .route("/enroll/passkey/options", post(enroll::options))
         .route("/enroll/passkey/finish", post(enroll::finish))
+        // Adding a passkey again from a recovery link.
+        .route("/recover", get(recovery::page))
+        .route("/recover/passkey/options", post(recovery::options))
+        .route("/recover/passkey/finish", post(recovery::finish))
         // The account page.
         .route("/account", get(account::page))
         .route("/account/passkeys/options", post(account::add_options))
@@ -93,8 +98,14 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users/disable", post(admin::disable))
         .route("/admin/users/enable", post(admin::enable))
         .route("/admin/users/delete", post(admin::delete))
+        .route("/admin/users/recover", post(admin::recover))
+        .route("/admin/users/groups", post(admin::set_groups))
         .merge(mcp)
-        .fallback(not_found);
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            canonical::redirect_or_explain,
+        ));
     with_common_layers(app, &state.config).with_state(state)
 }
 

@@ -34,6 +34,9 @@ use crate::{
 pub const MAX_NAME_CHARS: usize = 64;
 /// Longest accepted passkey label, in characters.
 pub const MAX_LABEL_CHARS: usize = 64;
+/// Most groups an account can be in, and the longest group name.
+pub const MAX_GROUPS: usize = 32;
+pub const MAX_GROUP_CHARS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,6 +65,9 @@ pub struct User {
     pub role: Role,
     pub disabled: bool,
     pub created_at: i64,
+    /// Set by administrators; tools see them in the caller's identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 impl User {
@@ -458,7 +464,84 @@ pub fn new_user(id: String, name: String, display_name: String, role: Role) -> U
         role,
         disabled: false,
         created_at: now_unix(),
+        groups: Vec::new(),
     }
+}
+
+/// Parses a comma-separated list of groups: trimmed, without duplicates,
+/// sorted; each 1 to [`MAX_GROUP_CHARS`] characters of letters, digits,
+/// `.`, `_`, `-`, `:` or `/` (so a list can always be written back with
+/// commas), at most [`MAX_GROUPS`].
+pub fn parse_groups(raw: &str) -> Result<Vec<String>, Error> {
+    let mut groups: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect();
+    groups.sort();
+    groups.dedup();
+    if let Some(bad) = groups.iter().find(|g| {
+        g.chars().count() > MAX_GROUP_CHARS
+            || !g
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/'))
+    }) {
+        return Err(Error::bad_request(format!(
+            "\"{bad}\" cannot be a group: use 1 to {MAX_GROUP_CHARS} letters, digits, dots, dashes, underscores, colons or slashes, and separate groups with commas."
+        )));
+    }
+    if groups.len() > MAX_GROUPS {
+        return Err(Error::bad_request(format!(
+            "An account can be in at most {MAX_GROUPS} groups."
+        )));
+    }
+    Ok(groups)
+}
+
+/// Sets an account's groups. Its live grants carry them too (the `/mcp`
+/// check reads the grant on every call anyway), so tools see the change at
+/// the next call, without a new sign-in.
+pub async fn set_groups(
+    store: &dyn Store,
+    user_id: &str,
+    groups: Vec<String>,
+) -> Result<User, Error> {
+    let item = store
+        .get(&user_pk(user_id), "profile")
+        .await?
+        .ok_or_else(|| Error::NotFound("There is no such user.".into()))?;
+    let mut user: User = item.json()?;
+    user.groups = groups;
+    store
+        .transact(profile_writes(&user, item.version)?)
+        .await
+        .map_err(conflict_as_retry)?;
+    grants::set_groups_for_user(store, user_id, &user.groups).await?;
+    Ok(user)
+}
+
+/// Makes an account an administrator or a member. Pages read the role at
+/// every request, so the change applies at once to live sessions.
+pub async fn set_role(store: &dyn Store, user_id: &str, role: Role) -> Result<User, Error> {
+    let item = store
+        .get(&user_pk(user_id), "profile")
+        .await?
+        .ok_or_else(|| Error::NotFound("There is no such user.".into()))?;
+    let mut user: User = item.json()?;
+    if user.role != role {
+        user.role = role;
+        store
+            .transact(profile_writes(&user, item.version)?)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict => {
+                    Error::Gone("The account changed while this was being saved. Try again.".into())
+                }
+                other => other.into(),
+            })?;
+    }
+    Ok(user)
 }
 
 #[cfg(test)]

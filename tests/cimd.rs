@@ -190,3 +190,90 @@ async fn bad_documents_are_refused_with_a_page_never_a_redirect() {
         );
     }
 }
+
+/// A plain-http document server on loopback, as a developer runs beside a
+/// local passgate; answers every request with a document for `/client.json`.
+async fn loopback_http_document_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let body = serde_json::json!({
+                    "client_id": format!("http://127.0.0.1:{}/client.json", addr.port()),
+                    "client_name": "Local Metadata Client",
+                    "redirect_uris": ["http://127.0.0.1:6274/oauth/callback"],
+                })
+                .to_string();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tcp.write_all(head.as_bytes()).await;
+                let _ = tcp.write_all(body.as_bytes()).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn loopback_documents_only_with_the_development_setting() {
+    let addr = loopback_http_document_server().await;
+    let client_id = format!("http://127.0.0.1:{}/client.json", addr.port());
+    let https_loopback = format!("https://127.0.0.1:{}/client.json", addr.port());
+    let redirect = "http://127.0.0.1:6274/oauth/callback";
+    let (_, challenge) = pkce();
+
+    // By default: a page that says what happened and what to do, since the
+    // client keeps waiting for this sign-in.
+    let app = TestApp::new().await;
+    for id in [&client_id, &https_loopback] {
+        let refused = app.get(&authorize_url(id, redirect, &challenge, "")).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{id}");
+        assert!(refused.location().is_none(), "never a redirect");
+        assert!(
+            refused.body.contains("--dev-allow-loopback-cimd")
+                && refused.body.contains("register dynamically")
+                && refused
+                    .body
+                    .contains("cancel the sign-in in the application"),
+            "{id}: {}",
+            refused.body
+        );
+    }
+
+    // With the setting: the document is fetched from loopback over http.
+    let mut config = Config::for_public_url(ORIGIN).unwrap();
+    config.dev_allow_loopback_cimd = true;
+    let app = TestApp::customized(config, |state| {
+        state.cimd = CimdFetcher::allowing_loopback();
+    })
+    .await;
+    let response = app
+        .get(&authorize_url(&client_id, redirect, &challenge, ""))
+        .await;
+    assert_eq!(response.status, StatusCode::SEE_OTHER, "{}", response.body);
+    assert!(
+        response
+            .location()
+            .unwrap()
+            .starts_with("/consent?request=")
+    );
+    // Other private addresses stay refused, as does plain http elsewhere.
+    for id in [
+        "http://10.0.0.1/client.json",
+        "http://169.254.169.254/latest/meta-data",
+        "http://app.example/client.json",
+    ] {
+        let refused = app.get(&authorize_url(id, redirect, &challenge, "")).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{id}");
+        assert!(refused.location().is_none(), "{id}");
+    }
+}

@@ -65,6 +65,12 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
         .await
         .id;
 
+    // A name far over 30 characters, as real clients have.
+    let long_name = "Visual Studio Code - Insiders (remote workspace)";
+    let long = McpClient::register(&mut client, &base, long_name, redirect, None)
+        .await
+        .id;
+
     let listed = passgate(dir.path(), &["clients", "list"]);
     let line = |id: &str| {
         listed
@@ -75,14 +81,58 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    let today = passgate::login::ui::date(passgate::store::now_unix());
     assert!(
-        line(&client_id).ends_with("CLI test client registered 1 1"),
+        line(&client_id).contains(&format!(
+            "CLI test client registered 1 1 {today} 127.0.0.1:40000 127.0.0.1"
+        )),
         "{listed}"
     );
     assert!(
-        line(&unused).ends_with("Never used registered 0 0"),
+        line(&unused).contains("Never used registered 0 0 - 127.0.0.1:40000 127.0.0.1"),
         "{listed}"
     );
+    // Every column starts where its header does, whatever the names.
+    let lines: Vec<&str> = listed.lines().collect();
+    let column = |l: &str, n: usize| {
+        let mut seen = 0;
+        let mut at = 0;
+        let chars: Vec<char> = l.chars().collect();
+        for i in 1..chars.len() {
+            if chars[i] != ' ' && chars[i - 1] == ' ' && i >= 2 && chars[i - 2] == ' ' {
+                seen += 1;
+                if seen == n {
+                    at = i;
+                    break;
+                }
+            }
+        }
+        at
+    };
+    for l in &lines[1..] {
+        assert_eq!(column(l, 2), column(lines[0], 2), "KIND column:\n{listed}");
+    }
+    assert!(listed.contains(long_name), "{listed}");
+    passgate(dir.path(), &["clients", "revoke", &long]);
+
+    // Groups and recovery links for an existing account.
+    let grouped = passgate(dir.path(), &["users", "groups", "alice", "ops,eng"]);
+    assert_eq!(grouped.trim(), "Groups of alice: eng, ops");
+    let recovery = passgate(
+        dir.path(),
+        &["users", "recover", "alice", "--public-url", &base],
+    );
+    assert!(
+        recovery.contains("signs out every other browser"),
+        "{recovery}"
+    );
+    let recovery_link = recovery.lines().last().unwrap().trim().to_owned();
+    assert!(
+        recovery_link.starts_with(&format!("{base}/recover?token=")),
+        "{recovery}"
+    );
+    let page = reqwest::get(&recovery_link).await.unwrap();
+    assert_eq!(page.status(), 200);
 
     // Rotating keys signs nobody out: the old token still works.
     let rotated = passgate(dir.path(), &["keys", "rotate"]);
@@ -135,6 +185,13 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
     assert!(listed.contains("No clients"), "{listed}");
 
     let log = server.output();
+    // The start-up banner names the URL to paste into MCP clients.
+    assert!(
+        log.contains(&format!(
+            "MCP server URL (paste this into your MCP client): {base}/mcp"
+        )),
+        "{log}"
+    );
     assert!(
         log.contains("TRACE") && log.contains("path=/token"),
         "the server logged every request at trace level"
@@ -144,6 +201,7 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
         ("authorization code", back["code"].clone()),
         ("PKCE verifier", verifier),
         ("invitation link", link),
+        ("recovery link", recovery_link),
         ("master key", master_key.trim().to_owned()),
     ];
     for name in ["access_token", "refresh_token"] {
@@ -158,4 +216,49 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
         assert!(secret.len() >= 16, "{what} is a real secret");
         assert!(!log.contains(&secret), "{what} appears in the server log");
     }
+}
+
+#[test]
+fn the_loopback_metadata_setting_is_loud_and_refused_with_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--public-url", "https://mcp.example.com"])
+        .arg("--dev-allow-loopback-cimd")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("PASSGATE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A server that starts anyway would never exit: bound the wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let started_anyway = child.try_wait().unwrap().is_none();
+    if started_anyway {
+        let _ = child.kill();
+    }
+    let refused = child.wait_with_output().unwrap();
+    assert!(
+        !started_anyway,
+        "passgate started with the setting and an https URL"
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--dev-allow-loopback-cimd") && stderr.contains("https public URL"),
+        "{stderr}"
+    );
+    let server = Passgate::start(dir.path(), None, &["--dev-allow-loopback-cimd"]);
+    // Logged before the server listens; its output is read by a thread.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let warned =
+        |log: &str| log.contains("WARN") && log.contains("--dev-allow-loopback-cimd is on");
+    while !warned(&server.output()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(warned(&server.output()), "{}", server.output());
 }

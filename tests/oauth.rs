@@ -518,3 +518,138 @@ async fn revocation_answers_200_even_for_unknown_tokens() {
         .await;
     assert_eq!(response.status, StatusCode::OK);
 }
+
+/// `/mcp`, a discovery document or a page under `host` instead of the
+/// public URL's host.
+fn under_host(method: &str, path: &str, host: &str, accept: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, host)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, accept)
+        .body(Body::from(
+            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}).to_string(),
+        ))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn another_loopback_name_gets_told_the_mcp_url() {
+    let app = TestApp::new().await;
+    let port = PUBLIC_URL.rsplit(':').next().unwrap();
+    let mcp_url = format!("{PUBLIC_URL}/mcp");
+    let json_accept = "application/json, text/event-stream";
+    for host in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        // An MCP client: a JSON-RPC error (the SDKs show its message), not a
+        // challenge that would lead it to metadata naming another resource.
+        let mcp = app
+            .send(under_host("POST", "/mcp", &host, json_accept))
+            .await;
+        assert_eq!(mcp.status, StatusCode::BAD_REQUEST, "{host}");
+        assert!(mcp.headers.get(header::WWW_AUTHENTICATE).is_none());
+        let error = &mcp.json()["error"];
+        assert_eq!(error["code"], -32600);
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("connect your client to {mcp_url}")),
+            "{message}"
+        );
+        // A discovery document: an OAuth error naming the URL.
+        let prm = app
+            .send(under_host(
+                "GET",
+                "/.well-known/oauth-protected-resource/mcp",
+                &host,
+                "application/json",
+            ))
+            .await;
+        assert_eq!(prm.status, StatusCode::BAD_REQUEST);
+        assert_eq!(prm.json()["error"], "invalid_request");
+        assert!(
+            prm.json()["error_description"]
+                .as_str()
+                .unwrap()
+                .contains(&mcp_url)
+        );
+        // A browser: the same page under the public URL.
+        let page = app
+            .send(under_host(
+                "GET",
+                "/account?notice=welcome",
+                &host,
+                "text/html,application/xhtml+xml",
+            ))
+            .await;
+        assert_eq!(page.status, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(
+            page.location(),
+            Some(format!("{PUBLIC_URL}/account?notice=welcome").as_str())
+        );
+    }
+    // The public URL's own name gets the usual challenge, pointing at the
+    // canonical metadata.
+    let right = app
+        .send(under_host(
+            "POST",
+            "/mcp",
+            &format!("localhost:{port}"),
+            json_accept,
+        ))
+        .await;
+    assert_eq!(right.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        right.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains(&format!(
+                "{PUBLIC_URL}/.well-known/oauth-protected-resource/mcp"
+            ))
+    );
+    // Another port is another instance or a proxy: served as usual.
+    let proxied = app
+        .send(under_host("POST", "/mcp", "127.0.0.1:9", json_accept))
+        .await;
+    assert_eq!(proxied.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn whoami_carries_the_groups_administrators_set() {
+    use passgate::users;
+    let app = TestApp::new().await;
+    let user = users::new_user(
+        users::new_user_id(),
+        "dana".into(),
+        "Dana".into(),
+        users::Role::Member,
+    );
+    app.store()
+        .transact(users::new_user_writes(&user).unwrap())
+        .await
+        .unwrap();
+    let (_, token) = app.grant_and_token(&user.id, "client-7", "mcp").await;
+    let whoami = || async {
+        let response = app
+            .send(mcp_request(
+                json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"whoami","arguments":{}}}),
+                Some(&token),
+            ))
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+        response.json()["result"]["structuredContent"]["groups"].clone()
+    };
+    assert_eq!(whoami().await, json!([]));
+    let groups = users::parse_groups(" ops, eng,ops ").unwrap();
+    users::set_groups(app.store(), &user.id, groups)
+        .await
+        .unwrap();
+    // The same token, at the next call: no new sign-in needed.
+    assert_eq!(whoami().await, json!(["eng", "ops"]));
+    users::set_groups(app.store(), &user.id, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(whoami().await, json!([]));
+    assert!(users::parse_groups("a b").is_err());
+    let too_many: Vec<String> = (0..=users::MAX_GROUPS).map(|i| format!("g{i}")).collect();
+    assert!(users::parse_groups(&too_many.join(",")).is_err());
+}

@@ -167,8 +167,23 @@ async fn full_flow_consent_token_call_refresh_revoke() {
     assert_eq!(claims.aud, format!("{ORIGIN}/mcp"));
     assert_eq!(claims.client_id, client);
 
+    let listed = passgate::oauth::grants::list_for_user(app.store(), &alice.user_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed[0].redirect_uri, REDIRECT,
+        "kept to tell installations apart"
+    );
+    assert_eq!(listed[0].last_used_at, None);
     let second = tokens(&refresh(&app, &client, first["refresh_token"].as_str().unwrap()).await);
     assert_ne!(second["refresh_token"], first["refresh_token"], "rotated");
+    let listed = passgate::oauth::grants::list_for_user(app.store(), &alice.user_id)
+        .await
+        .unwrap();
+    assert!(
+        listed[0].last_used_at.is_some(),
+        "a refresh is recorded as the client's last use"
+    );
     assert_eq!(
         add(&app, second["access_token"].as_str().unwrap())
             .await

@@ -39,6 +39,9 @@ async fn grant_for(app: &TestApp, user_id: &str, client_id: &str, family: &str) 
         scope: "mcp".into(),
         resource: format!("{ORIGIN}/mcp"),
         created_at: now_unix(),
+        redirect_uri: "http://127.0.0.1:33418/callback".into(),
+        groups: Vec::new(),
+        last_used_at: None,
     };
     app.store()
         .transact(grants::create_writes(&grant).unwrap())
@@ -1007,7 +1010,7 @@ async fn first_admin_invitation_is_made_once() {
 #[tokio::test]
 async fn cli_invites_lists_disables_and_deletes() {
     let app = TestApp::new().await;
-    let out = cli::invite(app.store(), ORIGIN, "amy", true, 48)
+    let out = cli::invite(app.store(), ORIGIN, "amy", true, 48, true)
         .await
         .unwrap();
     let link = out.lines().last().unwrap();
@@ -1080,4 +1083,323 @@ async fn json_endpoints_want_json() {
         .post_json(&app, "/login/passkey/finish", &Value::Null)
         .await;
     assert_ne!(r.status, StatusCode::OK);
+}
+
+/// The one-time link shown on a page of the admin area.
+fn link_in(body: &str, marker: &str) -> String {
+    body.split("value=\"")
+        .find_map(|s| s.split('"').next().filter(|v| v.contains(marker)))
+        .unwrap_or_else(|| panic!("no {marker} link in {body}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_recovery_link_adds_a_passkey_ends_other_sessions_and_keeps_the_rest() {
+    let app = TestApp::new().await;
+    let (_, admin_cookie) = support::new_user(&app, "root", Role::Admin).await;
+    let (lost_device, first_session) = support::new_user(&app, "yan", Role::Member).await;
+    let second_session = sign_in(&app, &lost_device).await;
+    let yan = app.signed_in(&first_session).await.unwrap();
+    grant_for(&app, &yan.user_id, "vscode", "f-yan").await;
+    users::set_groups(app.store(), &yan.user_id, vec!["eng".into()])
+        .await
+        .unwrap();
+
+    // Only administrators make recovery links.
+    let member_csrf = csrf(&app, &first_session).await;
+    let r = Browser::with_cookie(&first_session)
+        .post_form(
+            &app,
+            "/admin/users/recover",
+            &[("csrf", &member_csrf), ("user_id", &yan.user_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let mut admin = Browser::with_cookie(&admin_cookie);
+    let admin_csrf = csrf(&app, &admin_cookie).await;
+    let made = admin
+        .post_form(
+            &app,
+            "/admin/users/recover",
+            &[("csrf", &admin_csrf), ("user_id", &yan.user_id)],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    assert!(made.body.contains("signs out every other browser"));
+    let link = link_in(&made.body, "/recover?token=");
+    assert!(link.starts_with(&format!("{ORIGIN}/recover?token=")));
+    let token = support::app::token_of(&link);
+    // Only the hash is stored.
+    let stored = app
+        .store()
+        .get(
+            &format!("recover#{}", passgate::crypto::token_hash(&token)),
+            "recover",
+        )
+        .await
+        .unwrap();
+    assert!(
+        stored.is_some()
+            && !stored
+                .unwrap()
+                .value
+                .windows(token.len())
+                .any(|w| w == token.as_bytes())
+    );
+
+    // The page says what using it ends and keeps.
+    let mut browser = Browser::new();
+    let page = browser.get(&app, &format!("/recover?token={token}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<strong>yan</strong>"));
+    assert!(
+        page.body
+            .contains("<strong>It ends</strong> every other browser session")
+    );
+    assert!(page.body.contains("<strong>It keeps</strong> the account's other passkeys, its connected applications and its groups"));
+    assert!(page.body.contains(r#"data-passkey="recover""#));
+
+    let new_device = SoftAuthenticator::new();
+    let options = browser
+        .post_json(
+            &app,
+            "/recover/passkey/options",
+            &json!({ "token": token, "label": "new phone" }),
+        )
+        .await;
+    assert_eq!(options.status, StatusCode::OK, "{}", options.body);
+    assert_eq!(options.json()["publicKey"]["user"]["name"], "yan");
+    let credential = new_device.create(ORIGIN, options.json()).await.unwrap();
+    let done = browser
+        .post_json(&app, "/recover/passkey/finish", &credential)
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.json()["redirect"], "/account?notice=recovered");
+
+    // Signed in here, signed out everywhere else.
+    let cookie = browser.session_cookie().expect("signed in");
+    assert_eq!(app.signed_in(&cookie).await.unwrap().user_id, yan.user_id);
+    assert!(app.signed_in(&first_session).await.is_none());
+    assert!(app.signed_in(&second_session).await.is_none());
+    // Kept: the old passkey, the connected client, the groups.
+    let creds = users::credentials(app.store(), &yan.user_id).await.unwrap();
+    assert_eq!(creds.len(), 2);
+    assert_eq!(creds[1].name, "new phone");
+    assert!(grants::get(app.store(), "f-yan").await.unwrap().is_some());
+    let user = users::get(app.store(), &yan.user_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.groups, ["eng"]);
+    // The new passkey signs in.
+    sign_in(&app, &new_device).await;
+
+    // Single use: the link is gone.
+    let again = Browser::new()
+        .post_json(&app, "/recover/passkey/options", &json!({ "token": token }))
+        .await;
+    assert_eq!(again.status, StatusCode::GONE);
+    let page = Browser::new()
+        .get(&app, &format!("/recover?token={token}"))
+        .await;
+    assert_eq!(page.status, StatusCode::GONE);
+
+    // Expired links are refused, and disabled accounts get none.
+    let short = passgate::login::recovery::create(app.store(), ORIGIN, "yan", 3600, None)
+        .await
+        .unwrap();
+    let expired_token = support::app::token_of(&short.link);
+    let pk = format!("recover#{}", passgate::crypto::token_hash(&expired_token));
+    let item = app.store().get(&pk, "recover").await.unwrap().unwrap();
+    app.store()
+        .put(passgate::store::NewItem::new(pk, "recover", item.value).expires_at(now_unix() - 1))
+        .await
+        .unwrap();
+    let expired = Browser::new()
+        .post_json(
+            &app,
+            "/recover/passkey/options",
+            &json!({ "token": expired_token }),
+        )
+        .await;
+    assert_eq!(expired.status, StatusCode::GONE);
+    users::set_disabled(app.store(), &yan.user_id, true)
+        .await
+        .unwrap();
+    assert!(
+        passgate::login::recovery::create(app.store(), ORIGIN, "yan", 3600, None)
+            .await
+            .is_err()
+    );
+    let r = cli::recover(app.store(), ORIGIN, "yan", 24).await;
+    assert!(format!("{:#}", r.unwrap_err()).contains("disabled"));
+}
+
+#[tokio::test]
+async fn administrators_set_groups_that_the_account_page_and_grants_show() {
+    let app = TestApp::new().await;
+    let (_, admin_cookie) = support::new_user(&app, "root", Role::Admin).await;
+    let (_, cookie) = support::new_user(&app, "yan", Role::Member).await;
+    let yan = app.signed_in(&cookie).await.unwrap();
+    grant_for(&app, &yan.user_id, "vscode", "f-groups").await;
+
+    let member_csrf = csrf(&app, &cookie).await;
+    let r = Browser::with_cookie(&cookie)
+        .post_form(
+            &app,
+            "/admin/users/groups",
+            &[
+                ("csrf", &member_csrf),
+                ("user_id", &yan.user_id),
+                ("groups", "admins"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let mut admin = Browser::with_cookie(&admin_cookie);
+    let token = csrf(&app, &admin_cookie).await;
+    let setter = admin.clone();
+    let set = |groups: &'static str| {
+        let (token, id) = (token.clone(), yan.user_id.clone());
+        let mut admin = setter.clone();
+        let app = &app;
+        async move {
+            admin
+                .post_form(
+                    app,
+                    "/admin/users/groups",
+                    &[("csrf", &token), ("user_id", &id), ("groups", groups)],
+                )
+                .await
+        }
+    };
+    let r = set("ops, eng").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), Some("/admin?notice=groups-saved"));
+    let user = users::get(app.store(), &yan.user_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.groups, ["eng", "ops"]);
+    let grant = grants::get(app.store(), "f-groups").await.unwrap().unwrap();
+    assert_eq!(grant.groups, ["eng", "ops"], "live grants carry the groups");
+    let page = admin.get(&app, "/admin").await;
+    assert!(page.body.contains(r#"value="eng, ops""#), "{}", page.body);
+    let account = Browser::with_cookie(&cookie).get(&app, "/account").await;
+    assert!(account.body.contains("data-groups"));
+    assert!(
+        account
+            .body
+            .contains(r#"<span class="tag">eng</span> <span class="tag">ops</span>"#)
+    );
+
+    let bad = set("two words").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("cannot be a group"));
+    let cleared = set("").await;
+    assert_eq!(cleared.status, StatusCode::SEE_OTHER);
+    let account = Browser::with_cookie(&cookie).get(&app, "/account").await;
+    assert!(!account.body.contains("data-groups"));
+    assert!(
+        grants::get(app.store(), "f-groups")
+            .await
+            .unwrap()
+            .unwrap()
+            .groups
+            .is_empty()
+    );
+
+    // From the command line too.
+    let out = cli::groups(app.store(), "yan", "research,eng")
+        .await
+        .unwrap();
+    assert_eq!(out, "Groups of yan: eng, research");
+    let out = cli::groups(app.store(), "yan", "").await.unwrap();
+    assert_eq!(out, "yan is in no groups.");
+}
+
+#[tokio::test]
+async fn the_account_page_says_how_to_connect() {
+    let app = TestApp::new().await;
+    let (_, cookie) = support::new_user(&app, "sam", Role::Member).await;
+    let page = Browser::with_cookie(&cookie).get(&app, "/account").await;
+    let mcp_url = format!("{ORIGIN}/mcp");
+    assert!(page.body.contains(&format!(
+        r#"<input type="text" id="mcp-url" readonly value="{mcp_url}""#
+    )));
+    assert!(page.body.contains(r#"data-copy="mcp-url""#));
+    for client in [
+        "Claude (web and desktop)",
+        "ChatGPT",
+        "VS Code",
+        "Claude Code",
+        "Cursor",
+    ] {
+        assert!(
+            page.body.contains(&format!("<summary>{client}</summary>")),
+            "{client}"
+        );
+    }
+    assert!(page.body.contains(&format!(
+        "claude mcp add --transport http passgate {mcp_url}"
+    )));
+    assert!(page.body.contains("needs passgate on a public https URL"));
+}
+
+#[tokio::test]
+async fn same_named_installations_are_grouped_and_told_apart() {
+    let app = TestApp::new().await;
+    let (_, cookie) = support::new_user(&app, "sam", Role::Member).await;
+    let me = app.signed_in(&cookie).await.unwrap();
+    let mut ids = Vec::new();
+    for (port, agent) in [(3334, "node"), (5599, "mcp-remote/0.1.37")] {
+        let redirect = format!("http://localhost:{port}/oauth/callback");
+        let request = http::Request::post("/register")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::USER_AGENT, agent)
+            .body(axum::body::Body::from(
+                json!({"client_name": "MCP CLI Proxy", "redirect_uris": [redirect]}).to_string(),
+            ))
+            .unwrap();
+        let registered = app.send(request).await;
+        assert_eq!(registered.status, StatusCode::CREATED);
+        let id = registered.json()["client_id"].as_str().unwrap().to_owned();
+        let grant = Grant {
+            family: format!("f-{port}"),
+            user_id: me.user_id.clone(),
+            client_id: id.clone(),
+            client_name: "MCP CLI Proxy".into(),
+            scope: "mcp".into(),
+            resource: format!("{ORIGIN}/mcp"),
+            created_at: now_unix(),
+            redirect_uri: redirect,
+            groups: Vec::new(),
+            last_used_at: None,
+        };
+        app.store()
+            .transact(grants::create_writes(&grant).unwrap())
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let page = Browser::with_cookie(&cookie).get(&app, "/account").await;
+    assert_eq!(page.body.matches("data-client-group").count(), 1);
+    assert!(page.body.contains("2 installations"));
+    for (id, (port, agent)) in ids
+        .iter()
+        .zip([(3334, "node"), (5599, "mcp-remote/0.1.37")])
+    {
+        assert!(page.body.contains(&format!("localhost:{port}")), "{port}");
+        // In-process requests have no peer address: the agent tells them apart.
+        assert!(
+            page.body.contains(&format!("from {agent}</small>")),
+            "{agent}"
+        );
+        assert!(page.body.contains(&format!(
+            "aria-label=\"Disconnect MCP CLI Proxy ({})\"",
+            &id[..8]
+        )));
+    }
 }

@@ -139,3 +139,35 @@ async fn conformance_suite_authorization_server_scenarios_pass() {
     );
     assert!(!transcript.contains("FAILURE"), "{transcript}");
 }
+
+/// A local passgate configured as `localhost`, reached as `127.0.0.1`:
+/// both SDKs stop with passgate's message naming the URL to use, instead of
+/// a resource mismatch they cannot explain.
+#[test]
+fn sdks_reaching_another_loopback_name_are_told_the_mcp_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Passgate::start(dir.path(), None, &[]);
+    let wrong = format!("http://127.0.0.1:{}/mcp", server.port);
+    let hint = format!("connect your client to {}/mcp", server.base);
+    let mut python_cmd = Command::new(python());
+    python_cmd
+        .arg(format!("{ROOT}/tests/py/client.py"))
+        .arg(&wrong)
+        .arg("no-cookie=none");
+    let mut node_cmd = Command::new(node());
+    node_cmd
+        .arg(format!("{ROOT}/tests/js/ts-client.mjs"))
+        .arg(&wrong)
+        .arg("no-cookie=none")
+        .current_dir(format!("{ROOT}/tests/js"));
+    for (what, mut cmd) in [("Python SDK", python_cmd), ("TypeScript SDK", node_cmd)] {
+        let out = cmd.output().unwrap();
+        let all = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{what} connected anyway:\n{all}");
+        assert!(all.contains(&hint), "{what} does not show the hint:\n{all}");
+    }
+}

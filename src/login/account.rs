@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::{
     app::AppState,
+    config::Config,
     error::{Error, ScriptError},
     login::{
         SignedIn, api, current,
@@ -39,6 +40,10 @@ pub async fn page(
     let store = state.store.as_ref();
     let creds = users::credentials(store, &me.user_id).await?;
     let grants = grants::list_for_user(store, &me.user_id).await?;
+    let mut connected = group_by_client(&grants);
+    for (client_id, c) in connected.iter_mut() {
+        c.origin = client_origin(&state, client_id).await?;
+    }
     let admin_link = if me.is_admin {
         r#"<a class="button secondary" href="/admin">Manage users</a>"#
     } else {
@@ -49,10 +54,12 @@ pub async fn page(
 <section class="card">
 <h1>{display_name}</h1>
 <p class="muted">Signed in as <strong>{name}</strong>{role}.</p>
+{groups}
 <div class="actions">{admin_link}
 <form method="post" action="/logout" class="inline">{csrf}<button type="submit" class="secondary">Sign out</button></form>
 </div>
 </section>
+{connect}
 {passkeys}
 {clients}"#,
         notice = ui::notice(query.notice.as_deref()),
@@ -63,13 +70,57 @@ pub async fn page(
         } else {
             ""
         },
+        groups = groups_line(&me.groups),
         csrf = ui::csrf_field(&me.csrf),
+        connect = connect_section(&state.config),
         passkeys = passkeys_section(&me, &creds),
-        clients = clients_section(&me, &grants, &state.config.mcp_url()),
+        clients = clients_section(&me, &connected, &state.config.mcp_url()),
     );
     Ok(Page::new("Your account", body)
         .with_script()
         .into_response())
+}
+
+fn groups_line(groups: &[String]) -> String {
+    if groups.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = groups
+        .iter()
+        .map(|g| format!(r#"<span class="tag">{}</span>"#, escape(g)))
+        .collect();
+    format!(
+        r#"<p class="small" data-groups>Groups: {}</p>"#,
+        names.join(" ")
+    )
+}
+
+/// The MCP URL to paste, with a copy button (the page script wires it), and
+/// where each common client takes it.
+fn connect_section(config: &Config) -> String {
+    let url = escape(&config.mcp_url());
+    let cloud_note = if config.public_url_is_loopback() {
+        r#" <span class="muted">It runs in the cloud, so it needs passgate on a public https URL; this one is local.</span>"#
+    } else {
+        ""
+    };
+    format!(
+        r#"<section class="card" aria-labelledby="connect-title">
+<h2 id="connect-title">Connect an application</h2>
+<p class="muted">Add this MCP server URL to your MCP client. The client sends you here to sign in and approve it.</p>
+<label for="mcp-url">MCP server URL</label>
+<div class="copy-row"><input type="text" id="mcp-url" readonly value="{url}" class="mono" data-select-on-focus>
+<button type="button" class="secondary" data-copy="mcp-url" data-copy-status-id="mcp-url-status" data-copied="Copied. Paste it into your MCP client." hidden>Copy URL</button></div>
+<p class="status" role="status" aria-live="polite" id="mcp-url-status"></p>
+<div class="clients-help">
+<details><summary>Claude (web and desktop)</summary><p>Settings → Connectors → Add custom connector, then paste the URL.{cloud_note}</p></details>
+<details><summary>ChatGPT</summary><p>Settings → Connectors (in developer mode) → Create, paste the URL and choose OAuth.{cloud_note}</p></details>
+<details><summary>VS Code</summary><p>Command Palette → <q>MCP: Add Server…</q> → HTTP, then paste the URL.</p></details>
+<details><summary>Claude Code</summary><p>Run <code>claude mcp add --transport http passgate {url}</code>, then <code>/mcp</code> in Claude Code to sign in.</p></details>
+<details><summary>Cursor</summary><p>Add to <code>~/.cursor/mcp.json</code>: <code>{{"mcpServers": {{"passgate": {{"url": "{url}"}}}}}}</code></p></details>
+</div>
+</section>"#
+    )
 }
 
 fn passkeys_section(me: &SignedIn, creds: &[Credential]) -> String {
@@ -146,12 +197,17 @@ fn short_id(id: &str) -> String {
 }
 
 /// Connected clients, one entry per client however many authorizations it
-/// holds.
+/// holds, with what tells apart installations that share a name.
 struct Connected<'a> {
     name: &'a str,
     scopes: Vec<&'a str>,
     since: i64,
+    last_used: i64,
     authorizations: usize,
+    /// Host and port of the redirect URIs (`127.0.0.1:33418`).
+    redirect_hosts: Vec<String>,
+    /// Where the registration came from, or how the client is known.
+    origin: String,
 }
 
 fn group_by_client(grants: &[Grant]) -> BTreeMap<&str, Connected<'_>> {
@@ -161,10 +217,19 @@ fn group_by_client(grants: &[Grant]) -> BTreeMap<&str, Connected<'_>> {
             name: &g.client_name,
             scopes: Vec::new(),
             since: g.created_at,
+            last_used: 0,
             authorizations: 0,
+            redirect_hosts: Vec::new(),
+            origin: String::new(),
         });
         entry.authorizations += 1;
         entry.since = entry.since.min(g.created_at);
+        entry.last_used = entry.last_used.max(g.last_used_at.unwrap_or(g.created_at));
+        if let Some(host) = redirect_host(&g.redirect_uri)
+            && !entry.redirect_hosts.contains(&host)
+        {
+            entry.redirect_hosts.push(host);
+        }
         for s in g.scope.split_whitespace() {
             if !entry.scopes.contains(&s) {
                 entry.scopes.push(s);
@@ -172,6 +237,44 @@ fn group_by_client(grants: &[Grant]) -> BTreeMap<&str, Connected<'_>> {
         }
     }
     clients
+}
+
+/// `host[:port]` of a redirect URI, or the scheme of a private-use one
+/// (`cursor:`).
+pub fn redirect_host(uri: &str) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    Some(match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => format!("{}:", url.scheme()),
+    })
+}
+
+/// How a client is known, for telling it apart from same-named ones.
+pub async fn client_origin(state: &AppState, client_id: &str) -> Result<String, Error> {
+    if state
+        .configured_clients
+        .iter()
+        .any(|c| c.client_id == client_id)
+    {
+        return Ok("configured by the operator".into());
+    }
+    if client_id.contains("://") {
+        let host = url::Url::parse(client_id)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Ok(format!("described at {host}"));
+    }
+    Ok(
+        match crate::oauth::clients::registration(state.store.as_ref(), client_id).await? {
+            Some(c) => match c.registered_from {
+                Some(from) => format!("registered {} from {from}", ui::date(c.created_at)),
+                None => format!("registered {}", ui::date(c.created_at)),
+            },
+            None => "registration removed".into(),
+        },
+    )
 }
 
 /// What a scope lets a client do, in words.
@@ -182,34 +285,86 @@ fn scope_words(scope: &str) -> String {
     }
 }
 
-fn clients_section(me: &SignedIn, grants: &[Grant], mcp_url: &str) -> String {
-    let clients = group_by_client(grants);
+fn client_details(me: &SignedIn, client_id: &str, c: &Connected<'_>, title: bool) -> String {
+    let scopes = if c.scopes.is_empty() {
+        String::new()
+    } else {
+        let words: Vec<String> = c.scopes.iter().map(|s| scope_words(s)).collect();
+        format!(" · can use {}", words.join(", "))
+    };
+    let redirect = if c.redirect_hosts.is_empty() {
+        String::new()
+    } else {
+        format!(
+            r#"<small class="meta">returns to <span class="mono">{}</span> · {}</small>"#,
+            escape(&c.redirect_hosts.join(", ")),
+            escape(&c.origin)
+        )
+    };
+    let name = escape(if c.name.is_empty() { client_id } else { c.name });
+    let heading = if title {
+        format!("<strong>{name}</strong>")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"<li><div>{heading}<small class="meta">approved {since} · last used {last}{scopes} · {n} sign-in{plural}</small>{redirect}<small class="meta">client ID <span class="mono">{client_id}</span></small></div>
+<form method="post" action="/account/clients/revoke" class="inline">{csrf}<input type="hidden" name="client_id" value="{client_id}"><button type="submit" class="danger" aria-label="Disconnect {name}{id_hint}">Disconnect</button></form></li>"#,
+        client_id = escape(client_id),
+        since = ui::date(c.since),
+        last = ui::date(c.last_used),
+        n = c.authorizations,
+        plural = if c.authorizations == 1 { "" } else { "s" },
+        csrf = ui::csrf_field(&me.csrf),
+        // Same-named installations: the label says which one.
+        id_hint = if title {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                escape(&client_id.chars().take(8).collect::<String>())
+            )
+        },
+    )
+}
+
+fn clients_section(
+    me: &SignedIn,
+    clients: &BTreeMap<&str, Connected<'_>>,
+    mcp_url: &str,
+) -> String {
     let items: String = if clients.is_empty() {
         format!(
             r#"<li class="empty"><p>No applications are connected to your account yet.</p>
-<p class="small muted">To connect one, add this server to your MCP client (Claude, VS Code, Cursor…) with the address <code>{}</code>. The client sends you to passgate to sign in and approve it.</p></li>"#,
+<p class="small muted">To connect one, add <code>{}</code> to your MCP client, as described above.</p></li>"#,
             escape(mcp_url)
         )
     } else {
-        clients
+        // Installations that share a name (every mcp-remote is "MCP CLI
+        // Proxy") are listed together under that name.
+        let mut by_name: BTreeMap<&str, Vec<(&str, &Connected<'_>)>> = BTreeMap::new();
+        for (id, c) in clients {
+            by_name
+                .entry(if c.name.is_empty() { id } else { c.name })
+                .or_default()
+                .push((id, c));
+        }
+        by_name
             .iter()
-            .map(|(client_id, c)| {
-                let scopes = if c.scopes.is_empty() {
-                    String::new()
+            .map(|(name, members)| {
+                if let [(id, c)] = members.as_slice() {
+                    client_details(me, id, c, true)
                 } else {
-                    let words: Vec<String> = c.scopes.iter().map(|s| scope_words(s)).collect();
-                    format!(" · can use {}", words.join(", "))
-                };
-                format!(
-                    r#"<li><div><strong>{name}</strong><small class="meta">approved {since}{scopes} · {n} sign-in{plural}</small><small class="meta">client ID <span class="mono">{client_id}</span></small></div>
-<form method="post" action="/account/clients/revoke" class="inline">{csrf}<input type="hidden" name="client_id" value="{client_id}"><button type="submit" class="danger" aria-label="Disconnect {name}">Disconnect</button></form></li>"#,
-                    name = escape(if c.name.is_empty() { client_id } else { c.name }),
-                    client_id = escape(client_id),
-                    since = ui::date(c.since),
-                    n = c.authorizations,
-                    plural = if c.authorizations == 1 { "" } else { "s" },
-                    csrf = ui::csrf_field(&me.csrf),
-                )
+                    let rows: String = members
+                        .iter()
+                        .map(|(id, c)| client_details(me, id, c, false))
+                        .collect();
+                    format!(
+                        r#"<li class="stacked" data-client-group><div><strong>{name}</strong> <small>{n} installations, told apart by where they return to and when they were used</small></div><ul class="list nested">{rows}</ul></li>"#,
+                        name = escape(name),
+                        n = members.len(),
+                    )
+                }
             })
             .collect()
     };

@@ -4,7 +4,7 @@
 
 use crate::{
     config::Config,
-    login::{invitations, ui},
+    login::{invitations, recovery, ui},
     store::Store,
     users::{self, Role},
 };
@@ -17,7 +17,19 @@ pub async fn invite(
     name: &str,
     admin: bool,
     ttl_hours: u32,
+    passkeys: bool,
 ) -> anyhow::Result<String> {
+    if !passkeys {
+        // The link would lead to a passkey page the server does not offer.
+        anyhow::bail!(
+            "passkeys are off (--passkeys false), so an invitation, which enrolls a passkey, could not be used: people get an account by signing in with the identity provider.{}",
+            if admin {
+                " To make one an administrator, run `passgate users promote <name>` after their first sign-in, or list their verified email in --upstream-admin-emails."
+            } else {
+                ""
+            }
+        );
+    }
     let role = if admin { Role::Admin } else { Role::Member };
     let created = invitations::create(
         store,
@@ -97,6 +109,126 @@ pub async fn delete(store: &dyn Store, name: &str) -> anyhow::Result<String> {
         "Deleted {} with their passkeys, sessions and grants.",
         user.name
     ))
+}
+
+/// `passgate users recover <name> [--ttl-hours N]`: a single-use link that
+/// lets the account add a passkey again. The link is the last line.
+pub async fn recover(
+    store: &dyn Store,
+    public_url: &str,
+    name: &str,
+    ttl_hours: u32,
+) -> anyhow::Result<String> {
+    let user = by_name(store, name).await?;
+    let created =
+        recovery::create_for(store, public_url, &user, i64::from(ttl_hours) * 3600, None).await?;
+    Ok(format!(
+        "Recovery link for {name}, valid once until {expires}.\n{what}\nSend this link to {name} through a channel you trust:\n{link}",
+        name = user.name,
+        expires = ui::date_time(created.recovery.expires_at),
+        what = recovery::WHAT_IT_DOES,
+        link = created.link,
+    ))
+}
+
+/// `passgate users groups <name> [g1,g2,...]`: sets the account's groups
+/// (none given: clears them) and prints them.
+pub async fn groups(store: &dyn Store, name: &str, groups: &str) -> anyhow::Result<String> {
+    let user = by_name(store, name).await?;
+    let groups = users::parse_groups(groups)?;
+    let user = users::set_groups(store, &user.id, groups).await?;
+    Ok(if user.groups.is_empty() {
+        format!("{} is in no groups.", user.name)
+    } else {
+        format!("Groups of {}: {}", user.name, user.groups.join(", "))
+    })
+}
+
+/// Printed once `passgate serve` listens: the URL to paste into MCP
+/// clients, and where people manage their account.
+pub fn serving_banner(config: &Config) -> String {
+    format!(
+        "passgate is serving {public}\n  MCP server URL (paste this into your MCP client): {mcp}\n  Your account: {account}",
+        public = config.issuer(),
+        mcp = config.mcp_url(),
+        account = config.url("/account"),
+    )
+}
+
+/// `passgate users promote <name>`: works whichever way the person signs
+/// in (passkeys or any identity provider).
+pub async fn promote(store: &dyn Store, name: &str) -> anyhow::Result<String> {
+    let user = by_name(store, name).await?;
+    if user.is_admin() {
+        return Ok(format!("{} is already an administrator.", user.name));
+    }
+    let user = users::set_role(store, &user.id, Role::Admin).await?;
+    Ok(format!("{} is now an administrator.", user.name))
+}
+
+/// `passgate users demote <name>`. Refuses to demote the last active
+/// administrator, who is the only one left to manage users from the web.
+pub async fn demote(store: &dyn Store, name: &str) -> anyhow::Result<String> {
+    let user = by_name(store, name).await?;
+    if !user.is_admin() {
+        return Ok(format!("{} is not an administrator.", user.name));
+    }
+    let others = users::list(store)
+        .await?
+        .into_iter()
+        .filter(|u| u.is_admin() && !u.disabled && u.id != user.id)
+        .count();
+    if others == 0 && !user.disabled {
+        anyhow::bail!(
+            "{} is the only active administrator; promote someone else first (`passgate users promote <name>`)",
+            user.name
+        );
+    }
+    let user = users::set_role(store, &user.id, Role::Member).await?;
+    Ok(format!(
+        "{} is now a member. (Someone listed in --upstream-admin-emails becomes an administrator again at their next sign-in: remove them from that list too.)",
+        user.name
+    ))
+}
+
+/// At `passgate serve` start-up with passkeys off (nobody can enroll from
+/// an invitation): while no administrator exists, how to get one.
+pub async fn no_admin_banner(store: &dyn Store, config: &Config) -> anyhow::Result<Option<String>> {
+    let Some(upstream) = config.upstream.as_ref().filter(|_| !config.passkeys) else {
+        return Ok(None);
+    };
+    if users::list(store).await?.iter().any(|u| u.is_admin()) {
+        return Ok(None);
+    }
+    tracing::info!("no administrator yet: printed how to make one to standard output");
+    let listed = if upstream.admin_emails.is_empty() && upstream.admin_groups.is_empty() {
+        "list their verified email in --upstream-admin-emails, or a group of\n     \
+         theirs in --upstream-admin-groups (Entra ID: no email is verified),\n     \
+         and restart passgate; they become one at their next sign-in"
+            .to_owned()
+    } else {
+        let mut lists = Vec::new();
+        if !upstream.admin_emails.is_empty() {
+            lists.push(format!("emails {}", upstream.admin_emails.join(", ")));
+        }
+        if !upstream.admin_groups.is_empty() {
+            lists.push(format!("groups {}", upstream.admin_groups.join(", ")));
+        }
+        format!(
+            "sign in as someone listed as an administrator ({})",
+            lists.join("; ")
+        )
+    };
+    let rule = "=".repeat(72);
+    Ok(Some(format!(
+        "\n{rule}\n  passgate has no administrator yet. People sign in with {name} at\n  \
+         {login}. To make someone an administrator, either\n  \
+         - {listed}, or\n  \
+         - after their first sign-in, run `passgate users promote <name>` with\n     \
+         the same store settings (`passgate users list` shows the names).\n{rule}\n",
+        name = upstream.name,
+        login = config.url("/login"),
+    )))
 }
 
 /// At `passgate serve` start-up: when nobody can sign in yet, creates the

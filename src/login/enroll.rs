@@ -37,6 +37,9 @@ pub async fn page(
     State(state): State<AppState>,
     Query(query): Query<TokenQuery>,
 ) -> Result<Response, Error> {
+    if !state.config.passkeys {
+        return Ok(passkeys_off(&state));
+    }
     let invitation = match invitations::peek(state.store.as_ref(), &query.token).await {
         Ok((invitation, _)) => invitation,
         Err(Error::Gone(_)) => return Ok(link_not_valid()),
@@ -89,6 +92,29 @@ fn link_not_valid() -> Response {
 </ul>
 <div class="actions"><a class="button" href="/login">Sign in</a></div>
 </section>"#,
+    )
+    .status(StatusCode::GONE)
+    .into_response()
+}
+
+/// An invitation enrolls a passkey; with passkeys off people sign in
+/// through the identity provider instead, and their account is made then.
+fn passkeys_off(state: &AppState) -> Response {
+    let provider = state
+        .config
+        .upstream
+        .as_ref()
+        .map_or("the identity provider", |u| u.name.as_str());
+    Page::new(
+        "Invitation links are not used here",
+        format!(
+            r#"<section class="card">
+<h1>Invitation links are not used here</h1>
+<p class="lead">This passgate does not use passkeys, so an invitation link cannot create an account. Sign in with {provider} instead: your account is created at your first sign-in.</p>
+<div class="actions"><a class="button" href="/login">Sign in</a></div>
+</section>"#,
+            provider = escape(provider),
+        ),
     )
     .status(StatusCode::GONE)
     .into_response()

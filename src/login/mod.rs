@@ -9,7 +9,8 @@
 //! to get an account; [`ratelimit`] the attempt limits; [`signin`],
 //! [`enroll`], [`account`] and [`admin`] the pages and JSON endpoints;
 //! [`api`], [`forms`], [`cookies`] and [`ui`] their shared plumbing;
-//! [`cli`] the `passgate users` commands. Accounts themselves live in
+//! [`cli`] the `passgate users` commands; [`recovery`] the links that let
+//! an existing account add a passkey again. Accounts themselves live in
 //! `crate::users`.
 
 pub mod account;
@@ -22,6 +23,7 @@ pub mod forms;
 pub mod invitations;
 pub mod passkeys;
 pub mod ratelimit;
+pub mod recovery;
 pub mod session;
 pub mod signin;
 pub mod ui;
@@ -38,6 +40,7 @@ pub struct SignedIn {
     pub name: String,
     pub display_name: String,
     pub is_admin: bool,
+    pub groups: Vec<String>,
     /// Per-session token that every state-changing form must echo.
     pub csrf: String,
 }
@@ -86,6 +89,7 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Sig
         user_id: user.id,
         name: user.name,
         display_name: user.display_name,
+        groups: user.groups,
         csrf: session.csrf,
     }))
 }

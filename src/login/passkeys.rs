@@ -78,6 +78,14 @@ pub enum Purpose {
     },
     /// A signed-in person adding another passkey.
     AddPasskey { user_id: String, label: String },
+    /// An existing account adding a passkey from a recovery link.
+    Recover {
+        /// Hash of the recovery token and the version seen at start.
+        recovery: String,
+        recovery_version: u64,
+        user_id: String,
+        label: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -436,7 +444,9 @@ pub async fn finish_registration(
     }
     let (user_id, label) = match &ceremony.purpose {
         Purpose::Enroll { user_id, .. } => (user_id.clone(), default_label()),
-        Purpose::AddPasskey { user_id, label } => (user_id.clone(), label.clone()),
+        Purpose::AddPasskey { user_id, label } | Purpose::Recover { user_id, label, .. } => {
+            (user_id.clone(), label.clone())
+        }
         Purpose::SignIn { .. } => {
             return Err(Error::bad_request(
                 "This passkey response answers another kind of request.",

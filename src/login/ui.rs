@@ -81,6 +81,10 @@ pub fn notice(code: Option<&str>) -> String {
     let text = match code {
         Some("welcome") => "Your account is ready, and you are signed in.",
         Some("passkey-added") => "Your new passkey is saved.",
+        Some("recovered") => {
+            "Your new passkey is saved and you are signed in; other browsers were signed out. If you lost a passkey, delete it below."
+        }
+        Some("groups-saved") => "The groups were saved.",
         Some("passkey-renamed") => "The passkey was renamed.",
         Some("passkey-deleted") => {
             "The passkey was deleted. Remember to remove it from your device or password manager too."

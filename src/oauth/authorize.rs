@@ -126,6 +126,21 @@ fn oauth_page_error(e: OAuthError) -> Response {
     }
 }
 
+/// A client metadata document that could not be used: what went wrong, and
+/// what to do, since the application keeps waiting for this sign-in.
+fn metadata_document_refused(state: &AppState, e: OAuthError) -> Response {
+    let local = if state.config.public_url_is_loopback() && !state.cimd.allows_loopback() {
+        " passgate fetches these documents only over https from public addresses. To try a client's metadata document on this machine, restart passgate with --dev-allow-loopback-cimd (development only), or let the client register dynamically instead."
+    } else {
+        ""
+    };
+    Error::BadRequest(format!(
+        "This application identifies itself with a client metadata document that passgate cannot use: {}.{local} Then cancel the sign-in in the application (it is still waiting for this one) and connect again.",
+        e.description
+    ))
+    .into_response()
+}
+
 /// `GET /authorize`
 pub async fn authorize(
     State(state): State<AppState>,
@@ -143,6 +158,9 @@ pub async fn authorize(
                  Remove the server from the application and add it again so that it registers anew.",
             )
             .into_response();
+        }
+        Err(e) if e.code == "invalid_client" && client_id.contains("://") => {
+            return metadata_document_refused(&state, e);
         }
         Err(e) => return oauth_page_error(e),
     };

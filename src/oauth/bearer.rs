@@ -25,6 +25,8 @@ pub struct Identity {
     pub user_id: String,
     pub client_id: String,
     pub scopes: Vec<String>,
+    /// The account's groups, as administrators set them.
+    pub groups: Vec<String>,
 }
 
 /// Access-token claims (RFC 9068 plus `fam`, the grant the token belongs to).
@@ -143,18 +145,19 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Identity, Bea
     if !scopes.iter().any(|s| s == SCOPE_MCP) {
         return Err(BearerError::InsufficientScope);
     }
-    match grants::get(state.store.as_ref(), &claims.fam).await {
-        Ok(Some(grant)) if grant.user_id == claims.sub => {}
+    let groups = match grants::get(state.store.as_ref(), &claims.fam).await {
+        Ok(Some(grant)) if grant.user_id == claims.sub => grant.groups,
         Ok(_) => return Err(BearerError::Invalid("access was revoked")),
         Err(e) => {
             tracing::warn!(error = %e, "could not check a grant");
             return Err(BearerError::Unavailable);
         }
-    }
+    };
     Ok(Identity {
         user_id: claims.sub,
         client_id: claims.client_id,
         scopes,
+        groups,
     })
 }
 

@@ -32,6 +32,8 @@ const MAX_CACHE_SECS: i64 = 24 * 3600;
 #[derive(Clone)]
 pub struct CimdFetcher {
     client: reqwest::Client,
+    /// `--dev-allow-loopback-cimd`: loopback documents, over http too.
+    allow_loopback: bool,
 }
 
 impl CimdFetcher {
@@ -57,8 +59,44 @@ impl CimdFetcher {
             client: customize(builder)
                 .build()
                 .expect("reqwest client configuration is valid"),
+            allow_loopback: false,
         }
     }
+
+    /// Development only (`--dev-allow-loopback-cimd`): also loopback
+    /// addresses, and plain http to a loopback host. Other private
+    /// addresses stay refused.
+    pub fn allowing_loopback() -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(FETCH_TIMEOUT)
+            .connect_timeout(FETCH_TIMEOUT)
+            .dns_resolver(Arc::new(PublicOrLoopbackResolver))
+            .user_agent(concat!("passgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("reqwest client configuration is valid");
+        Self {
+            client,
+            allow_loopback: true,
+        }
+    }
+
+    pub fn allows_loopback(&self) -> bool {
+        self.allow_loopback
+    }
+}
+
+/// Is this a client id the development setting accepts over plain http?
+pub fn is_loopback_http(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.scheme() == "http"
+            && match u.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            }
+    })
 }
 
 impl Default for CimdFetcher {
@@ -111,6 +149,23 @@ impl Resolve for PublicOnlyResolver {
                 .collect();
             if addrs.is_empty() {
                 return Err("the host has no public address".into());
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+struct PublicOrLoopbackResolver;
+
+impl Resolve for PublicOrLoopbackResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 443))
+                .await?
+                .filter(|a| is_public(a.ip()) || a.ip().is_loopback())
+                .collect();
+            if addrs.is_empty() {
+                return Err("the host has no public or loopback address".into());
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
@@ -186,12 +241,17 @@ pub fn client_from_document(url: &str, body: &[u8]) -> Result<Client, OAuthError
         source: ClientSource::MetadataDocument,
         secret_hash: None,
         created_at: 0,
+        registered_from: None,
     })
 }
 
 async fn fetch(fetcher: &CimdFetcher, url: &str) -> Result<(Client, i64), OAuthError> {
     let parsed = url::Url::parse(url).map_err(|_| invalid("the client id is not a valid URL"))?;
-    if parsed.scheme() != "https" || parsed.fragment().is_some() || !parsed.username().is_empty() {
+    let dev_http = fetcher.allow_loopback && is_loopback_http(url);
+    if (parsed.scheme() != "https" && !dev_http)
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+    {
         return Err(invalid(
             "a URL client id must be an https URL without fragment or credentials",
         ));
@@ -202,7 +262,8 @@ async fn fetch(fetcher: &CimdFetcher, url: &str) -> Result<(Client, i64), OAuthE
         Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
         _ => None,
     };
-    if literal.is_some_and(|ip| !is_public(ip)) {
+    let allowed = |ip: IpAddr| is_public(ip) || (fetcher.allow_loopback && ip.is_loopback());
+    if literal.is_some_and(|ip| !allowed(ip)) {
         return Err(invalid(
             "the client metadata document is on a non-public address",
         ));

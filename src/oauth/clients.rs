@@ -41,6 +41,10 @@ pub struct Client {
     pub secret_hash: Option<String>,
     #[serde(default)]
     pub created_at: i64,
+    /// Registrations: the address (and `User-Agent`) that registered, which
+    /// tells apart installations that share a name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_from: Option<String>,
 }
 
 /// A pre-registered client from the operator's clients file.
@@ -65,6 +69,7 @@ impl ConfiguredClient {
             source: ClientSource::Configured,
             secret_hash: self.client_secret.as_deref().map(crypto::token_hash),
             created_at: 0,
+            registered_from: None,
         })
     }
 }
@@ -115,7 +120,12 @@ pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, O
     {
         return Ok(Some(c.clone()));
     }
-    if client_id.starts_with("https://") {
+    if super::cimd::is_loopback_http(client_id) && !state.cimd.allows_loopback() {
+        return Err(OAuthError::invalid_client(
+            "the client metadata document is on this machine, over plain http",
+        ));
+    }
+    if client_id.starts_with("https://") || super::cimd::is_loopback_http(client_id) {
         return super::cimd::resolve(state, client_id).await.map(Some);
     }
     Ok(state.store.get_json(&key(client_id), "client").await?)
@@ -229,6 +239,7 @@ pub struct RegistrationRequest {
 pub async fn register(
     state: &AppState,
     req: RegistrationRequest,
+    registered_from: Option<String>,
 ) -> Result<serde_json::Value, OAuthError> {
     let invalid_metadata = |d: String| OAuthError::new("invalid_client_metadata", d);
     if req.redirect_uris.is_empty() {
@@ -298,6 +309,7 @@ pub async fn register(
         source: ClientSource::Registered,
         secret_hash: secret.as_deref().map(crypto::token_hash),
         created_at: now,
+        registered_from,
     };
     state
         .store
@@ -358,6 +370,33 @@ pub fn authenticate(
     }
 }
 
+/// Where a registration came from, for people telling installations apart:
+/// the peer address and a short, printable `User-Agent`.
+fn registration_origin(addr: crate::net::ClientAddr, headers: &http::HeaderMap) -> String {
+    let agent: String = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(60)
+        .collect();
+    match (addr.0, agent.trim()) {
+        (Some(ip), "") => ip.to_string(),
+        (Some(ip), agent) => format!("{ip}, {agent}"),
+        (None, "") => "unknown address".into(),
+        (None, agent) => agent.to_owned(),
+    }
+}
+
+/// A registration by client id, if it exists (no metadata-document fetch).
+pub async fn registration(
+    store: &dyn Store,
+    client_id: &str,
+) -> Result<Option<Client>, StoreError> {
+    store.get_json(&key(client_id), "client").await
+}
+
 /// Registrations allowed per client address per hour.
 const REGISTRATIONS_PER_HOUR: u64 = 30;
 
@@ -365,9 +404,11 @@ const REGISTRATIONS_PER_HOUR: u64 = 30;
 pub async fn register_handler(
     axum::extract::State(state): axum::extract::State<AppState>,
     addr: crate::net::ClientAddr,
+    headers: http::HeaderMap,
     body: Result<axum::Json<RegistrationRequest>, axum::extract::rejection::JsonRejection>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let from = registration_origin(addr, &headers);
     if let Err(e) = &body
         && e.status() == http::StatusCode::PAYLOAD_TOO_LARGE
     {
@@ -401,7 +442,7 @@ pub async fn register_handler(
                 "too many registrations from this address; try again later",
             ));
         }
-        register(&state, req).await
+        register(&state, req, Some(from)).await
     }
     .await;
     match result {
@@ -430,6 +471,7 @@ mod tests {
             source: ClientSource::Registered,
             secret_hash: None,
             created_at: 0,
+            registered_from: None,
         }
     }
 

@@ -20,6 +20,18 @@ pub struct Grant {
     pub scope: String,
     pub resource: String,
     pub created_at: i64,
+    /// The redirect URI of the authorization: its host and port tell apart
+    /// installations of one client (they share the name).
+    #[serde(default)]
+    pub redirect_uri: String,
+    /// The account's groups, kept current by `users::set_groups`, so the
+    /// per-call grant read gives tools the groups at no extra cost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// When the client last refreshed its tokens (kept on the account's
+    /// listing copy only, which is what the account page reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +77,64 @@ pub async fn list_for_user(store: &dyn Store, user_id: &str) -> Result<Vec<Grant
         .filter(|i| i.sk.starts_with("grant#"))
         .map(|i| i.json())
         .collect()
+}
+
+/// Writes new groups into each of a person's live grants. Each rewrite is
+/// conditional on the grant being unchanged since it was read, so a grant
+/// revoked meanwhile is never brought back; one that changed is read again.
+pub async fn set_groups_for_user(
+    store: &dyn Store,
+    user_id: &str,
+    groups: &[String],
+) -> Result<(), StoreError> {
+    for listed in list_for_user(store, user_id).await? {
+        for _ in 0..3 {
+            let Some(item) = store.get(&family_key(&listed.family), "grant").await? else {
+                break;
+            };
+            let mut grant: Grant = item.json()?;
+            grant.groups = groups.to_vec();
+            let mut listing = listed.clone();
+            listing.groups = groups.to_vec();
+            let writes = vec![
+                Write::Replace {
+                    item: NewItem::json(family_key(&grant.family), "grant", &grant)?,
+                    expected_version: item.version,
+                },
+                Write::Put(NewItem::json(
+                    user_key(&grant.user_id),
+                    family_key(&grant.family),
+                    &listing,
+                )?),
+            ];
+            match store.transact(writes).await {
+                Ok(()) => break,
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The write that records a refresh on the listing copy of a family, for
+/// the refresh's own transaction. It is conditional on that copy being
+/// unchanged, so a family revoked meanwhile is not listed again (the
+/// refresh then fails and finds the family gone).
+pub async fn touch_write(
+    store: &dyn Store,
+    user_id: &str,
+    family: &str,
+) -> Result<Option<Write>, StoreError> {
+    let Some(item) = store.get(&user_key(user_id), &family_key(family)).await? else {
+        return Ok(None);
+    };
+    let mut grant: Grant = item.json()?;
+    grant.last_used_at = Some(now_unix());
+    Ok(Some(Write::Replace {
+        item: NewItem::json(item.pk.clone(), item.sk.clone(), &grant)?,
+        expected_version: item.version,
+    }))
 }
 
 /// Ends one family. Idempotent.

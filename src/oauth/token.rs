@@ -31,6 +31,7 @@ use crate::{
     app::AppState,
     crypto,
     store::{Item, NewItem, StoreError, Write, now_unix},
+    users,
 };
 
 const SEAL_PURPOSE: &str = "token-response";
@@ -327,6 +328,11 @@ async fn redeem_code(
             return replayed(state, &key, &grant.user_id, redeemed, "authorization code").await;
         }
 
+        // The groups at sign-in; `users::set_groups` keeps them current.
+        let groups = users::get(state.store.as_ref(), &grant.user_id)
+            .await?
+            .map(|u| u.groups)
+            .unwrap_or_default();
         let family = crypto::random_id();
         let issued = issue(
             state,
@@ -354,6 +360,9 @@ async fn redeem_code(
             scope: grant.scope.clone(),
             resource: grant.resource.clone(),
             created_at: now_unix(),
+            redirect_uri: grant.redirect_uri.clone(),
+            groups,
+            last_used_at: None,
         })?);
         match state.store.transact(writes).await {
             Ok(()) => {
@@ -428,14 +437,14 @@ async fn refresh(
         };
         let mut used = record.clone();
         used.redeemed = Some(redeemed);
-        match state
-            .store
-            .transact(vec![
-                used_write(&item, &used)?,
-                Write::Insert(issued.refresh_item),
-            ])
-            .await
-        {
+        let mut writes = vec![
+            used_write(&item, &used)?,
+            Write::Insert(issued.refresh_item),
+        ];
+        writes.extend(
+            grants::touch_write(state.store.as_ref(), &record.user_id, &record.family).await?,
+        );
+        match state.store.transact(writes).await {
             Ok(()) => return Ok(issued.response),
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),

@@ -7,11 +7,15 @@
 //! presses "Sign in with <provider>" (a POST from our own origin), and only
 //! then is an upstream attempt created: random `state`, `nonce` and PKCE
 //! verifier, stored server-side for [`crate::config::UpstreamConfig::state_ttl_secs`]
-//! and bound to the browser by a cookie. `/upstream/callback` takes the
-//! attempt (single use), redeems the code, validates the ID token
-//! ([`provider`]), applies the allow-list, finds or creates the passgate
-//! account linked to the upstream identity, starts a passgate session and
-//! returns to `next` (back to `/consent`, where the person decides).
+//! and bound to the browser by a cookie. The cookie holds one random value
+//! per browser, kept by every attempt that browser starts, so sign-ins
+//! started in two tabs both complete. `/upstream/callback` takes the
+//! attempt (single use), checks the RFC 9207 `iss`, redeems the code,
+//! validates the ID token ([`provider`]), applies the allow-list, finds or
+//! creates the passgate account linked to the upstream identity (and makes
+//! it an administrator if its verified email is listed), starts a passgate
+//! session and returns to `next` (back to `/consent`, where the person
+//! decides).
 //!
 //! MCP clients never see upstream tokens; passgate does not keep them.
 //!
@@ -42,9 +46,18 @@ pub use provider::{Provider, UpstreamError};
 
 /// The fixed callback path registered at the provider.
 pub const CALLBACK_PATH: &str = "/upstream/callback";
-/// Binds an attempt to the browser that started it. `SameSite=Lax`: the
+/// Binds attempts to the browser that started them. `SameSite=Lax`: the
 /// provider's redirect back is a cross-site top-level navigation.
 pub const BINDING_COOKIE: &str = "passgate_upstream";
+
+/// The browser's binding value if it is one we made (a 32-byte token).
+fn our_binding(value: Option<String>) -> Option<String> {
+    value.filter(|v| {
+        v.len() == 43
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
 
 /// One started upstream sign-in.
 #[derive(Debug, Serialize, Deserialize)]
@@ -62,10 +75,25 @@ fn state_key(state: &str) -> String {
 impl From<UpstreamError> for Error {
     fn from(e: UpstreamError) -> Self {
         match e {
-            UpstreamError::Unavailable(m) => Error::UpstreamUnavailable(m),
+            UpstreamError::Unavailable(message) => Error::UpstreamUnavailable {
+                message,
+                retry: None,
+            },
             UpstreamError::BadAnswer(m) => Error::BadGateway(m),
             UpstreamError::Refused(m) | UpstreamError::Mismatch(m) => Error::BadRequest(m),
         }
+    }
+}
+
+/// As the `From` conversion, with a way back to `/login?next=<next>` on the
+/// page of a provider outage.
+fn with_retry(e: UpstreamError, next: &str) -> Error {
+    match e {
+        UpstreamError::Unavailable(message) => Error::UpstreamUnavailable {
+            message,
+            retry: Some(next.to_owned()),
+        },
+        other => other.into(),
     }
 }
 
@@ -106,16 +134,25 @@ pub async fn start(
     if origin != Some(state.config.origin().as_str()) {
         return Err(Error::Csrf);
     }
-    let metadata = provider.metadata().await?;
+    let next = ui::local_next(form.next.as_deref());
+    let metadata = provider
+        .metadata()
+        .await
+        .map_err(|e| with_retry(e, &next))?;
     let upstream_state = random_token(32);
     let nonce = random_token(32);
     let code_verifier = random_token(32);
-    let binding = random_token(32);
+    // Kept if the browser has one: another tab's attempt must stay bound.
+    let binding = our_binding(cookies::get(
+        &headers,
+        &cookies::name(&state.config, BINDING_COOKIE),
+    ))
+    .unwrap_or_else(|| random_token(32));
     let ttl = provider.config.state_ttl_secs;
     let attempt = Attempt {
         nonce: nonce.clone(),
         code_verifier: code_verifier.clone(),
-        next: ui::local_next(form.next.as_deref()),
+        next,
         binding_hash: token_hash(&binding),
     };
     state
@@ -142,6 +179,8 @@ pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    /// RFC 9207: who sent this answer.
+    iss: Option<String>,
 }
 
 fn unknown_attempt() -> Error {
@@ -167,13 +206,30 @@ pub async fn callback(
         .take_json(&state_key(&upstream_state), "state")
         .await?
         .ok_or_else(unknown_attempt)?;
-    let binding =
-        cookies::get(&headers, &cookies::name(&state.config, BINDING_COOKIE)).unwrap_or_default();
-    if !crate::crypto::constant_time_eq(&token_hash(&binding), &attempt.binding_hash) {
-        return Err(Error::bad_request(
-            "This sign-in attempt was started in another browser. Start signing in again here.",
-        ));
+    match cookies::get(&headers, &cookies::name(&state.config, BINDING_COOKIE)) {
+        None => {
+            return Err(Error::bad_request(
+                "This browser has no record of starting this sign-in: it was started in another browser or private window, or this browser does not keep passgate's cookies. Start signing in again here.",
+            ));
+        }
+        Some(binding)
+            if !crate::crypto::constant_time_eq(&token_hash(&binding), &attempt.binding_hash) =>
+        {
+            return Err(Error::bad_request(
+                "This sign-in attempt was started in another browser or private window. Start signing in again here.",
+            ));
+        }
+        Some(_) => {}
     }
+    // RFC 9207 §2.4, before anything else in the answer is believed
+    // (error answers carry `iss` too).
+    let metadata = provider
+        .metadata()
+        .await
+        .map_err(|e| with_retry(e, &attempt.next))?;
+    provider
+        .check_response_issuer(&metadata, q.iss.as_deref())
+        .inspect_err(|e| tracing::warn!(error = %e, "upstream sign-in answer refused"))?;
     if let Some(error) = q.error {
         if error == "access_denied" {
             return Err(Error::SignInCancelled {
@@ -203,24 +259,68 @@ pub async fn callback(
             &attempt.nonce,
         )
         .await
-        .inspect_err(|e| tracing::warn!(error = %e, "upstream sign-in failed"))?;
+        .inspect_err(|e| tracing::warn!(error = %e, "upstream sign-in failed"))
+        .map_err(|e| with_retry(e, &attempt.next))?;
     let identity = Identity::from_claims(provider, &claims)?;
-    identity.check_allowed(provider)?;
-    let user = find_or_create_user(&state, provider, &identity).await?;
+    if let Err(reasons) = identity.check_allowed(provider) {
+        // The account linked at an earlier sign-in, if any (best effort:
+        // only for the log).
+        let account = match state
+            .store
+            .get_json::<Link>(&link_key(provider, &identity.subject), "link")
+            .await
+        {
+            Ok(Some(link)) => users::get(state.store.as_ref(), &link.user_id)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| u.name),
+            _ => None,
+        };
+        tracing::info!(
+            subject = %identity.subject,
+            account = %account.as_deref().unwrap_or("(none yet)"),
+            email = %identity.any_email().unwrap_or("(none)"),
+            email_verified = identity.email.is_some(),
+            groups = ?identity.groups,
+            reason = %reasons.join("; "),
+            "upstream sign-in refused by the allow-list"
+        );
+        return Err(Error::Forbidden(format!(
+            "You signed in at {} successfully, but this passgate does not admit you: {}.",
+            provider.config.name,
+            reasons.join(", and ")
+        )));
+    }
+    let mut user = find_or_create_user(&state, provider, &identity).await?;
     if user.disabled {
+        tracing::info!(user = %user.name, "upstream sign-in refused: the account is disabled");
         return Err(Error::Forbidden(
             "Your passgate account is disabled.".into(),
         ));
     }
+    if !user.is_admin() && identity.is_listed_admin(provider) {
+        user = users::set_role(state.store.as_ref(), &user.id, Role::Admin).await?;
+        tracing::info!(user = %user.name, "made an administrator: listed in --upstream-admin-emails or --upstream-admin-groups");
+    }
+    // The provider is the authority on its people's groups: copied at each
+    // sign-in (names passgate cannot hold are left out), so tools see them.
+    let groups: Vec<String> = identity
+        .groups
+        .iter()
+        .filter_map(|g| users::parse_groups(g).ok())
+        .flatten()
+        .collect();
+    let groups = users::parse_groups(&groups.join(",")).unwrap_or_default();
+    if user.groups != groups {
+        user = users::set_groups(state.store.as_ref(), &user.id, groups).await?;
+    }
     let cookie = signin::start_session(&state, &headers, &user.id).await?;
     tracing::info!(user = %user.name, "signed in through the upstream provider");
+    // The binding cookie stays: attempts from other tabs may be pending; it
+    // expires with the last of them.
     let mut response = Redirect::to(&attempt.next).into_response();
-    let h = response.headers_mut();
-    h.append(header::SET_COOKIE, cookie);
-    h.append(
-        header::SET_COOKIE,
-        cookies::clear(&state.config, BINDING_COOKIE),
-    );
+    response.headers_mut().append(header::SET_COOKIE, cookie);
     Ok(response)
 }
 
@@ -230,8 +330,13 @@ struct Identity {
     subject: String,
     /// Only when the provider says it is verified.
     email: Option<String>,
+    /// An email the provider did not mark verified (Entra never does):
+    /// used for names and logs, never for access or roles.
+    unverified_email: Option<String>,
     name: Option<String>,
     preferred_username: Option<String>,
+    /// Entra's user principal name.
+    upn: Option<String>,
     groups: Vec<String>,
 }
 
@@ -245,11 +350,17 @@ fn truthy(v: Option<&Value>) -> bool {
 
 impl Identity {
     fn from_claims(provider: &Provider, claims: &Map<String, Value>) -> Result<Self, Error> {
-        let email = claims
+        let any_email = claims
             .get("email")
             .and_then(Value::as_str)
-            .filter(|_| truthy(claims.get("email_verified")))
-            .map(|e| e.trim().to_ascii_lowercase());
+            .map(|e| e.trim().to_ascii_lowercase())
+            .filter(|e| !e.is_empty());
+        let verified = truthy(claims.get("email_verified"));
+        let (email, unverified_email) = if verified {
+            (any_email, None)
+        } else {
+            (None, any_email)
+        };
         let claim = provider.config.subject_claim.as_str();
         let subject = if claim == "email" {
             email.clone()
@@ -288,67 +399,113 @@ impl Identity {
         Ok(Self {
             subject,
             email,
+            unverified_email,
             name: text("name"),
             preferred_username: text("preferred_username").or_else(|| text("cognito:username")),
+            upn: text("upn"),
             groups,
         })
     }
 
-    /// The allow-list: with none configured, everyone the provider signs
-    /// in may use passgate; otherwise a verified email or domain, or a
-    /// group, must match.
-    fn check_allowed(&self, provider: &Provider) -> Result<(), Error> {
+    fn any_email(&self) -> Option<&str> {
+        self.email.as_deref().or(self.unverified_email.as_deref())
+    }
+
+    /// A verified email in `--upstream-admin-emails`, or a group in
+    /// `--upstream-admin-groups`.
+    fn is_listed_admin(&self, provider: &Provider) -> bool {
         let c = &provider.config;
-        if c.allowed_emails.is_empty()
-            && c.allowed_domains.is_empty()
-            && c.allowed_groups.is_empty()
-        {
-            return Ok(());
+        self.email
+            .as_deref()
+            .is_some_and(|e| c.admin_emails.iter().any(|a| a == e))
+            || self.groups.iter().any(|g| c.admin_groups.contains(g))
+    }
+
+    /// The allow-list. Each configured kind of list must admit the person:
+    /// the address rule (a verified email listed in `allowed_emails` or in
+    /// a domain of `allowed_domains`) and the group rule (a group of
+    /// `allowed_groups`). With neither configured, everyone the provider
+    /// signs in is admitted. Refusals list every rule that did not hold,
+    /// in words fit for the person and the log.
+    fn check_allowed(&self, provider: &Provider) -> Result<(), Vec<String>> {
+        let c = &provider.config;
+        let mut reasons = Vec::new();
+        if !c.allowed_emails.is_empty() || !c.allowed_domains.is_empty() {
+            match (&self.email, &self.unverified_email) {
+                (Some(e), _) => {
+                    let listed = c.allowed_emails.iter().any(|a| a == e)
+                        || e.rsplit_once('@')
+                            .is_some_and(|(_, d)| c.allowed_domains.iter().any(|a| a == d));
+                    if !listed {
+                        reasons.push(format!(
+                            "your email address {e} is not among the addresses allowed here"
+                        ));
+                    }
+                }
+                (None, Some(e)) => reasons.push(format!(
+                    "{} did not mark your email address {e} as verified, and only verified addresses are allowed here",
+                    c.name
+                )),
+                (None, None) => reasons.push(format!(
+                    "{} sent no email address, and only some addresses are allowed here",
+                    c.name
+                )),
+            }
         }
-        let by_email = self.email.as_deref().is_some_and(|e| {
-            c.allowed_emails.iter().any(|a| a == e)
-                || e.rsplit_once('@')
-                    .is_some_and(|(_, d)| c.allowed_domains.iter().any(|a| a == d))
-        });
-        let by_group = self.groups.iter().any(|g| c.allowed_groups.contains(g));
-        if by_email || by_group {
+        if !c.allowed_groups.is_empty() && !self.groups.iter().any(|g| c.allowed_groups.contains(g))
+        {
+            reasons.push(format!(
+                "{} lists you in none of the groups allowed here",
+                c.name
+            ));
+        }
+        if reasons.is_empty() {
             Ok(())
         } else {
-            tracing::info!("upstream sign-in refused by the allow-list");
-            Err(Error::Forbidden(format!(
-                "You signed in at {} successfully, but your account is not allowed to use this passgate.",
-                c.name
-            )))
+            Err(reasons)
         }
     }
 
-    /// A passgate user name from the email or username, in the allowed
-    /// character set.
+    /// A passgate user name from the first claim that gives one, in the
+    /// allowed character set: Cognito and Google send a verified email,
+    /// Entra `preferred_username` or `upn` (addresses), others a name.
     fn base_name(&self) -> String {
-        let raw = self
-            .email
-            .as_deref()
-            .and_then(|e| e.split('@').next())
-            .or(self.preferred_username.as_deref())
-            .unwrap_or("user");
-        let mut name: String = raw
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .skip_while(|c| !c.is_ascii_alphanumeric())
-            .take(40)
-            .collect();
-        if name.is_empty() {
-            name = "user".into();
-        }
-        name
+        let local_part = |s: &str| s.split('@').next().unwrap_or(s).to_owned();
+        [
+            self.email.as_deref().map(local_part),
+            self.preferred_username.as_deref().map(local_part),
+            self.upn.as_deref().map(local_part),
+            self.unverified_email.as_deref().map(local_part),
+            self.name.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|raw| slug(&raw))
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| "user".into())
     }
+}
+
+/// `raw` as a user name: lowercase ASCII letters, digits, `.`, `_` and
+/// `-`, starting and ending with a letter or digit ("Ada Lovelace" ->
+/// "ada-lovelace"); empty when nothing usable is left.
+fn slug(raw: &str) -> String {
+    let mut name = String::new();
+    for c in raw.to_ascii_lowercase().chars() {
+        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            c
+        } else {
+            '-'
+        };
+        if (name.is_empty() && !c.is_ascii_alphanumeric()) || (c == '-' && name.ends_with('-')) {
+            continue;
+        }
+        name.push(c);
+        if name.len() == 40 {
+            break;
+        }
+    }
+    name.trim_end_matches(['-', '.', '_']).to_owned()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -397,23 +554,20 @@ async fn find_or_create_user(
             display_name: identity
                 .name
                 .clone()
-                .or_else(|| identity.email.clone())
+                .or_else(|| identity.any_email().map(str::to_owned))
                 .unwrap_or_else(|| identity.base_name())
                 .chars()
                 .filter(|c| !c.is_control())
                 .take(users::MAX_NAME_CHARS)
                 .collect(),
-            role: if identity
-                .email
-                .as_deref()
-                .is_some_and(|e| provider.config.admin_emails.iter().any(|a| a == e))
-            {
+            role: if identity.is_listed_admin(provider) {
                 Role::Admin
             } else {
                 Role::Member
             },
             disabled: false,
             created_at: now_unix(),
+            groups: Vec::new(),
         };
         let mut writes = users::new_user_writes(&user)?;
         let new_link = NewItem::json(
@@ -443,4 +597,40 @@ async fn find_or_create_user(
     Err(Error::Internal(anyhow::anyhow!(
         "could not find a free user name for an upstream identity"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_first_claim_that_gives_one() {
+        assert_eq!(slug("Ada  Lovelace"), "ada-lovelace");
+        assert_eq!(slug("--Ada.Lovelace--"), "ada.lovelace");
+        assert_eq!(slug("Ærin"), "rin");
+        assert_eq!(slug("日本"), "");
+        let identity = |preferred: Option<&str>, upn: Option<&str>, name: Option<&str>| Identity {
+            subject: "s".into(),
+            email: None,
+            unverified_email: None,
+            name: name.map(str::to_owned),
+            preferred_username: preferred.map(str::to_owned),
+            upn: upn.map(str::to_owned),
+            groups: Vec::new(),
+        };
+        assert_eq!(
+            identity(Some("ada@contoso.com"), Some("x@y"), None).base_name(),
+            "ada"
+        );
+        // Nothing usable in preferred_username: the next claim gives the name.
+        assert_eq!(
+            identity(Some("日本"), Some("ada.l@contoso.com"), None).base_name(),
+            "ada.l"
+        );
+        assert_eq!(
+            identity(None, None, Some("Ada Lovelace")).base_name(),
+            "ada-lovelace"
+        );
+        assert_eq!(identity(None, None, None).base_name(), "user");
+    }
 }

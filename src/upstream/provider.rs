@@ -49,7 +49,43 @@ pub struct Metadata {
     pub jwks_uri: String,
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
+    /// RFC 9207: the provider puts `iss` in every authorization response.
+    #[serde(default, deserialize_with = "lenient::flag")]
+    pub authorization_response_iss_parameter_supported: bool,
+    /// Absent means `client_secret_basic` (OpenID Connect Discovery §3).
+    #[serde(default, deserialize_with = "lenient::strings")]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
 }
+
+/// Optional discovery fields read without failing: a provider that types
+/// one oddly must not make its whole document unusable.
+mod lenient {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        Ok(matches!(Value::deserialize(d)?, Value::Bool(true)))
+    }
+
+    pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            _ => None,
+        })
+    }
+}
+
+/// The issuer Google's discovery document names; its ID tokens carry
+/// either this or [`GOOGLE_ISSUER_WITHOUT_SCHEME`] as `iss`, as Google
+/// documents ("Validating an ID token", OpenID Connect on Google Identity).
+pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+pub const GOOGLE_ISSUER_WITHOUT_SCHEME: &str = "accounts.google.com";
 
 #[derive(Debug, Deserialize)]
 struct TokenResponse {
@@ -107,17 +143,102 @@ impl Provider {
         })
     }
 
-    /// Fetches discovery and JWKS at start-up. A failure is logged, not
-    /// fatal: the provider may come up later, and sign-in retries then.
-    pub async fn warm_up(&self) {
+    /// Fetches discovery and JWKS at start-up. An unreachable provider is
+    /// logged, not fatal: it may come up later, and sign-in retries then.
+    /// A provider that answers and contradicts the configuration is an
+    /// error: no sign-in could work, so passgate should not start.
+    pub async fn warm_up(&self) -> Result<(), UpstreamError> {
         match self.metadata().await {
-            Ok(_) => tracing::info!(issuer = %self.config.issuer, "upstream provider discovered"),
-            Err(e) => tracing::warn!(
-                issuer = %self.config.issuer,
-                error = %e,
-                "upstream provider discovery failed; will retry at the next sign-in"
-            ),
+            Ok(_) => {
+                tracing::info!(issuer = %self.config.issuer, "upstream provider discovered");
+                Ok(())
+            }
+            Err(UpstreamError::Unavailable(e)) => {
+                tracing::warn!(
+                    issuer = %self.config.issuer,
+                    error = %e,
+                    "upstream provider discovery failed; will retry at the next sign-in"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(
+                    issuer = %self.config.issuer,
+                    error = %e,
+                    "the upstream provider contradicts passgate's configuration; nobody could sign in"
+                );
+                Err(e)
+            }
         }
+    }
+
+    /// The `iss` values accepted in ID tokens: the configured issuer, and
+    /// for Google exactly the scheme-less form Google documents.
+    pub fn accepted_id_token_issuers(&self) -> Vec<&str> {
+        let mut issuers = vec![self.config.issuer.as_str()];
+        if self.config.issuer == GOOGLE_ISSUER {
+            issuers.push(GOOGLE_ISSUER_WITHOUT_SCHEME);
+        }
+        issuers
+    }
+
+    /// RFC 9207 §2.4: a provider that advertises `iss` in authorization
+    /// responses must send its own; any `iss` that is present must match,
+    /// advertised or not (it tells apart answers from another provider).
+    pub fn check_response_issuer(
+        &self,
+        metadata: &Metadata,
+        iss: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        match iss {
+            Some(iss) if iss == metadata.issuer => Ok(()),
+            Some(_) => Err(UpstreamError::Mismatch(
+                "This sign-in answer names another identity provider than the one passgate sent you to (iss mismatch). Start signing in again.".into(),
+            )),
+            None if metadata.authorization_response_iss_parameter_supported => {
+                Err(UpstreamError::Mismatch(
+                    "This sign-in answer lacks the identity provider's name (iss), which the provider always sends. Start signing in again.".into(),
+                ))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// What the discovery document must agree with in the configuration.
+    fn check_metadata(&self, metadata: &Metadata) -> Result<(), UpstreamError> {
+        let configured = self.config.issuer.as_str();
+        if metadata.issuer != configured {
+            let hint = if configured.trim_end_matches('/') == metadata.issuer {
+                format!(
+                    " Remove the trailing slash: --upstream-issuer {}",
+                    metadata.issuer
+                )
+            } else if metadata.issuer.trim_end_matches('/') == configured {
+                format!(
+                    " Add the trailing slash: --upstream-issuer {}",
+                    metadata.issuer
+                )
+            } else {
+                " Set --upstream-issuer to the issuer the provider names.".to_owned()
+            };
+            return Err(UpstreamError::BadAnswer(format!(
+                "The identity provider calls itself {} in its discovery document, not {configured} as configured; its ID tokens would never match.{hint}",
+                metadata.issuer
+            )));
+        }
+        if self.config.client_secret.is_none() {
+            let methods = metadata
+                .token_endpoint_auth_methods_supported
+                .clone()
+                .unwrap_or_else(|| vec!["client_secret_basic".into()]);
+            if !methods.iter().any(|m| m == "none") {
+                return Err(UpstreamError::BadAnswer(format!(
+                    "The identity provider accepts only authenticated clients at its token endpoint ({}), and passgate has no client secret: set --upstream-client-secret (PASSGATE_UPSTREAM_CLIENT_SECRET).",
+                    methods.join(", ")
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The discovery document (fetched once, and with the JWKS).
@@ -135,10 +256,16 @@ impl Provider {
             .send()
             .await
             .map_err(|e| transport_error("discovery document", &e))?;
-        if !response.status().is_success() {
+        let status = response.status();
+        if status.is_client_error() && !matches!(status.as_u16(), 408 | 429) {
+            // The provider answers, but has no discovery document there.
+            return Err(UpstreamError::BadAnswer(format!(
+                "There is no OpenID discovery document at {url} (it answered {status}); check --upstream-issuer."
+            )));
+        }
+        if !status.is_success() {
             return Err(UpstreamError::Unavailable(format!(
-                "The identity provider's discovery document answered {}.",
-                response.status()
+                "The identity provider's discovery document answered {status}."
             )));
         }
         let metadata: Metadata = response.json().await.map_err(|_| {
@@ -146,12 +273,7 @@ impl Provider {
                 "The identity provider's discovery document is not valid.".into(),
             )
         })?;
-        if metadata.issuer != self.config.issuer {
-            return Err(UpstreamError::BadAnswer(format!(
-                "The identity provider calls itself {} in its discovery document, not the configured issuer.",
-                metadata.issuer
-            )));
-        }
+        self.check_metadata(&metadata)?;
         let metadata = Arc::new(metadata);
         self.fetch_jwks(&metadata).await?;
         *self.metadata.write().expect("lock") = Some(metadata.clone());
@@ -331,7 +453,7 @@ impl Provider {
         let jwk = self.key_for(metadata, header.kid.as_deref()).await?;
         let key = DecodingKey::from_jwk(&jwk).map_err(|_| bad("the provider's key is unusable"))?;
         let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[self.config.issuer.as_str()]);
+        validation.set_issuer(&self.accepted_id_token_issuers());
         validation.set_audience(&[self.config.client_id.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
@@ -386,5 +508,135 @@ impl Provider {
             .append_pair("client_id", &self.config.client_id)
             .append_pair("post_logout_redirect_uri", return_to);
         Some(url.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use jsonwebtoken::{EncodingKey, Header};
+    use p256::{ecdsa::SigningKey, elliptic_curve::sec1::Coordinates, pkcs8::EncodePrivateKey};
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::UpstreamPreset;
+
+    fn config(issuer: &str) -> UpstreamConfig {
+        UpstreamConfig {
+            issuer: issuer.into(),
+            client_id: "passgate".into(),
+            client_secret: Some("s".into()),
+            scopes: "openid".into(),
+            name: "Test".into(),
+            preset: UpstreamPreset::Generic,
+            domain: None,
+            extra_authorize_params: Vec::new(),
+            subject_claim: "sub".into(),
+            allowed_emails: Vec::new(),
+            allowed_domains: Vec::new(),
+            allowed_groups: Vec::new(),
+            admin_emails: Vec::new(),
+            admin_groups: Vec::new(),
+            groups_claim: "groups".into(),
+            timeout_secs: 1,
+            state_ttl_secs: 60,
+        }
+    }
+
+    /// A provider for `issuer` that knows one ES256 key, and that key.
+    fn provider_with_key(issuer: &str) -> (Provider, EncodingKey, Metadata) {
+        crate::crypto::install_jwt_crypto();
+        let signing = SigningKey::random(&mut rand::rngs::OsRng);
+        let point = signing.verifying_key().to_encoded_point(false);
+        let Coordinates::Uncompressed { x, y } = point.coordinates() else {
+            unreachable!("an uncompressed point")
+        };
+        let jwks: JwkSet = serde_json::from_value(json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig",
+            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
+        }]}))
+        .unwrap();
+        let provider = Provider::new(config(issuer)).unwrap();
+        *provider.jwks.write().unwrap() = Arc::new(jwks);
+        let metadata: Metadata = serde_json::from_value(json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/auth"),
+            "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks"),
+        }))
+        .unwrap();
+        let der = signing.to_pkcs8_der().unwrap();
+        (provider, EncodingKey::from_ec_der(der.as_bytes()), metadata)
+    }
+
+    fn id_token(key: &EncodingKey, iss: &str) -> String {
+        let now = crate::store::now_unix();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let claims = json!({
+            "iss": iss, "aud": "passgate", "sub": "person", "nonce": "n",
+            "iat": now, "exp": now + 300,
+        });
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    #[test]
+    fn odd_optional_discovery_fields_do_not_spoil_the_document() {
+        let base = json!({
+            "issuer": "https://idp.example",
+            "authorization_endpoint": "https://idp.example/auth",
+            "token_endpoint": "https://idp.example/token",
+            "jwks_uri": "https://idp.example/jwks",
+        });
+        let mut odd = base.clone();
+        odd["authorization_response_iss_parameter_supported"] = json!("yes");
+        odd["token_endpoint_auth_methods_supported"] = json!("client_secret_basic");
+        let m: Metadata = serde_json::from_value(odd).unwrap();
+        assert!(!m.authorization_response_iss_parameter_supported);
+        assert!(m.token_endpoint_auth_methods_supported.is_none());
+        let mut good = base;
+        good["authorization_response_iss_parameter_supported"] = json!(true);
+        good["token_endpoint_auth_methods_supported"] = json!(["none", 3]);
+        let m: Metadata = serde_json::from_value(good).unwrap();
+        assert!(m.authorization_response_iss_parameter_supported);
+        assert_eq!(m.token_endpoint_auth_methods_supported.unwrap(), ["none"]);
+    }
+
+    #[tokio::test]
+    async fn google_tokens_may_name_the_issuer_without_scheme_and_nobody_else_may() {
+        let (google, key, metadata) = provider_with_key(GOOGLE_ISSUER);
+        for iss in [GOOGLE_ISSUER, GOOGLE_ISSUER_WITHOUT_SCHEME] {
+            let claims = google
+                .validate_id_token(&metadata, &id_token(&key, iss), "n")
+                .await
+                .unwrap_or_else(|e| panic!("{iss}: {e}"));
+            assert_eq!(claims["sub"], "person");
+        }
+        for iss in [
+            "http://accounts.google.com",
+            "https://accounts.google.com/",
+            "accounts.google.com.evil.example",
+            "https://evil.example",
+        ] {
+            let refused = google
+                .validate_id_token(&metadata, &id_token(&key, iss), "n")
+                .await;
+            assert!(
+                matches!(&refused, Err(UpstreamError::BadAnswer(m)) if m.contains("issued by someone else")),
+                "{iss}: {refused:?}"
+            );
+        }
+        // Another provider gets no scheme-less alias.
+        let (other, key, metadata) = provider_with_key("https://idp.example");
+        assert!(
+            other
+                .validate_id_token(&metadata, &id_token(&key, "idp.example"), "n")
+                .await
+                .is_err()
+        );
+        other
+            .validate_id_token(&metadata, &id_token(&key, "https://idp.example"), "n")
+            .await
+            .unwrap();
     }
 }

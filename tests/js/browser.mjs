@@ -3,8 +3,9 @@
 //
 // Run by tests/browser.rs, which starts passgate on http://localhost:<port>
 // (WebAuthn refuses IP origins) and creates an administrator's invitation.
-// The person: enrolls from the invitation link, looks at the admin page,
-// signs out, signs in with the passkey from autofill (conditional mediation)
+// The person: enrolls from the invitation link, looks at the admin page
+// (giving herself groups), finds the MCP URL, its copy button and the
+// per-client steps on the account page, signs out, signs in with the passkey from autofill (conditional mediation)
 // and, in a second browser profile, with the button, approves an MCP client
 // on the consent page, sees it on the account page and disconnects it. The
 // MCP client (plain fetch from here): registers, exchanges the code with its
@@ -185,12 +186,16 @@ async function run() {
   await shot(page, "account-welcome");
   log("enrolled");
 
-  // 2. The admin page, and an invitation made from it.
+  // 2. The admin page: groups for alice, and an invitation made from it.
   step = "admin";
   await page.getByRole("link", { name: "Manage users" }).click();
   await page.waitForURL(`${base}/admin`);
   await page.getByText("alice", { exact: true }).waitFor();
   await shot(page, "admin");
+  await page.getByRole("textbox", { name: "Groups of alice" }).fill("research, eng");
+  await page.getByRole("button", { name: "Save groups of alice" }).click();
+  await page.waitForURL(`${base}/admin?notice=groups-saved`);
+  assert.equal(await page.getByRole("textbox", { name: "Groups of alice" }).inputValue(), "eng, research");
   await page.getByLabel("User name").fill("bob");
   await page.getByRole("button", { name: "Create invitation link" }).click();
   await page.waitForURL(`${base}/admin/invite`);
@@ -201,6 +206,23 @@ async function run() {
   await page.getByText("Copied.").waitFor();
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), bobLink);
   await shot(page, "admin-invitation");
+
+  // 2b. The account page: the MCP URL with a working copy button, how to
+  //     connect each client, and the groups.
+  step = "account page";
+  await page.goto(`${base}/account`);
+  const connect = page.getByRole("region", { name: "Connect an application" });
+  assert.equal(await connect.getByLabel("MCP server URL").inputValue(), `${base}/mcp`);
+  await connect.getByRole("button", { name: "Copy URL" }).click();
+  await connect.getByText("Copied. Paste it into your MCP client.").waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), `${base}/mcp`);
+  for (const client of ["Claude (web and desktop)", "ChatGPT", "VS Code", "Claude Code", "Cursor"]) {
+    await connect.getByText(client, { exact: true }).waitFor();
+  }
+  await connect.getByText("Claude Code", { exact: true }).click();
+  await connect.getByText(`claude mcp add --transport http passgate ${base}/mcp`).waitFor();
+  assert.equal(await page.locator("[data-groups]").innerText(), "Groups: eng research");
+  await shot(page, "account-connect");
 
   // 3. An error page: the used invitation link.
   step = "used invitation";

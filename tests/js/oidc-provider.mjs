@@ -5,10 +5,14 @@
 // provider's sign-in page: a form that takes an account name, and an
 // automatic consent.
 //
-// Environment: PORT, REDIRECT_URIS (comma-separated).
+// Environment: PORT, REDIRECT_URIS (comma-separated), ISS_AUTH_RESP: `off`
+// makes it a provider without RFC 9207 (the library always has it, so the
+// discovery field and the `iss` of authorization responses are removed).
+// Like Cognito, it accepts only authenticated clients at /token (no `none`).
 // Test control: GET /_test/fault?mode=<m>&delay=<ms>, where mode is one of
 // none, wrong-issuer, expired, wrong-nonce, unknown-kid, bad-signature,
-// wrong-audience, rotated (a new key, also published in /jwks). The ID token
+// wrong-audience, rotated (a new key, also published in /jwks),
+// schemeless-issuer (`iss` without `http://`). The ID token
 // in /token answers is then re-signed with that fault (the library itself is
 // not modified), and /token waits `delay` ms.
 
@@ -19,14 +23,24 @@ import * as jose from 'jose';
 const port = Number(process.env.PORT);
 const issuer = `http://127.0.0.1:${port}`;
 const redirectUris = (process.env.REDIRECT_URIS || '').split(',').filter(Boolean);
+const issAuthResp = process.env.ISS_AUTH_RESP !== 'off';
 
 const main = await jose.generateKeyPair('RS256', { extractable: true });
 const mainJwk = { ...(await jose.exportJWK(main.privateKey)), kid: 'main', alg: 'RS256', use: 'sig' };
 const other = await jose.generateKeyPair('RS256', { extractable: true });
 
+// Entra-like accounts (erin, frank) send no email_verified, but a
+// preferred_username and an upn.
 const accounts = {
-  alice: { email: 'alice@example.com', name: 'Alice Example', groups: ['staff'] },
-  bob: { email: 'bob@other.example', name: 'Bob Other', groups: [] },
+  alice: { email: 'alice@example.com', verified: true, name: 'Alice Example', groups: ['staff'] },
+  bob: { email: 'bob@other.example', verified: true, name: 'Bob Other', groups: [] },
+  carol: { email: 'carol@example.com', verified: false, name: 'Carol Unverified', groups: ['staff'] },
+  dave: { email: 'dave@example.com', verified: true, name: 'Dave Nogroup', groups: [] },
+  erin: {
+    email: 'erin@contoso.example', name: 'Erin Entra', groups: ['staff'],
+    preferred_username: 'erin.e@contoso.example', upn: 'erin.e@contoso.example',
+  },
+  frank: { name: 'Frank Only-Name', groups: ['staff'] },
 };
 
 let fault = 'none';
@@ -47,7 +61,12 @@ const provider = new Provider(issuer, {
   cookies: { keys: ['test-cookie-key'] },
   features: { devInteractions: { enabled: false } },
   pkce: { required: () => true },
-  claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
+  claims: {
+    openid: ['sub', 'cognito:groups'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'preferred_username', 'upn'],
+  },
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
   conformIdTokenClaims: false,
   findAccount: async (ctx, id) =>
     accounts[id] && {
@@ -55,8 +74,10 @@ const provider = new Provider(issuer, {
       claims: async () => ({
         sub: id,
         email: accounts[id].email,
-        email_verified: true,
+        email_verified: accounts[id].verified,
         name: accounts[id].name,
+        preferred_username: accounts[id].preferred_username,
+        upn: accounts[id].upn,
         'cognito:groups': accounts[id].groups,
       }),
     },
@@ -76,6 +97,7 @@ async function tamper(token) {
     case 'unknown-kid': key = other.privateKey; kid = 'unknown'; break;
     case 'bad-signature': key = other.privateKey; break;
     case 'rotated': key = other.privateKey; kid = 'rotated'; break;
+    case 'schemeless-issuer': payload.iss = issuer.replace(/^https?:\/\//, ''); break;
     default: return token;
   }
   return new jose.SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid }).sign(key);
@@ -86,6 +108,17 @@ provider.use(async (ctx, next) => {
     await new Promise((r) => setTimeout(r, delayMs));
   }
   await next();
+  if (!issAuthResp) {
+    if (ctx.path === '/.well-known/openid-configuration' && ctx.body) {
+      delete ctx.body.authorization_response_iss_parameter_supported;
+    }
+    const location = ctx.response.get('location');
+    if (location && redirectUris.some((u) => location.startsWith(u))) {
+      const u = new URL(location);
+      u.searchParams.delete('iss');
+      ctx.response.set('location', u.href);
+    }
+  }
   if (ctx.path === '/token' && fault !== 'none' && ctx.body && ctx.body.id_token) {
     ctx.body = { ...ctx.body, id_token: await tamper(ctx.body.id_token) };
   }

@@ -59,6 +59,9 @@ impl TestApp {
             scope: scope.into(),
             resource: self.state.config.mcp_url(),
             created_at: now_unix(),
+            redirect_uri: "http://127.0.0.1:33418/callback".into(),
+            groups: Vec::new(),
+            last_used_at: None,
         };
         self.store()
             .transact(grants::create_writes(&grant).unwrap())

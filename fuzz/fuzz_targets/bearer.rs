@@ -8,4 +8,6 @@ use passgate::fuzzing::{Harness, Target};
 
 static HARNESS: LazyLock<Harness> = LazyLock::new(Harness::new);
 
-fuzz_target!(|data: &[u8]| HARNESS.run(Target::Bearer, data));
+fuzz_target!(|data: &[u8]| {
+    HARNESS.run(Target::Bearer, data);
+});

@@ -36,6 +36,8 @@ fn every_corpus_and_regression_input_passes_its_target() {
     }
     let harness = Harness::new();
     for target in Target::ALL {
+        let source = root.join(format!("fuzz_targets/{}.rs", target.name()));
+        assert!(source.exists(), "no fuzz target {}", source.display());
         let seeds = inputs(&root.join("corpus").join(target.name()));
         assert!(
             seeds.len() >= 3,

@@ -39,7 +39,7 @@ for target in "${TARGETS[@]}"; do
     "$ROOT/target/fuzz-corpus/$target" "$ROOT/fuzz/corpus/$target" -- \
     -max_total_time="$SECONDS_EACH" -max_len=8192 -timeout=10 -rss_limit_mb=1024 \
     -print_final_stats=1 >"$log" 2>&1 || status=$?
-  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)' "$log" | tr '\n' ' '
+  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+[[:space:]]+DONE)' "$log" | tr '\n' ' '
   echo
   if [ "$status" -ne 0 ]; then
     echo "$target FAILED (exit $status); see $log and fuzz/artifacts/$target/" >&2

@@ -1,8 +1,9 @@
 //! Conformance fixture server: every tool, resource and prompt that the
 //! official MCP conformance suite's server scenarios call, served through
-//! passgate's own HTTP stack (`mcp::service` and `routes::with_common_layers`)
-//! so the suite exercises passgate's real transport settings: stateless,
-//! JSON responses, Origin/Host checks from the public URL, body limit.
+//! passgate's own HTTP stack (`mcp::service`, the `/mcp` Origin and JSON-RPC
+//! layers, and `routes::with_common_layers`) so the suite exercises
+//! passgate's real transport settings: stateless, JSON responses,
+//! Origin/Host checks from the public URL, body limit.
 //!
 //! Not part of the product and deliberately open (no sign-in). Run by
 //! `scripts/test.d/20-conformance.sh`:
@@ -108,7 +109,12 @@ async fn main() -> anyhow::Result<()> {
     let app = routes::with_common_layers(
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
-            .route_service("/mcp", mcp_service),
+            .route_service("/mcp", mcp_service)
+            .route_layer(axum::middleware::from_fn(mcp::json_rpc_errors))
+            .route_layer(axum::middleware::from_fn_with_state(
+                mcp::AllowedOrigins::new(&config),
+                mcp::check_origin,
+            )),
         &config,
     );
 

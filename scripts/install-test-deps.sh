@@ -10,6 +10,10 @@ cd "$PASSGATE_ROOT"
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+# PostgreSQL server binaries (initdb, pg_ctl) for the PostgreSQL store tests,
+# which start their own throw-away cluster; the package's own cluster is not
+# used.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -35,7 +35,55 @@ pub async fn open_store(args: &CommonArgs) -> anyhow::Result<(Arc<dyn Store>, Ma
             Ok((Arc::new(store), master_key))
         }
         StoreKind::Dynamodb => open_dynamodb(args).await,
+        StoreKind::Postgres => open_postgres(args).await,
     }
+}
+
+/// Whether start-up failed only because the store cannot be reached now
+/// (the database is away): `serve` keeps answering 503 and tries again.
+pub fn is_unavailable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<crate::store::StoreError>(),
+            Some(crate::store::StoreError::Unavailable(_))
+        )
+    })
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(args: &CommonArgs) -> anyhow::Result<(Arc<dyn Store>, MasterKey)> {
+    use crate::store::postgres::{PgOptions, PgStore};
+    let url = args
+        .database_url
+        .as_ref()
+        .filter(|url| !url.0.is_empty())
+        .context(
+            "`--store postgres` needs the database: set PASSGATE_DATABASE_URL (or --database-url)",
+        )?;
+    // No master.key fallback: every instance must use the same key.
+    let master_key = configured_master_key(args).await?.context(
+        "`--store postgres` needs the master key, the same on every instance: set \
+         PASSGATE_MASTER_KEY (or PASSGATE_MASTER_KEY_SECRET)",
+    )?;
+    let options = PgOptions {
+        url: url.0.clone(),
+        ca_file: args.database_ca_file.clone(),
+        max_connections: args.database_max_connections,
+        timeout: std::time::Duration::from_secs(args.database_timeout_secs.max(1)),
+    };
+    // Never name the URL in errors: it may hold the password.
+    let store = Arc::new(PgStore::new(&options)?);
+    store
+        .migrate()
+        .await
+        .context("cannot prepare the PostgreSQL database")?;
+    store.spawn_purge();
+    Ok((store, master_key))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_args: &CommonArgs) -> anyhow::Result<(Arc<dyn Store>, MasterKey)> {
+    bail!("this passgate was built without PostgreSQL support; rebuild with `--features postgres`")
 }
 
 #[cfg(feature = "dynamodb")]

@@ -28,6 +28,27 @@ pub enum StoreKind {
     Sqlite,
     /// An Amazon DynamoDB table (build with the `dynamodb` feature).
     Dynamodb,
+    /// A PostgreSQL database shared by every instance (build with the
+    /// `postgres` feature).
+    Postgres,
+}
+
+/// The PostgreSQL connection URL. It may hold the password, so `Debug`
+/// (and so every log line and error that formats the settings) hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
 }
 
 /// Settings every subcommand needs: where state lives and who we are.
@@ -50,6 +71,26 @@ pub struct CommonArgs {
     /// DynamoDB table name (with `--store dynamodb`).
     #[arg(long, env = "PASSGATE_DYNAMODB_TABLE")]
     pub dynamodb_table: Option<String>,
+
+    /// PostgreSQL connection URL (with `--store postgres`), e.g.
+    /// `postgres://passgate:PASSWORD@db.internal/passgate?sslmode=require`.
+    #[arg(long, env = "PASSGATE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<DatabaseUrl>,
+
+    /// PEM file with the CA certificate(s) of the PostgreSQL server's
+    /// certificate; setting it requires TLS. Without it, TLS is verified
+    /// against the system's roots.
+    #[arg(long, env = "PASSGATE_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
+
+    /// Most PostgreSQL connections one instance opens.
+    #[arg(long, env = "PASSGATE_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: usize,
+
+    /// How long a request waits for a PostgreSQL connection, a connection
+    /// attempt, or one statement, in seconds, before it is answered 503.
+    #[arg(long, env = "PASSGATE_DATABASE_TIMEOUT_SECS", default_value_t = 5)]
+    pub database_timeout_secs: u64,
 
     /// The master secret that encrypts the signing keys (and the token
     /// answers kept for a client's retry) in the store. Without it (or
@@ -841,6 +882,27 @@ mod tests {
         );
         assert_eq!(args.upstream.upstream_client_id.as_deref(), Some("client"));
         assert_eq!(args.upstream.upstream_client_secret.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn the_database_url_comes_from_the_settings_secret_and_is_never_shown() {
+        let secret = r#"{"PASSGATE_STORE": "postgres",
+            "PASSGATE_DATABASE_URL": "postgres://passgate:hunter2-db@db.internal/passgate",
+            "PASSGATE_DATABASE_MAX_CONNECTIONS": 4}"#;
+        let args = serve(parse(secret, &["passgate", "serve"]).unwrap());
+        assert_eq!(args.common.store, StoreKind::Postgres);
+        assert_eq!(
+            args.common.database_url.as_ref().map(|u| u.0.as_str()),
+            Some("postgres://passgate:hunter2-db@db.internal/passgate")
+        );
+        assert_eq!(args.common.database_max_connections, 4);
+        assert_eq!(args.common.database_timeout_secs, 5);
+        assert!(!format!("{args:?}").contains("hunter2"));
+        let help = TestCli::command()
+            .try_get_matches_from(["passgate", "serve", "--help"])
+            .unwrap_err()
+            .to_string();
+        assert!(help.contains("--database-url"), "{help}");
     }
 
     #[test]

@@ -233,10 +233,12 @@ fn internal() -> (StatusCode, String, &'static str) {
 
 /// OAuth errors are JSON (RFC 6749 §5.2). `invalid_client` is 401 with a
 /// challenge when the client tried HTTP authentication (§5.2); transient
-/// trouble is 503, so that clients retry instead of dropping credentials.
+/// trouble is 503, so that clients retry instead of dropping credentials;
+/// a caller over a rate limit gets 429 with `Retry-After`.
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = match self.code {
+            _ if self.retry_after_secs.is_some() => StatusCode::TOO_MANY_REQUESTS,
             "invalid_client" => StatusCode::UNAUTHORIZED,
             "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
             "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
@@ -249,6 +251,9 @@ impl IntoResponse for OAuthError {
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
@@ -256,6 +261,60 @@ impl IntoResponse for OAuthError {
             );
         }
         response
+    }
+}
+
+/// Why `/mcp` refused a request before the MCP handler saw it, answered as a
+/// JSON-RPC error (the id is unknown, so it is null).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonRpcRefusal {
+    /// The body is not JSON.
+    ParseError,
+    /// The body is JSON but not a JSON-RPC message.
+    InvalidRequest,
+    /// The `Origin` header names a site not allowed to call the server.
+    ForeignOrigin,
+    /// The body is larger than `--max-body-bytes`.
+    BodyTooLarge,
+    /// The body could not be read (the connection broke off).
+    BodyUnreadable,
+}
+
+impl IntoResponse for JsonRpcRefusal {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            JsonRpcRefusal::ParseError => (
+                StatusCode::BAD_REQUEST,
+                -32700,
+                "Parse error: the request body is not valid JSON",
+            ),
+            JsonRpcRefusal::InvalidRequest => (
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "Invalid Request: the body is not a JSON-RPC message this server understands",
+            ),
+            JsonRpcRefusal::ForeignOrigin => (
+                StatusCode::FORBIDDEN,
+                -32600,
+                "Forbidden: the Origin header is not allowed",
+            ),
+            JsonRpcRefusal::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                -32600,
+                "Payload Too Large: the request body is larger than this server accepts",
+            ),
+            JsonRpcRefusal::BodyUnreadable => (
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "Invalid Request: the request body could not be read",
+            ),
+        };
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": { "code": code, "message": message },
+        });
+        (status, Json(body)).into_response()
     }
 }
 

@@ -3,11 +3,10 @@
 
 use clap::{Parser, Subcommand};
 use passgate::{
-    app::AppState,
-    config::{CommonArgs, Config, DEFAULT_INVITE_TTL_HOURS, ServeArgs},
+    config::{CommonArgs, DEFAULT_INVITE_TTL_HOURS, ServeArgs},
     login::cli,
     oauth::cli as oauth_cli,
-    routes, server, telemetry,
+    server, telemetry,
 };
 
 #[derive(Parser)]
@@ -183,33 +182,7 @@ async fn main() -> anyhow::Result<()> {
             if passgate::lambda::is_lambda_runtime() {
                 return passgate::lambda::serve(&args).await;
             }
-            let config = Config::from_args(&args)?;
-            let listener = tokio::net::TcpListener::bind(config.listen).await?;
-            let (store, master_key) = passgate::bootstrap::open_store(&args.common).await?;
-            // Invitations enroll passkeys; without passkeys people arrive
-            // through the upstream provider instead.
-            if config.passkeys
-                && let Some(banner) = cli::first_admin_banner(store.as_ref(), &config).await?
-            {
-                println!("{banner}");
-            }
-            if let Some(banner) = cli::no_admin_banner(store.as_ref(), &config).await? {
-                println!("{banner}");
-            }
-            let state = AppState::build(config, store, master_key).await?;
-            tracing::info!(
-                listen = %listener.local_addr()?,
-                mcp_url = %state.config.mcp_url(),
-                "passgate is serving"
-            );
-            println!("{}", cli::serving_banner(&state.config));
-            let shutdown = state.shutdown.clone();
-            state.keys.spawn_periodic_reload(
-                state.store.clone(),
-                state.master_key.clone(),
-                shutdown.clone(),
-            );
-            server::serve(listener, routes::router(state), shutdown).await
+            server::run(&args).await
         }
         Command::Users(command) => {
             let common = command.common();

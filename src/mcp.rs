@@ -1,8 +1,21 @@
 //! The MCP server: the tools passgate serves, and the Streamable HTTP service
 //! that carries them. Protocol handling (both eras, headers, JSON-RPC errors)
-//! is rmcp's; this module only chooses its settings and defines the tools.
+//! is rmcp's; this module chooses its settings, defines the tools, and adds
+//! two checks in front: the `Origin` check on every request before the
+//! bearer check (the transport requires 403 for a foreign origin whether or
+//! not a token came with it), and JSON-RPC's own answers for a body that is
+//! not JSON (-32700) or not a JSON-RPC message (-32600), where rmcp answers
+//! 415 in plain text.
 
 use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http::{Method, StatusCode, header};
 
 use rmcp::{
     ErrorData, ServerHandler,
@@ -18,7 +31,7 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, oauth::bearer::Identity};
+use crate::{config::Config, error::JsonRpcRefusal, oauth::bearer::Identity};
 
 /// Arguments of `add`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -168,4 +181,206 @@ where
         Arc::new(NeverSessionManager::default()),
         transport_config(config, shutdown),
     )
+}
+
+/// One entry of the `Origin` allow-list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OriginRule {
+    Null,
+    Tuple {
+        scheme: String,
+        host: String,
+        /// `None`: any port (`:*`, or an entry written without one).
+        port: Option<u16>,
+    },
+}
+
+/// A serialized origin (`scheme://host[:port]`) as scheme, lowercase host
+/// and port (the scheme's default when omitted), or `None` for `null`.
+fn parse_origin(value: &str) -> Option<Option<(String, String, Option<u16>)>> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("null") {
+        return Some(None);
+    }
+    let uri = http::Uri::try_from(value).ok()?;
+    let authority = uri.authority()?;
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return None;
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    Some(Some((
+        uri.scheme_str()?.to_ascii_lowercase(),
+        host,
+        authority.port_u16(),
+    )))
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+/// The browser origins allowed to call `/mcp` (the same list rmcp checks,
+/// with the same port rules), parsed once.
+#[derive(Debug, Clone)]
+pub struct AllowedOrigins(Arc<Vec<OriginRule>>);
+
+impl AllowedOrigins {
+    pub fn new(config: &Config) -> Self {
+        Self::from_entries(&config.allowed_origins())
+    }
+
+    pub fn from_entries(entries: &[String]) -> Self {
+        let rules = entries
+            .iter()
+            .filter_map(|entry| {
+                let (entry, any_port) = match entry.trim().strip_suffix(":*") {
+                    Some(base) => (base, true),
+                    None => (entry.trim(), false),
+                };
+                Some(match parse_origin(entry)? {
+                    None => OriginRule::Null,
+                    Some((scheme, host, port)) => OriginRule::Tuple {
+                        port: if any_port { None } else { port },
+                        scheme,
+                        host,
+                    },
+                })
+            })
+            .collect();
+        Self(Arc::new(rules))
+    }
+
+    /// Is a request with this `Origin` header value allowed?
+    pub fn allows(&self, origin: &str) -> bool {
+        let Some(origin) = parse_origin(origin) else {
+            return false;
+        };
+        self.0.iter().any(|rule| match (rule, &origin) {
+            (OriginRule::Null, None) => true,
+            (OriginRule::Tuple { scheme, host, port }, Some((o_scheme, o_host, o_port))) => {
+                scheme == o_scheme
+                    && host == o_host
+                    && port.is_none_or(|p| o_port.or_else(|| default_port(o_scheme)) == Some(p))
+            }
+            _ => false,
+        })
+    }
+}
+
+/// Middleware for `/mcp`, outside the bearer check: a request whose
+/// `Origin` is present and not allowed gets 403 at once (DNS rebinding and
+/// cross-site pages), token or not.
+pub async fn check_origin(
+    State(allowed): State<AllowedOrigins>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let ok = origin.to_str().is_ok_and(|o| allowed.allows(o));
+        if !ok {
+            tracing::info!("refused an /mcp request from a foreign Origin");
+            return JsonRpcRefusal::ForeignOrigin.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn is_json(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Middleware for `/mcp`, just outside rmcp: a JSON POST whose body is not
+/// JSON gets JSON-RPC's parse error, and one rmcp cannot read as a JSON-RPC
+/// message its invalid-request error, both 400 (rmcp says 415 in plain
+/// text, which tells a client its content type was wrong). The body is
+/// looked at only when rmcp refused it, so good requests are not parsed
+/// twice.
+pub async fn json_rpc_errors(request: Request, next: Next) -> Response {
+    if request.method() != Method::POST || !is_json(&request) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    // The body limit layer outside caps the size: over it, reading fails.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let too_large =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                JsonRpcRefusal::BodyTooLarge
+            } else {
+                JsonRpcRefusal::BodyUnreadable
+            }
+            .into_response();
+        }
+    };
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
+        .await;
+    // With a JSON content type, rmcp's only 415 is for a body it could not
+    // deserialize as a message.
+    if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
+    }
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+        JsonRpcRefusal::ParseError.into_response()
+    } else {
+        JsonRpcRefusal::InvalidRequest.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_rules_follow_scheme_host_and_port() {
+        let allowed = AllowedOrigins::from_entries(&[
+            "http://localhost:4318".into(),
+            "https://app.example".into(),
+            "http://127.0.0.1:*".into(),
+            "https://mcp.example.com:443".into(),
+            "null".into(),
+        ]);
+        for ok in [
+            "http://localhost:4318",
+            "HTTP://LOCALHOST:4318",
+            "https://app.example",
+            "https://app.example:8443",
+            "http://127.0.0.1:9",
+            "https://mcp.example.com",
+            "null",
+        ] {
+            assert!(allowed.allows(ok), "{ok}");
+        }
+        for refused in [
+            "http://localhost:4319",
+            "http://localhost",
+            "https://localhost:4318",
+            "https://evil.example",
+            "https://mcp.example.com:444",
+            "http://mcp.example.com",
+            "https://app.example.evil",
+            "not an origin",
+            "",
+        ] {
+            assert!(!allowed.allows(refused), "{refused}");
+        }
+    }
 }

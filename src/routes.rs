@@ -4,11 +4,16 @@
 //! `/authorize`, `/token` and `/register` to the base URL instead of reading
 //! the metadata.
 
+use std::sync::{Arc, OnceLock};
+
 use axum::{
-    Router, middleware,
+    Router,
+    extract::{Request, State},
+    middleware,
     routing::{get, post},
 };
 use http::{HeaderValue, header};
+use tower::ServiceExt;
 use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer};
 
 use crate::{
@@ -18,21 +23,31 @@ use crate::{
     error::Error,
     login::{account, admin, enroll, recovery, signin},
     mcp,
-    oauth::{authorize, bearer, clients, metadata, revoke, token},
-    pages, telemetry, upstream,
+    oauth::{OAuthError, authorize, bearer, clients, metadata, revoke, token},
+    pages,
+    store::StoreError,
+    telemetry, upstream,
 };
 
 /// Builds the whole application. Tests call this and drive it with `oneshot`.
 pub fn router(state: AppState) -> Router {
     let mcp_service = mcp::service(mcp::Tools::new(), &state.config, state.shutdown.clone());
+    // Outermost first: Origin, then the bearer check, then JSON-RPC's own
+    // answers for bodies rmcp cannot read.
     let mcp = Router::new()
         .route_service("/mcp", mcp_service)
+        .route_layer(middleware::from_fn(mcp::json_rpc_errors))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             bearer::require_token,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            mcp::AllowedOrigins::new(&state.config),
+            mcp::check_origin,
         ));
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         // People who open the bare URL (or come back from an identity
         // provider's sign-out, with whatever parameters) land on their account.
         .route(
@@ -124,8 +139,44 @@ pub fn with_common_layers<S: Clone + Send + Sync + 'static>(
         .layer(telemetry::http_trace_layer())
 }
 
+/// Liveness: the process answers. Says nothing about the store.
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Readiness: this instance can serve requests now, which needs the store
+/// (one point read). 503 while the store is unreachable, so a load balancer
+/// sends people to an instance that can serve them.
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, Error> {
+    state.store.get("readyz", "-").await?;
+    Ok("ready")
+}
+
+/// The app while start-up waits for the store: `ready` is empty until
+/// start-up succeeds, and every request is answered by what it then holds.
+/// Until then, `/healthz` answers and everything else is 503:
+/// `temporarily_unavailable` on the OAuth endpoints that clients call, an
+/// error page elsewhere.
+pub fn while_starting(ready: Arc<OnceLock<Router>>, config: &Config) -> Router {
+    async fn oauth_not_ready() -> OAuthError {
+        OAuthError::temporarily_unavailable("passgate is starting; retry shortly")
+    }
+    async fn not_ready() -> Error {
+        Error::Store(StoreError::Unavailable(
+            "start-up is waiting for the store".into(),
+        ))
+    }
+    let starting = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/token", post(oauth_not_ready))
+        .route("/register", post(oauth_not_ready))
+        .route("/revoke", post(oauth_not_ready))
+        .fallback(not_ready);
+    let starting = with_common_layers(starting, config);
+    Router::new().fallback_service(tower::service_fn(move |request: Request| {
+        let app = ready.get().unwrap_or(&starting).clone();
+        app.oneshot(request)
+    }))
 }
 
 /// Unknown addresses get passgate's own error page.

@@ -1,9 +1,137 @@
-//! Serving over TCP with graceful shutdown.
+//! Serving over TCP with graceful shutdown, and the start-up sequence of
+//! `passgate serve`: open the store, print the first administrator's
+//! invitation if needed, load the signing keys, serve.
+//!
+//! If the store cannot be reached at start (the database is away),
+//! passgate serves anyway: `/healthz` answers (the process is alive),
+//! `/readyz` and everything else answer 503 (`temporarily_unavailable` on
+//! the OAuth endpoints), and start-up is tried again until it works. Any
+//! other start-up failure ends the process.
+
+use std::{
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
 
 use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::{
+    app::AppState,
+    bootstrap,
+    config::{Config, ServeArgs},
+    login::cli::{first_admin_banner, no_admin_banner, serving_banner},
+    routes,
+};
+
+/// Waits between start-up attempts while the store is unreachable.
+const START_RETRY: Duration = Duration::from_secs(2);
+
+/// `passgate serve`.
+pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = Config::from_args(args)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let shutdown = CancellationToken::new();
+    let app = match start(args, &config, &shutdown).await {
+        Ok(app) => app,
+        Err(e) if bootstrap::is_unavailable(&e) => {
+            tracing::warn!(
+                error = %format!("{e:#}"),
+                "the store is unreachable; answering 503 and trying again"
+            );
+            let ready = Arc::new(OnceLock::new());
+            let failed = Arc::new(Mutex::new(None));
+            tokio::spawn(keep_starting(
+                args.clone(),
+                config.clone(),
+                shutdown.clone(),
+                ready.clone(),
+                failed.clone(),
+            ));
+            let app = routes::while_starting(ready, &config);
+            serve(listener, app, shutdown).await?;
+            let failed = failed.lock().map(|mut f| f.take()).unwrap_or_default();
+            return match failed {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    serve(listener, app, shutdown).await
+}
+
+/// Tries start-up again until it works (then `ready` holds the app) or
+/// fails for a reason other than an unreachable store (then the server
+/// shuts down with that error).
+async fn keep_starting(
+    args: ServeArgs,
+    config: Config,
+    shutdown: CancellationToken,
+    ready: Arc<OnceLock<Router>>,
+    failed: Arc<Mutex<Option<anyhow::Error>>>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(START_RETRY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match start(&args, &config, &shutdown).await {
+            Ok(app) => {
+                let _ = ready.set(app);
+                return;
+            }
+            Err(e) if bootstrap::is_unavailable(&e) => {
+                tracing::warn!(error = %format!("{e:#}"), "the store is still unreachable");
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "start-up failed");
+                if let Ok(mut slot) = failed.lock() {
+                    *slot = Some(e);
+                }
+                shutdown.cancel();
+                return;
+            }
+        }
+    }
+}
+
+/// Everything that needs the store before passgate can answer.
+async fn start(
+    args: &ServeArgs,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Router> {
+    let (store, master_key) = bootstrap::open_store(&args.common).await?;
+    // Invitations enroll passkeys; without passkeys people arrive through
+    // the upstream provider instead.
+    if config.passkeys
+        && let Some(banner) = first_admin_banner(store.as_ref(), config).await?
+    {
+        println!("{banner}");
+    }
+    if let Some(banner) = no_admin_banner(store.as_ref(), config).await? {
+        println!("{banner}");
+    }
+    let mut state = AppState::build(config.clone(), store, master_key).await?;
+    state.shutdown = shutdown.clone();
+    tracing::info!(
+        listen = %config.listen,
+        mcp_url = %state.config.mcp_url(),
+        "passgate is serving"
+    );
+    println!("{}", serving_banner(&state.config));
+    state.keys.spawn_periodic_reload(
+        state.store.clone(),
+        state.master_key.clone(),
+        shutdown.clone(),
+    );
+    Ok(routes::router(state))
+}
 
 /// Serves `app` on `listener` until SIGTERM or Ctrl-C, then lets in-flight
 /// requests finish.

@@ -87,6 +87,108 @@ async fn mcp_without_a_token_gets_a_challenge_pointing_at_metadata() {
     );
 }
 
+/// An `/mcp` POST with a raw body.
+fn mcp_raw(body: &str, token: Option<&str>, origin: Option<&str>) -> Request<Body> {
+    let mut builder = Request::post("/mcp")
+        .header(header::HOST, "localhost")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json, text/event-stream");
+    if let Some(t) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if let Some(o) = origin {
+        builder = builder.header(header::ORIGIN, o);
+    }
+    builder.body(Body::from(body.to_owned())).unwrap()
+}
+
+#[tokio::test]
+async fn unreadable_mcp_bodies_get_json_rpc_errors() {
+    let app = TestApp::new().await;
+    let (_, token) = app.grant_and_token("u1", "c1", "mcp").await;
+    for (body, code) in [
+        (r#"{"jsonrpc":"2.0","id":1,"method":"tools/li"#, -32700),
+        ("not json at all", -32700),
+        (r#"{"hello":"world"}"#, -32600),
+        ("[1,2,3]", -32600),
+    ] {
+        let response = app.send(mcp_raw(body, Some(&token), None)).await;
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            response.body
+        );
+        let answer = response.json();
+        assert_eq!(answer["jsonrpc"], "2.0", "{body}");
+        assert_eq!(answer["error"]["code"], code, "{body}");
+        assert!(answer["id"].is_null());
+    }
+    // A body over the limit, of unknown length (so only reading it finds
+    // out): 413, not a failed read.
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let mut request = mcp_raw("", Some(&token), None);
+    *request.body_mut() = Body::from_stream(futures_util::stream::iter([Ok::<_, std::io::Error>(
+        big.into_bytes(),
+    )]));
+    let response = app.send(request).await;
+    assert_eq!(
+        response.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        response.body
+    );
+    assert_eq!(response.json()["error"]["code"], -32600);
+    // A good request still goes through.
+    let ok = app
+        .send(mcp_raw(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            Some(&token),
+            None,
+        ))
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+}
+
+#[tokio::test]
+async fn a_foreign_origin_gets_403_before_any_token_is_looked_at() {
+    let app = TestApp::new().await;
+    let (_, token) = app.grant_and_token("u1", "c1", "mcp").await;
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    for (token, origin) in [
+        (None, "https://evil.example"),
+        (Some(token.as_str()), "https://evil.example"),
+        (None, "http://localhost:4319"),
+        (None, "null"),
+    ] {
+        let response = app.send(mcp_raw(list, token, Some(origin))).await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{origin} {token:?}");
+        assert!(response.headers.get(header::WWW_AUTHENTICATE).is_none());
+    }
+    // Every method, not only POST.
+    let get = app
+        .send(
+            Request::get("/mcp")
+                .header(header::HOST, "localhost")
+                .header(header::ORIGIN, "https://evil.example")
+                .header(header::ACCEPT, "text/event-stream")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(get.status, StatusCode::FORBIDDEN);
+    // Our own origin without a token is asked to sign in; with one, served.
+    let own = app.send(mcp_raw(list, None, Some(PUBLIC_URL))).await;
+    assert_eq!(own.status, StatusCode::UNAUTHORIZED);
+    let own = app
+        .send(mcp_raw(list, Some(&token), Some(PUBLIC_URL)))
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+}
+
 #[tokio::test]
 async fn a_token_in_the_query_string_is_not_accepted() {
     let app = TestApp::new().await;
@@ -325,12 +427,151 @@ async fn bad_registrations_get_clear_errors() {
 async fn registration_is_rate_limited_per_address() {
     let app = TestApp::new().await;
     let body = json!({"redirect_uris": ["https://a.example/cb"]});
-    let mut statuses = Vec::new();
+    let mut responses = Vec::new();
     for _ in 0..32 {
-        statuses.push(app.post_json("/register", &body).await.status);
+        responses.push(app.post_json("/register", &body).await);
     }
-    assert!(statuses[..30].iter().all(|s| *s == StatusCode::CREATED));
-    assert_eq!(statuses[31], StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        responses[..30]
+            .iter()
+            .all(|r| r.status == StatusCode::CREATED)
+    );
+    let refused = &responses[31];
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    // An error code RFC 7591 §3.2.2 defines, and when to come back.
+    assert_eq!(refused.json()["error"], "invalid_client_metadata");
+    let retry: i64 = refused.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+}
+
+#[tokio::test]
+async fn registration_answers_the_scope_it_can_grant_not_the_one_asked_for() {
+    let app = TestApp::new().await;
+    let response = app
+        .post_json(
+            "/register",
+            &json!({"redirect_uris": ["https://a.example/cb"], "scope": "admin root"}),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+    assert_eq!(response.json()["scope"], "mcp");
+}
+
+#[tokio::test]
+async fn repeated_authorize_parameters_get_passgates_page_or_an_oauth_error() {
+    let app = TestApp::new().await;
+    let redirect = "https://app.example/cb";
+    let client = app.register(redirect).await;
+    let (_, challenge) = pkce();
+    let ours = "&resource=http%3A%2F%2Flocalhost%3A4318%2Fmcp";
+    let other = "&resource=https%3A%2F%2Fother.example%2Fmcp";
+    // Before the client and redirect URI are known: a page, no redirect.
+    for extra in [
+        format!("&client_id={client}"),
+        "&redirect_uri=https%3A%2F%2Fapp.example%2Fcb".to_owned(),
+    ] {
+        let response = app
+            .get(&authorize_url(&client, redirect, &challenge, &extra))
+            .await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{extra}");
+        assert!(response.location().is_none());
+        assert!(
+            response.body.contains("<h1>") && response.body.contains("more than once"),
+            "passgate's page: {}",
+            response.body
+        );
+    }
+    // After: back to the client with an OAuth error.
+    for (extra, code) in [
+        (format!("{ours}{other}"), "invalid_target"),
+        (format!("{other}{ours}"), "invalid_target"),
+        ("&scope=mcp&scope=mcp".to_owned(), "invalid_request"),
+        (format!("&code_challenge={challenge}"), "invalid_request"),
+    ] {
+        let response = app
+            .get(&authorize_url(&client, redirect, &challenge, &extra))
+            .await;
+        assert_eq!(
+            response.status,
+            StatusCode::SEE_OTHER,
+            "{extra}: {}",
+            response.body
+        );
+        let location = url::Url::parse(response.location().unwrap()).unwrap();
+        assert!(location.as_str().starts_with(redirect));
+        let q: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+        assert_eq!(q["error"], code, "{extra}");
+        assert_eq!(q["state"], "xyz");
+    }
+    // A repeated state cannot be echoed; the error comes back without one.
+    let response = app
+        .get(&authorize_url(&client, redirect, &challenge, "&state=abc"))
+        .await;
+    let location = url::Url::parse(response.location().unwrap()).unwrap();
+    let q: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(q["error"], "invalid_request");
+    assert!(!q.contains_key("state"));
+    // Our own resource twice is still one resource (RFC 8707 §2).
+    let response = app
+        .get(&authorize_url(
+            &client,
+            redirect,
+            &challenge,
+            &format!("{ours}{ours}"),
+        ))
+        .await;
+    assert_eq!(response.status, StatusCode::SEE_OTHER);
+    assert!(
+        response
+            .location()
+            .unwrap()
+            .starts_with("/consent?request=")
+    );
+}
+
+#[tokio::test]
+async fn repeated_token_parameters_get_oauth_errors_that_name_them() {
+    let app = TestApp::new().await;
+    let client = app.register("https://app.example/cb").await;
+    let resource_twice = app
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client),
+                ("refresh_token", "x"),
+                ("resource", "http://localhost:4318/mcp"),
+                ("resource", "https://other.example/mcp"),
+            ],
+        )
+        .await;
+    assert_eq!(resource_twice.status, StatusCode::BAD_REQUEST);
+    assert_eq!(resource_twice.json()["error"], "invalid_target");
+    let code_twice = app
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client),
+                ("code", "a"),
+                ("code", "b"),
+            ],
+        )
+        .await;
+    assert_eq!(code_twice.status, StatusCode::BAD_REQUEST);
+    let body = code_twice.json();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("code appears more than once"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -426,6 +667,7 @@ async fn a_valid_authorize_request_is_stored_and_leads_to_sign_in() {
 async fn token_endpoint_refuses_bad_requests_with_rfc6749_errors() {
     let app = TestApp::new().await;
     let client = app.register("https://app.example/cb").await;
+    let verifier = "v".repeat(43);
     type Case<'a> = (Vec<(&'a str, &'a str)>, StatusCode, &'a str);
     let cases: Vec<Case> = vec![
         (
@@ -452,7 +694,7 @@ async fn token_endpoint_refuses_bad_requests_with_rfc6749_errors() {
                 ("grant_type", "authorization_code"),
                 ("client_id", &client),
                 ("code", "made-up"),
-                ("code_verifier", "v"),
+                ("code_verifier", &verifier),
             ],
             StatusCode::BAD_REQUEST,
             "invalid_grant",

@@ -191,7 +191,7 @@ async fn full_flow_consent_token_call_refresh_revoke() {
         StatusCode::OK
     );
 
-    // Approved once: the next authorization skips the page.
+    // Approved once: the next authorization gets a code again.
     let (_, challenge) = pkce();
     let again = decide(&app, &mut alice, &client, &challenge, "approve").await;
     assert!(query(again.location().unwrap()).contains_key("code"));
@@ -550,4 +550,169 @@ async fn metadata_document_clients_on_private_addresses_are_refused() {
         )
         .await;
     assert_eq!(token.json()["error"], "invalid_client");
+}
+
+/// `/authorize` → consent (page or remembered) → the redirect back, for any
+/// redirect URI; `None` when a consent page was shown and approved, the
+/// redirect when a remembered approval answered without a page.
+async fn authorize_to(
+    app: &TestApp,
+    who: &mut Person,
+    client: &str,
+    redirect: &str,
+    challenge: &str,
+) -> (bool, BTreeMap<String, String>) {
+    let start = app
+        .get(&authorize_url(client, redirect, challenge, ""))
+        .await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+    let page = who.browser.get(app, start.location().unwrap()).await;
+    if page.status.is_redirection() {
+        return (false, query(page.location().unwrap()));
+    }
+    (true, query(&approve_form(app, who, &page).await))
+}
+
+/// RFC 8252 §8.6: any program on the device can present a public native
+/// client's id and listen on a loopback port (or claim its private-use
+/// scheme), so a remembered approval never issues a code there without the
+/// page. An https redirect names who gets the code, so it may.
+#[tokio::test]
+async fn a_remembered_approval_skips_the_page_only_for_https_redirects() {
+    let app = TestApp::new().await;
+    let mut ivy = person(&app, "ivy").await;
+    for redirect in [
+        "http://127.0.0.1:33418/callback",
+        "http://localhost:6274/oauth/callback",
+        "cursor://anysphere.cursor-retrieval/oauth/callback",
+    ] {
+        let client = app.register(redirect).await;
+        let (_, challenge) = pkce();
+        let (page, first) = authorize_to(&app, &mut ivy, &client, redirect, &challenge).await;
+        assert!(page && first.contains_key("code"), "{redirect}: first time");
+        // Again, on the same port and on another (any loopback port is the
+        // client's): the page every time.
+        let other_port = redirect.replace("33418", "40001");
+        for again in [redirect, other_port.as_str()] {
+            let (page, back) = authorize_to(&app, &mut ivy, &client, again, &challenge).await;
+            assert!(page, "{again}: the page again");
+            assert!(back.contains_key("code"));
+        }
+    }
+    let web = "https://app.example/cb";
+    let client = app.register(web).await;
+    let (_, challenge) = pkce();
+    let (page, _) = authorize_to(&app, &mut ivy, &client, web, &challenge).await;
+    assert!(page, "first time");
+    let (page, back) = authorize_to(&app, &mut ivy, &client, web, &challenge).await;
+    assert!(!page, "remembered");
+    assert!(back.contains_key("code"));
+}
+
+/// RFC 7636 §4.1: a verifier is 43 to 128 unreserved characters. A request
+/// whose challenge was made from a malformed one gets no tokens for it.
+#[tokio::test]
+async fn code_verifiers_outside_rfc7636_are_refused() {
+    let app = TestApp::new().await;
+    let mut jan = person(&app, "jan").await;
+    let client = app.register(REDIRECT).await;
+    for verifier in [
+        "abc".to_owned(),
+        format!("{}+/=", "a".repeat(40)),
+        "a".repeat(129),
+        format!("{} ", "a".repeat(42)),
+    ] {
+        let challenge = passgate::crypto::pkce_s256(&verifier);
+        let (_, back) = authorize_to(&app, &mut jan, &client, REDIRECT, &challenge).await;
+        let response = redeem(&app, &client, &back["code"], &verifier).await;
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_REQUEST,
+            "{verifier:?}: {}",
+            response.body
+        );
+        assert_eq!(response.json()["error"], "invalid_request", "{verifier:?}");
+    }
+    // The bounds themselves are fine.
+    for verifier in ["a".repeat(43), format!("{}-._~", "Z9".repeat(62))] {
+        let challenge = passgate::crypto::pkce_s256(&verifier);
+        let (_, back) = authorize_to(&app, &mut jan, &client, REDIRECT, &challenge).await;
+        tokens(&redeem(&app, &client, &back["code"], &verifier).await);
+    }
+}
+
+/// RFC 6749 §4.1.3: `redirect_uri` is required at the token endpoint when
+/// the authorization request had one (real clients and the conformance
+/// suite send it); a request that relied on the single registered URI may
+/// leave it out at both ends.
+#[tokio::test]
+async fn redirect_uri_is_required_at_token_when_authorize_had_one() {
+    let app = TestApp::new().await;
+    let mut kim = person(&app, "kim").await;
+    let client = app.register(REDIRECT).await;
+    let (code, verifier) = code_for(&app, &mut kim, &client).await;
+    let without = app
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("client_id", &client),
+            ],
+        )
+        .await;
+    assert_eq!(without.status, StatusCode::BAD_REQUEST, "{}", without.body);
+    assert_eq!(without.json()["error"], "invalid_request");
+    // That did not use the code up.
+    tokens(&redeem(&app, &client, &code, &verifier).await);
+
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(&client, REDIRECT, &challenge, "");
+    let no_redirect: String = url
+        .split('&')
+        .filter(|p| !p.starts_with("redirect_uri="))
+        .collect::<Vec<_>>()
+        .join("&");
+    let start = app.get(&no_redirect).await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+    let back = approve_page(&app, &mut kim, start.location().unwrap()).await;
+    let code = query(&back)["code"].clone();
+    let issued = app
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("client_id", &client),
+            ],
+        )
+        .await;
+    tokens(&issued);
+}
+
+/// Approves the consent page at `consent`; returns the redirect back.
+async fn approve_page(app: &TestApp, who: &mut Person, consent: &str) -> String {
+    let page = who.browser.get(app, consent).await;
+    approve_form(app, who, &page).await
+}
+
+/// Submits "Allow" on a consent page; returns the redirect back.
+async fn approve_form(app: &TestApp, who: &mut Person, page: &TestResponse) -> String {
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let field = |name: &str| {
+        let marker = format!(r#"name="{name}" value=""#);
+        let start = page.body.find(&marker).unwrap() + marker.len();
+        page.body[start..start + page.body[start..].find('"').unwrap()].to_owned()
+    };
+    let form = [
+        ("request", field("request")),
+        ("csrf", field("csrf")),
+        ("decision", "approve".to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let back = who.browser.post_form(app, "/consent", &form).await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
+    back.location().unwrap().to_owned()
 }

@@ -1085,6 +1085,78 @@ async fn json_endpoints_want_json() {
     assert_ne!(r.status, StatusCode::OK);
 }
 
+/// Issue 16: a new passkey made for a sign-in challenge (the client mixed up
+/// two requests) is the client's mistake: a 400 that says so, never a 500
+/// that reads like stored data gone bad. The sign-in ceremony is used up.
+#[tokio::test]
+async fn a_new_passkey_answering_a_sign_in_challenge_is_a_client_mistake() {
+    let app = TestApp::new().await;
+    let (_, cookie) = support::new_user(&app, "wanda", Role::Member).await;
+    let me = app.signed_in(&cookie).await.unwrap();
+    let csrf_header = [("x-csrf-token", me.csrf.as_str())];
+    let token = app.invite("xena", Role::Member).await;
+
+    for (path, options_path, options_body) in [
+        (
+            "/account/passkeys/finish",
+            "/account/passkeys/options",
+            json!({ "label": "Mixed up" }),
+        ),
+        (
+            "/enroll/passkey/finish",
+            "/enroll/passkey/options",
+            json!({ "token": token, "displayName": "Xena" }),
+        ),
+    ] {
+        let mut browser = Browser::with_cookie(&cookie);
+        let sign_in_options = browser
+            .post_json(&app, "/login/passkey/options", &json!({}))
+            .await;
+        assert_eq!(sign_in_options.status, StatusCode::OK);
+        let sign_in_challenge = sign_in_options.json()["publicKey"]["challenge"].clone();
+        let creation = browser
+            .post_json_with(&app, options_path, &options_body, &csrf_header)
+            .await;
+        assert_eq!(creation.status, StatusCode::OK, "{}", creation.body);
+        let mut options = creation.json();
+        options["publicKey"]["challenge"] = sign_in_challenge;
+        let credential = SoftAuthenticator::new()
+            .create(ORIGIN, options)
+            .await
+            .unwrap();
+        let r = browser
+            .post_json_with(&app, path, &credential, &csrf_header)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.body);
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("another kind of request"),
+            "{path}: {}",
+            r.body
+        );
+        // The same answer again finds nothing: the ceremony was taken once.
+        let again = browser
+            .post_json_with(&app, path, &credential, &csrf_header)
+            .await;
+        assert_eq!(again.status, StatusCode::GONE, "{path}: {}", again.body);
+    }
+    assert!(
+        users::find_by_name(app.store(), "xena")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        users::credentials(app.store(), &me.user_id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 /// The one-time link shown on a page of the admin area.
 fn link_in(body: &str, marker: &str) -> String {
     body.split("value=\"")

@@ -3,7 +3,9 @@
 //! every backend by `conformance_suite!`:
 //! - `sqlite::*` on a real database file in a temporary directory;
 //! - `dynamodb::*` (feature `dynamodb`) on a real DynamoDB-compatible server,
-//!   moto, which each test starts on a free loopback port.
+//!   moto, which each test starts on a free loopback port;
+//! - `postgres::*` (feature `postgres`) on a real PostgreSQL server: one
+//!   throw-away cluster for this test binary, a fresh database per test.
 //!
 //! Expiry is tested with `expires_at` in the past, so nothing sleeps.
 
@@ -15,6 +17,10 @@ use tokio::sync::Barrier;
 #[cfg(feature = "dynamodb")]
 #[path = "support/moto.rs"]
 mod moto;
+
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod pg;
 
 /// A store and whatever must live as long as it (temp dir, server).
 struct Fixture {
@@ -43,6 +49,32 @@ async fn dynamodb_fixture() -> Fixture {
     Fixture {
         store: Arc::new(store),
         _guard: Box::new(moto),
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn pg_options(url: String) -> passgate::store::postgres::PgOptions {
+    passgate::store::postgres::PgOptions {
+        url,
+        ca_file: None,
+        max_connections: 16,
+        // Generous: the machine may be loaded.
+        timeout: std::time::Duration::from_secs(30),
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres_fixture() -> Fixture {
+    let cluster = pg::shared();
+    let url = cluster.url(&cluster.new_database());
+    let store = passgate::store::postgres::PgStore::connect(&pg_options(url))
+        .await
+        .unwrap_or_else(|e| panic!("connecting to PostgreSQL: {e}\n{}", cluster.log()));
+    // Idempotent.
+    store.migrate().await.expect("second migration run");
+    Fixture {
+        store: Arc::new(store),
+        _guard: Box::new(()),
     }
 }
 
@@ -121,6 +153,351 @@ mod dynamodb {
             .unwrap();
         let again = store.get("replay", "ceremony").await.unwrap().unwrap();
         assert_eq!(again.value, b"next");
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    conformance_suite!(super::postgres_fixture);
+
+    use std::{sync::Arc, time::Duration};
+
+    use passgate::store::{
+        NewItem, Store, StoreError, now_unix,
+        postgres::{PgOptions, PgStore},
+    };
+
+    use super::{pg, pg_options};
+
+    async fn fresh() -> (PgStore, String) {
+        let cluster = pg::shared();
+        let db = cluster.new_database();
+        let store = PgStore::connect(&pg_options(cluster.url(&db)))
+            .await
+            .expect("connect");
+        (store, db)
+    }
+
+    /// An attempt whose answer was lost is sent again with the same id;
+    /// when the first try had landed, the resent one must still get the
+    /// item, and nobody else.
+    #[tokio::test]
+    async fn postgres_take_survives_a_replayed_attempt() {
+        let (store, _) = fresh().await;
+        let exp = now_unix() + 300;
+        for (sk, expires_at) in [("ceremony", Some(exp)), ("forever", None)] {
+            let mut new = NewItem::new("replay", sk, b"challenge".to_vec());
+            new.expires_at = expires_at;
+            store.put(new).await.unwrap();
+            let first = store.take_as("replay", sk, "attempt-1").await.unwrap();
+            let resent = store.take_as("replay", sk, "attempt-1").await.unwrap();
+            let other = store.take_as("replay", sk, "attempt-2").await.unwrap();
+            let first = first.expect("the first try takes it");
+            let resent = resent.expect("the resent attempt gets it too");
+            assert_eq!(
+                (resent.value.as_slice(), resent.version, resent.expires_at),
+                (&b"challenge"[..], first.version, expires_at),
+                "{sk}"
+            );
+            assert_eq!(first.expires_at, expires_at, "{sk}");
+            assert!(other.is_none(), "{sk}: another attempt gets nothing");
+            assert!(store.get("replay", sk).await.unwrap().is_none(), "{sk}");
+            assert!(store.take("replay", sk).await.unwrap().is_none(), "{sk}");
+        }
+        assert!(store.list("replay").await.unwrap().is_empty());
+        // The purge keeps a fresh mark for retries, so a late resend still
+        // finds it.
+        store.purge_expired().await.unwrap();
+        assert!(
+            store
+                .take_as("replay", "ceremony", "attempt-1")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // A taken key is free for a new item.
+        store
+            .insert(NewItem::new("replay", "ceremony", b"next".to_vec()))
+            .await
+            .unwrap();
+        let again = store.get("replay", "ceremony").await.unwrap().unwrap();
+        assert_eq!((again.value.as_slice(), again.version), (&b"next"[..], 1));
+    }
+
+    /// Several instances starting at once on an empty database: every one
+    /// succeeds and the schema is made once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_concurrent_migrations_apply_once() {
+        let cluster = pg::shared();
+        let db = cluster.new_database();
+        let url = cluster.url(&db);
+        let results = super::race(8, |_| {
+            let url = url.clone();
+            async move { PgStore::connect(&pg_options(url)).await.map(|_| ()) }
+        })
+        .await;
+        for r in results {
+            r.expect("every instance starts");
+        }
+        assert_eq!(
+            cluster.psql(
+                &db,
+                "SELECT string_agg(version::text, ',') FROM passgate_migrations"
+            ),
+            "1"
+        );
+        // A database from a newer passgate is refused, not written to.
+        cluster.psql(&db, "INSERT INTO passgate_migrations (version) VALUES (99)");
+        let err = PgStore::connect(&pg_options(url))
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("upgrade passgate"), "{err}");
+    }
+
+    /// Expired rows go in batches; live rows and fresh take marks stay.
+    #[tokio::test]
+    async fn postgres_purge_removes_only_expired_rows() {
+        let (store, db) = fresh().await;
+        let cluster = pg::shared();
+        // 1 200 expired rows, more than two batches, written directly.
+        cluster.psql(
+            &db,
+            &format!(
+                "INSERT INTO passgate_items (pk, sk, value, version, expires_at)
+                 SELECT 'old', lpad(g::text, 5, '0'), '\\x00', 1, {}
+                 FROM generate_series(1, 1200) g",
+                now_unix() - 10
+            ),
+        );
+        store
+            .put(NewItem::new("live", "a", b"x".to_vec()))
+            .await
+            .unwrap();
+        store
+            .put(NewItem::new("live", "b", b"y".to_vec()).expires_in(3600))
+            .await
+            .unwrap();
+        store
+            .put(NewItem::new("taken", "t", b"z".to_vec()))
+            .await
+            .unwrap();
+        store.take("taken", "t").await.unwrap().expect("taken");
+
+        assert_eq!(store.purge_expired().await.unwrap(), 1200);
+        assert_eq!(store.purge_expired().await.unwrap(), 0);
+        assert_eq!(store.list("live").await.unwrap().len(), 2);
+        assert_eq!(
+            cluster.psql(&db, "SELECT count(*) FROM passgate_items"),
+            "3",
+            "two live rows and the take mark"
+        );
+    }
+
+    /// Nothing listens: every operation is `Unavailable` (503), never
+    /// another error that would become `invalid_grant` or a 500.
+    #[tokio::test]
+    async fn postgres_unreachable_is_unavailable() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = PgOptions {
+            url: format!("postgres://passgate:hunter2-secret@127.0.0.1:{port}/passgate"),
+            ca_file: None,
+            max_connections: 2,
+            timeout: Duration::from_secs(2),
+        };
+        let err = PgStore::connect(&options).await.err().expect("no server");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let store: Arc<dyn Store> = Arc::new(PgStore::new(&options).unwrap());
+        let results = [
+            store.get("p", "s").await.err(),
+            store.list("p").await.err(),
+            store.take("p", "s").await.err(),
+            store.put(NewItem::new("p", "s", vec![])).await.err(),
+            store.increment("p", "s", now_unix() + 60).await.err(),
+        ];
+        for err in results {
+            assert!(matches!(err, Some(StoreError::Unavailable(_))), "{err:?}");
+        }
+    }
+
+    /// A row locked for long (another session) and a pool with no free
+    /// connection: the statement timeout and the pool's wait timeout both
+    /// end in `Unavailable`, in about the configured time, not a hang.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_statement_and_pool_timeouts_are_unavailable() {
+        let cluster = pg::shared();
+        let db = cluster.new_database();
+        let mut options = pg_options(cluster.url(&db));
+        options.max_connections = 1;
+        options.timeout = Duration::from_secs(2);
+        let store = Arc::new(PgStore::connect(&options).await.expect("connect"));
+        store
+            .put(NewItem::new("locked", "k", b"v1".to_vec()))
+            .await
+            .unwrap();
+
+        // Another session holds the row for 10 s.
+        let holder = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &cluster.psql_command(
+                    &db,
+                    "BEGIN; SELECT 1 FROM passgate_items WHERE pk = 'locked' FOR UPDATE; \
+                 SELECT pg_sleep(10); COMMIT;",
+                ),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let _holder = KillOnDrop(holder);
+        assert!(
+            pg::wait_until(Duration::from_secs(30), || cluster.psql(
+                &db,
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(10)%' \
+                 AND state = 'active' AND pid <> pg_backend_pid()"
+            ) == "1"),
+            "the other session did not lock the row"
+        );
+
+        // Two replaces wait for the lock in turn on the only connection,
+        // each until the statement timeout (2 s): the first from 0 to 2 s,
+        // the second (queued at 0.6 s) from 2 to 4 s...
+        let replace = || {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .replace(NewItem::new("locked", "k", b"v2".to_vec()), 1)
+                    .await
+            })
+        };
+        let first = replace();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let second = replace();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // ... so a read queued at 0.9 s finds no free connection by 2.9 s.
+        let read = store.get("locked", "k").await;
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+        for writer in [first, second] {
+            let write = writer.await.unwrap();
+            assert!(
+                matches!(write, Err(StoreError::Unavailable(_))),
+                "{write:?}"
+            );
+        }
+    }
+
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The server goes away and comes back: operations are `Unavailable`
+    /// meanwhile, and the same store works again without a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_store_recovers_after_a_server_restart() {
+        let cluster = pg::Cluster::start(None);
+        let mut options = pg_options(cluster.url("postgres"));
+        options.timeout = Duration::from_secs(3);
+        let store = PgStore::connect(&options).await.expect("connect");
+        store
+            .put(NewItem::new("p", "s", b"kept".to_vec()))
+            .await
+            .unwrap();
+
+        cluster.stop_server();
+        for _ in 0..3 {
+            let err = store.get("p", "s").await.err();
+            assert!(matches!(err, Some(StoreError::Unavailable(_))), "{err:?}");
+        }
+        let err = store.put(NewItem::new("p", "t", vec![])).await.err();
+        assert!(matches!(err, Some(StoreError::Unavailable(_))), "{err:?}");
+
+        cluster.start_server();
+        let mut got = None;
+        for _ in 0..50 {
+            match store.get("p", "s").await {
+                Ok(item) => {
+                    got = item;
+                    break;
+                }
+                Err(StoreError::Unavailable(_)) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(e) => panic!("after the restart: {e}"),
+            }
+        }
+        assert_eq!(got.expect("the item survived").value, b"kept");
+        store
+            .put(NewItem::new("p", "t", b"new".to_vec()))
+            .await
+            .unwrap();
+    }
+
+    /// TLS with the server's certificate verified against `ca_file`; a
+    /// server whose certificate another CA signed is refused, and so is
+    /// one that only the system's roots would have to vouch for.
+    #[tokio::test]
+    async fn postgres_tls_verifies_the_server_certificate() {
+        let (ca_pem, server_tls) = pg::test_ca_and_server_cert();
+        let cluster = pg::Cluster::start(Some(&server_tls));
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, &ca_pem).unwrap();
+        let (other_ca, _) = pg::test_ca_and_server_cert();
+        let other_ca_file = dir.path().join("other-ca.pem");
+        std::fs::write(&other_ca_file, &other_ca).unwrap();
+
+        // The server accepts only TLS (pg_hba: hostssl).
+        let mut options = pg_options(cluster.url("postgres"));
+        options.ca_file = Some(ca_file);
+        let store = PgStore::connect(&options)
+            .await
+            .unwrap_or_else(|e| panic!("TLS connection: {e}\n{}", cluster.log()));
+        store
+            .put(NewItem::new("tls", "k", b"v".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(store.get("tls", "k").await.unwrap().unwrap().value, b"v");
+
+        let mut wrong = options.clone();
+        wrong.ca_file = Some(other_ca_file);
+        let err = PgStore::connect(&wrong)
+            .await
+            .err()
+            .expect("a wrong CA is refused");
+        assert!(format!("{err}").contains("certificate"), "{err}");
+
+        let mut system_roots = options.clone();
+        system_roots.ca_file = None;
+        system_roots.url = format!("{}?sslmode=require", cluster.url("postgres"));
+        let err = PgStore::connect(&system_roots)
+            .await
+            .err()
+            .expect("unknown CA");
+        assert!(format!("{err}").contains("certificate"), "{err}");
+
+        let mut plain = options.clone();
+        plain.ca_file = None;
+        plain.url = format!("{}?sslmode=disable", cluster.url("postgres"));
+        assert!(
+            PgStore::connect(&plain).await.is_err(),
+            "no plain connections"
+        );
+
+        // A missing CA file is a clear error at start-up.
+        let mut missing = options;
+        missing.ca_file = Some(dir.path().join("nope.pem"));
+        let err = PgStore::new(&missing).err().expect("missing CA file");
+        assert!(err.to_string().contains("nope.pem"), "{err}");
     }
 }
 

@@ -172,6 +172,12 @@ fn decode_b64(s: &str) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::Internal(anyhow::anyhow!("stored passkey data is not base64: {e}")))
 }
 
+fn wrong_kind() -> Error {
+    Error::bad_request(
+        "This passkey response answers another kind of request (a sign-in and a new passkey are different requests). Start again.",
+    )
+}
+
 fn corrupt(what: &str) -> Error {
     Error::Internal(anyhow::anyhow!("stored {what} could not be decoded"))
 }
@@ -223,9 +229,7 @@ pub async fn finish_sign_in(
         .map_err(|_| Error::bad_request("The passkey response has no readable challenge."))?;
     let ceremony = take_ceremony(state, challenge.0, binding).await?;
     let Purpose::SignIn { next } = ceremony.purpose else {
-        return Err(Error::bad_request(
-            "This passkey response answers another kind of request.",
-        ));
+        return Err(wrong_kind());
     };
     let server =
         DiscoverableAuthenticationServerState::decode(decode_b64(&ceremony.state)?.as_slice())
@@ -419,6 +423,11 @@ pub async fn finish_registration(
         .challenge_relaxed()
         .map_err(|_| Error::bad_request("The new passkey has no readable challenge."))?;
     let ceremony = take_ceremony(state, challenge.0, binding).await?;
+    // A sign-in ceremony holds another kind of server state: answering it
+    // with a new passkey is the client's mistake, not stored data gone bad.
+    if let Purpose::SignIn { .. } = ceremony.purpose {
+        return Err(wrong_kind());
+    }
     let server = RegistrationServerState::<16>::decode(decode_b64(&ceremony.state)?.as_slice())
         .map_err(|_| corrupt("ceremony"))?;
     let origin = state.config.origin();
@@ -447,11 +456,7 @@ pub async fn finish_registration(
         Purpose::AddPasskey { user_id, label } | Purpose::Recover { user_id, label, .. } => {
             (user_id.clone(), label.clone())
         }
-        Purpose::SignIn { .. } => {
-            return Err(Error::bad_request(
-                "This passkey response answers another kind of request.",
-            ));
-        }
+        Purpose::SignIn { .. } => return Err(wrong_kind()),
     };
     if users::hex(user_handle.as_ref()) != user_id {
         return Err(corrupt("ceremony user"));

@@ -55,6 +55,20 @@ pub const ENROLL_PER_INVITATION: Limit = Limit {
     window_secs: 300,
 };
 
+/// Client metadata documents actually fetched (not answered from the
+/// cache) because of requests from one address: each is an outbound
+/// request anyone can trigger.
+pub const CIMD_FETCH_PER_ADDR: Limit = Limit {
+    name: "cimd-addr",
+    max: 30,
+    window_secs: 300,
+};
+
+/// Seconds until the current window of `limit` ends, for `Retry-After`.
+pub fn retry_after(limit: Limit) -> i64 {
+    limit.window_secs - now_unix().rem_euclid(limit.window_secs)
+}
+
 /// Counts one attempt in the current window; returns the count and the
 /// window's end.
 async fn count(store: &dyn Store, limit: Limit, subject: &str) -> Result<(u64, i64), Error> {

@@ -4,7 +4,9 @@
 //! authorization (nothing is kept in memory, so the person's next request
 //! may reach any instance), then sends the browser to `/consent`. There the
 //! person signs in if needed and approves or denies; approval is stored per
-//! person and client, and a remembered approval skips the page next time.
+//! person and client, and a remembered approval skips the page next time,
+//! but only for https redirects (see [`may_skip_consent`]): native apps'
+//! loopback and private-use-scheme redirects always show it.
 //!
 //! Errors about the client or redirect URI are shown as a page and never
 //! redirected (the URI is not trusted yet); later errors go back to the
@@ -14,7 +16,7 @@
 //! `code#<sha256(code)>` / `code`.
 
 use axum::{
-    extract::{Query, State},
+    extract::{Query, RawQuery, State},
     response::{IntoResponse, Redirect, Response},
 };
 use http::HeaderMap;
@@ -23,18 +25,22 @@ use serde::{Deserialize, Serialize};
 use super::{
     CODE_TTL_SECS, OAuthError, PENDING_AUTHORIZATION_TTL_SECS, SCOPE_MCP,
     clients::{self, ClientSource},
-    effective_scope, grants, resource_matches,
+    effective_scope, grants,
+    params::{Params, Repeated},
+    resource_matches,
 };
 use crate::{
     app::AppState,
     crypto,
     error::Error,
-    login::{self, forms::PageForm},
+    login::{self, api::ClientAddr, forms::PageForm},
     pages::{Page, escape},
     store::NewItem,
 };
 
-#[derive(Debug, Deserialize)]
+/// The parameters of an authorization request, each at most once, except
+/// `resource` (RFC 8707 allows several).
+#[derive(Debug)]
 pub struct AuthorizeParams {
     response_type: Option<String>,
     client_id: Option<String>,
@@ -43,7 +49,35 @@ pub struct AuthorizeParams {
     code_challenge_method: Option<String>,
     state: Option<String>,
     scope: Option<String>,
-    resource: Option<String>,
+    resources: Vec<String>,
+}
+
+impl AuthorizeParams {
+    /// Reads a query string. `client_id` and `redirect_uri` repeated are
+    /// refused at once (the first error: nothing is validated yet, so it
+    /// is shown as a page); the other repeats come back as the second
+    /// value, to be answered at the validated redirect URI.
+    pub fn parse(query: &[u8]) -> Result<(Self, Option<Repeated>), Repeated> {
+        let p = Params::parse(query);
+        let mut repeated = None;
+        let mut later = |r: Result<Option<String>, Repeated>| {
+            r.unwrap_or_else(|e| {
+                repeated.get_or_insert(e);
+                None
+            })
+        };
+        let params = Self {
+            client_id: p.single_owned("client_id")?,
+            redirect_uri: p.single_owned("redirect_uri")?,
+            response_type: later(p.single_owned("response_type")),
+            code_challenge: later(p.single_owned("code_challenge")),
+            code_challenge_method: later(p.single_owned("code_challenge_method")),
+            state: later(p.single_owned("state")),
+            scope: later(p.single_owned("scope")),
+            resources: p.all("resource").map(str::to_owned).collect(),
+        };
+        Ok((params, repeated))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +86,9 @@ pub struct PendingAuthorization {
     pub client_name: String,
     pub client_source: ClientSource,
     pub redirect_uri: String,
+    /// Whether the request named the redirect URI (then `/token` must too).
+    #[serde(default)]
+    pub redirect_uri_sent: bool,
     pub state: Option<String>,
     pub code_challenge: String,
     pub scope: String,
@@ -64,6 +101,8 @@ pub struct CodeGrant {
     pub client_id: String,
     pub client_name: String,
     pub redirect_uri: String,
+    #[serde(default)]
+    pub redirect_uri_sent: bool,
     pub code_challenge: String,
     pub scope: String,
     pub resource: String,
@@ -117,6 +156,9 @@ fn error_redirect(
 }
 
 fn oauth_page_error(e: OAuthError) -> Response {
+    if e.retry_after_secs.is_some() {
+        return Error::RateLimited.into_response();
+    }
     match e.code {
         "temporarily_unavailable" => {
             Error::Store(crate::store::StoreError::Unavailable(e.description)).into_response()
@@ -144,13 +186,23 @@ fn metadata_document_refused(state: &AppState, e: OAuthError) -> Response {
 /// `GET /authorize`
 pub async fn authorize(
     State(state): State<AppState>,
-    Query(p): Query<AuthorizeParams>,
+    addr: ClientAddr,
+    RawQuery(query): RawQuery,
 ) -> Response {
     // 1. Client and redirect URI: failures here are shown, never redirected.
-    let Some(client_id) = p.client_id.as_deref().filter(|c| !c.is_empty()) else {
+    let (p, repeated) = match AuthorizeParams::parse(query.unwrap_or_default().as_bytes()) {
+        Ok(parsed) => parsed,
+        Err(Repeated(name)) => {
+            return Error::bad_request(format!(
+                "The sign-in request names {name} more than once, so passgate cannot tell which application it is for."
+            ))
+            .into_response();
+        }
+    };
+    let Some(client_id) = p.client_id.as_deref() else {
         return Error::bad_request("The sign-in request has no client_id.").into_response();
     };
-    let client = match clients::find(&state, client_id).await {
+    let client = match clients::find(&state, client_id, &addr.subject()).await {
         Ok(Some(c)) => c,
         Ok(None) => {
             return Error::bad_request(
@@ -181,13 +233,16 @@ pub async fn authorize(
     let fail = |e: OAuthError| error_redirect(&state, &redirect_uri, client_state, &e);
 
     // 2. The rest of the request: failures go back to the client.
+    if let Some(repeated) = repeated {
+        return fail(repeated.into());
+    }
     if p.response_type.as_deref() != Some("code") {
         return fail(OAuthError::new(
             "unsupported_response_type",
             "only response_type=code is supported",
         ));
     }
-    let Some(challenge) = p.code_challenge.filter(|c| !c.is_empty()) else {
+    let Some(challenge) = p.code_challenge else {
         return fail(OAuthError::invalid_request(
             "PKCE is required: send code_challenge with code_challenge_method=S256",
         ));
@@ -208,9 +263,8 @@ pub async fn authorize(
         ));
     }
     let mcp_url = state.config.mcp_url();
-    if let Some(resource) = p.resource.as_deref()
-        && !resource_matches(resource, &mcp_url)
-    {
+    // Several resources are fine as long as each is ours (RFC 8707 §2).
+    if p.resources.iter().any(|r| !resource_matches(r, &mcp_url)) {
         return fail(OAuthError::invalid_target(format!(
             "this server only issues tokens for {mcp_url}"
         )));
@@ -224,6 +278,7 @@ pub async fn authorize(
         client_name: client.client_name.clone(),
         client_source: client.source,
         redirect_uri: redirect_uri.clone(),
+        redirect_uri_sent: p.redirect_uri.is_some(),
         state: p.state.clone(),
         code_challenge: challenge,
         scope: effective_scope(p.scope.as_deref()),
@@ -260,6 +315,7 @@ async fn complete(
         client_id: pending.client_id.clone(),
         client_name: pending.client_name.clone(),
         redirect_uri: pending.redirect_uri.clone(),
+        redirect_uri_sent: pending.redirect_uri_sent,
         code_challenge: pending.code_challenge.clone(),
         scope: pending.scope.clone(),
         resource: pending.resource.clone(),
@@ -300,8 +356,9 @@ pub async fn consent_page(
         .await?
         .ok_or_else(expired_request)?;
     // Approved before: no page. The pending request is still consumed once.
-    if let Some(consent) =
-        grants::consent(state.store.as_ref(), &signed_in.user_id, &pending.client_id).await?
+    if may_skip_consent(&pending.redirect_uri)
+        && let Some(consent) =
+            grants::consent(state.store.as_ref(), &signed_in.user_id, &pending.client_id).await?
         && scope_covered(&consent.scope, &pending.scope)
     {
         let pending: PendingAuthorization = state
@@ -312,6 +369,29 @@ pub async fn consent_page(
         return complete(&state, &pending, &signed_in.user_id).await;
     }
     Ok(render_consent(&id, &pending, &signed_in).into_response())
+}
+
+/// May a remembered approval answer a request without showing the page?
+/// Only when the redirect URI itself says who receives the code: an https
+/// URL on a host that is not this device. A loopback or private-use-scheme
+/// redirect can be served by any program on the person's device, which can
+/// present a public client's id as its own (RFC 8252 §8.6), so such
+/// requests always show the page: one click for the person, and a program
+/// that borrows another's id is seen before it gets a code.
+pub fn may_skip_consent(redirect_uri: &str) -> bool {
+    let Ok(url) = url::Url::parse(redirect_uri) else {
+        return false;
+    };
+    url.scheme() == "https"
+        && match url.host() {
+            Some(url::Host::Domain(d)) => {
+                let d = d.trim_end_matches('.');
+                d != "localhost" && !d.ends_with(".localhost")
+            }
+            Some(url::Host::Ipv4(ip)) => !ip.is_loopback() && !ip.is_unspecified(),
+            Some(url::Host::Ipv6(ip)) => !ip.is_loopback() && !ip.is_unspecified(),
+            None => false,
+        }
 }
 
 fn redirect_origin(uri: &str) -> Option<String> {
@@ -442,5 +522,38 @@ pub async fn consent_decision(
             pending.state.as_deref(),
             &OAuthError::new("access_denied", "the person denied access"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// A remembered approval never answers a loopback or private-use
+        /// redirect, whatever its port, path or spelling; it may answer an
+        /// https redirect to a host that is not this device.
+        #[test]
+        fn remembered_consent_only_for_https_redirects_off_this_device(
+            host in prop::sample::select(vec![
+                "localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "[::1]",
+                "app.localhost", "localhost.", "0.0.0.0", "[::]",
+            ]),
+            port in prop::option::of(1u16..),
+            path in "(/[a-z0-9]{0,6}){0,3}",
+            scheme in prop::sample::select(vec!["http", "https"]),
+            private in "[a-z]{1,8}(\\.[a-z]{1,8}){0,2}",
+            public in "[a-z]{1,10}\\.example",
+        ) {
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            let local = format!("{scheme}://{host}{port}{path}");
+            prop_assert!(!may_skip_consent(&local), "{local}");
+            let private_use = format!("app.{private}:/{path}");
+            prop_assert!(!may_skip_consent(&private_use), "{private_use}");
+            let web = format!("{scheme}://{public}{port}{path}");
+            prop_assert_eq!(may_skip_consent(&web), scheme == "https", "{}", web);
+        }
     }
 }

@@ -1,32 +1,51 @@
 //! Client ID Metadata Documents: a client whose id is an https URL publishes
 //! its name and redirect URIs at that URL. Fetching a URL that anyone can
 //! choose is a server-side request forgery risk, so the fetch is fenced in:
-//! https only, public addresses only (checked after DNS resolution, and for
-//! IP literals before), no redirects, a small size cap and a short timeout.
-//! Documents are cached in the store as their Cache-Control allows.
+//! https only, never through a proxy (a proxy would connect to the target
+//! for us, past every address check), public addresses only (checked after
+//! DNS resolution, and for IP literals before), no redirects, a small size
+//! cap, a short timeout, and a per-caller rate limit on actual fetches.
+//! Callers learn only that the fetch failed, never how (refused, timed out,
+//! which status): that would make passgate a port scanner. The log has the
+//! details.
 //!
-//! Keys: `cimd#<url>` / `doc`.
+//! Documents are cached in the store as their Cache-Control allows, and
+//! failures for [`FAILURE_CACHE_SECS`], so a bad client id cannot make
+//! every request fetch again. Both live in the store like every other
+//! request-spanning state, so every instance sees them.
+//!
+//! Keys: `cimd#<url>` / `doc` (a document, or a recent failure).
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
     time::Duration,
 };
 
 use futures_util::StreamExt;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     OAuthError,
     clients::{Client, ClientSource, validate_redirect_uri},
 };
-use crate::{app::AppState, store::NewItem};
+use crate::{
+    app::AppState,
+    error::Error,
+    login::ratelimit::{self, CIMD_FETCH_PER_ADDR},
+    store::NewItem,
+};
 
 const MAX_DOCUMENT_BYTES: usize = 10 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_CACHE_SECS: i64 = 300;
 const MAX_CACHE_SECS: i64 = 24 * 3600;
+/// How long a failed fetch is answered from the store instead of retried.
+pub const FAILURE_CACHE_SECS: i64 = 60;
+
+/// What callers are told about any failure to fetch a document.
+pub const FETCH_FAILED: &str = "passgate could not fetch a client metadata document from this client_id URL (it must be an https URL on a public address that answers 200 with the document)";
 
 /// The HTTP client used for metadata documents.
 #[derive(Clone)]
@@ -43,13 +62,17 @@ impl CimdFetcher {
 
     /// The product's fetcher with changes to its HTTP client: tests use it
     /// to trust their own certificate and to pin a test host name to
-    /// loopback. Every limit (https only, no redirects, timeouts, public
-    /// addresses for names not pinned) still applies.
+    /// loopback. Every limit (https only, no proxy, no redirects, timeouts,
+    /// public addresses for names not pinned) still applies.
     pub fn customized(
         customize: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
     ) -> Self {
         let builder = reqwest::Client::builder()
             .https_only(true)
+            // A proxy from the environment (HTTPS_PROXY) would resolve and
+            // connect to the target itself, so our resolver would only ever
+            // see the proxy's address.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
@@ -65,9 +88,10 @@ impl CimdFetcher {
 
     /// Development only (`--dev-allow-loopback-cimd`): also loopback
     /// addresses, and plain http to a loopback host. Other private
-    /// addresses stay refused.
+    /// addresses stay refused, and no proxy is used either.
     pub fn allowing_loopback() -> Self {
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
@@ -105,37 +129,83 @@ impl Default for CimdFetcher {
     }
 }
 
-/// Is this an address anyone on the internet could reach?
+/// Is this an address anyone on the internet could reach? Everything in
+/// the IANA IPv4 and IPv6 special-purpose address registries is refused,
+/// whether or not the registry marks it globally reachable (no metadata
+/// document lives on an anycast DNS sink). IPv6 forms that carry an IPv4
+/// address for a translator or tunnel to reach (NAT64, 6to4, IPv4-mapped)
+/// are judged by that IPv4 address.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_multicast()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, carrier NAT
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24
-                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15, benchmarking
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link local
-                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
-        }
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
     }
+}
+
+fn in_v4(ip: Ipv4Addr, net: [u8; 4], len: u32) -> bool {
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(Ipv4Addr::from(net)) & mask
+}
+
+fn in_v6(ip: Ipv6Addr, net: u128, len: u32) -> bool {
+    let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+    u128::from(ip) & mask == net & mask
+}
+
+/// The IANA IPv4 special-purpose registry, plus multicast.
+const SPECIAL_V4: &[([u8; 4], u32)] = &[
+    ([0, 0, 0, 0], 8),       // "this network"
+    ([10, 0, 0, 0], 8),      // private
+    ([100, 64, 0, 0], 10),   // shared address space (carrier NAT)
+    ([127, 0, 0, 0], 8),     // loopback
+    ([169, 254, 0, 0], 16),  // link local (cloud metadata services)
+    ([172, 16, 0, 0], 12),   // private
+    ([192, 0, 0, 0], 24),    // IETF protocol assignments
+    ([192, 0, 2, 0], 24),    // documentation
+    ([192, 31, 196, 0], 24), // AS112
+    ([192, 52, 193, 0], 24), // AMT
+    ([192, 88, 99, 0], 24),  // 6to4 relay anycast (deprecated)
+    ([192, 168, 0, 0], 16),  // private
+    ([192, 175, 48, 0], 24), // AS112 direct delegation
+    ([198, 18, 0, 0], 15),   // benchmarking
+    ([198, 51, 100, 0], 24), // documentation
+    ([203, 0, 113, 0], 24),  // documentation
+    ([224, 0, 0, 0], 4),     // multicast
+    ([240, 0, 0, 0], 4),     // reserved, and the broadcast address
+];
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    !SPECIAL_V4.iter().any(|(net, len)| in_v4(ip, *net, *len))
+}
+
+/// Special-purpose blocks inside global unicast (2000::/3).
+const SPECIAL_V6: &[(u128, u32)] = &[
+    (0x2001_0000_u128 << 96, 23),      // IETF protocol assignments, Teredo
+    (0x2001_0db8_u128 << 96, 32),      // documentation
+    (0x2620_004f_8000_u128 << 80, 48), // AS112 direct delegation
+    (0x3fff_0000_u128 << 96, 20),      // documentation
+];
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let bits = u128::from(ip);
+    // Translators and tunnels deliver to the embedded IPv4 address.
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    if in_v6(ip, 0x0064_ff9b_u128 << 96, 96) {
+        // NAT64 well-known prefix: the IPv4 address is the last 32 bits.
+        return is_public_v4(Ipv4Addr::from(bits as u32));
+    }
+    if in_v6(ip, 0x2002_u128 << 112, 16) {
+        // 6to4: the IPv4 address follows the prefix.
+        return is_public_v4(Ipv4Addr::from((bits >> 80) as u32));
+    }
+    // Only 2000::/3 is allocated for global unicast. Outside it are the
+    // unspecified and loopback addresses, IPv4-compatible `::a.b.c.d`, the
+    // local-use NAT64 prefix 64:ff9b:1::/48, discard-only 100::/64, SRv6
+    // 5f00::/16, unique local fc00::/7, link local fe80::/10, site local
+    // fec0::/10 and multicast ff00::/8.
+    in_v6(ip, 0x2000_u128 << 112, 3) && !SPECIAL_V6.iter().any(|(net, len)| in_v6(ip, *net, *len))
 }
 
 struct PublicOnlyResolver;
@@ -207,12 +277,11 @@ fn invalid(description: impl Into<String>) -> OAuthError {
 }
 
 /// Parses and checks a fetched document against the URL it came from.
+/// These messages are about the document its author wrote, so they say
+/// what to fix.
 pub fn client_from_document(url: &str, body: &[u8]) -> Result<Client, OAuthError> {
-    let doc: Document = serde_json::from_slice(body).map_err(|e| {
-        invalid(format!(
-            "the client metadata document is not valid JSON: {e}"
-        ))
-    })?;
+    let doc: Document = serde_json::from_slice(body)
+        .map_err(|_| invalid("the client metadata document is not a valid JSON document"))?;
     if doc.client_id != url {
         return Err(invalid(
             "the client metadata document's client_id does not equal its URL",
@@ -245,7 +314,31 @@ pub fn client_from_document(url: &str, body: &[u8]) -> Result<Client, OAuthError
     })
 }
 
-async fn fetch(fetcher: &CimdFetcher, url: &str) -> Result<(Client, i64), OAuthError> {
+/// Why a fetch failed: what the caller is told, and what only the log
+/// hears.
+struct Failure {
+    public: OAuthError,
+    detail: String,
+}
+
+/// A failure of the fetch itself: the caller gets [`FETCH_FAILED`].
+fn unreachable(detail: impl Into<String>) -> Failure {
+    Failure {
+        public: invalid(FETCH_FAILED),
+        detail: detail.into(),
+    }
+}
+
+fn bad_document(public: OAuthError) -> Failure {
+    Failure {
+        detail: public.description.clone(),
+        public,
+    }
+}
+
+/// Is `url` acceptable as a metadata document URL at all? Checked before
+/// anything is counted or fetched.
+fn check_url(fetcher: &CimdFetcher, url: &str) -> Result<url::Url, OAuthError> {
     let parsed = url::Url::parse(url).map_err(|_| invalid("the client id is not a valid URL"))?;
     let dev_http = fetcher.allow_loopback && is_loopback_http(url);
     if (parsed.scheme() != "https" && !dev_http)
@@ -256,6 +349,14 @@ async fn fetch(fetcher: &CimdFetcher, url: &str) -> Result<(Client, i64), OAuthE
             "a URL client id must be an https URL without fragment or credentials",
         ));
     }
+    Ok(parsed)
+}
+
+async fn fetch(
+    fetcher: &CimdFetcher,
+    url: &str,
+    parsed: url::Url,
+) -> Result<(Client, i64), Failure> {
     // IP literals never reach the resolver, so they are checked here.
     let literal = match parsed.host() {
         Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
@@ -263,10 +364,8 @@ async fn fetch(fetcher: &CimdFetcher, url: &str) -> Result<(Client, i64), OAuthE
         _ => None,
     };
     let allowed = |ip: IpAddr| is_public(ip) || (fetcher.allow_loopback && ip.is_loopback());
-    if literal.is_some_and(|ip| !allowed(ip)) {
-        return Err(invalid(
-            "the client metadata document is on a non-public address",
-        ));
+    if let Some(ip) = literal.filter(|ip| !allowed(*ip)) {
+        return Err(unreachable(format!("{ip} is not a public address")));
     }
     let response = fetcher
         .client
@@ -275,59 +374,100 @@ async fn fetch(fetcher: &CimdFetcher, url: &str) -> Result<(Client, i64), OAuthE
         .send()
         .await
         .map_err(|e| {
-            invalid(format!(
-                "could not fetch the client metadata document ({})",
-                if e.is_timeout() {
-                    "timed out".to_owned()
-                } else {
-                    e.without_url().to_string()
-                }
-            ))
+            unreachable(if e.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                format!("{:#}", anyhow::Error::from(e.without_url()))
+            })
         })?;
-    if response.status().is_redirection() {
-        return Err(invalid(
-            "the client metadata document URL redirects; redirects are not followed",
-        ));
-    }
-    if !response.status().is_success() {
-        return Err(invalid(format!(
-            "the client metadata document URL answered HTTP {}",
-            response.status().as_u16()
+    let status = response.status();
+    if !status.is_success() {
+        return Err(unreachable(format!(
+            "answered HTTP {} (redirects are not followed)",
+            status.as_u16()
         )));
     }
     if response
         .content_length()
         .is_some_and(|n| n as usize > MAX_DOCUMENT_BYTES)
     {
-        return Err(invalid("the client metadata document is too large"));
+        return Err(unreachable("the document is too large"));
     }
     let ttl = cache_secs(response.headers());
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| invalid("reading the client metadata document failed"))?;
+        let chunk = chunk.map_err(|e| unreachable(format!("reading the body failed: {e}")))?;
         if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(invalid("the client metadata document is too large"));
+            return Err(unreachable("the document is too large"));
         }
         body.extend_from_slice(&chunk);
     }
-    Ok((client_from_document(url, &body)?, ttl))
+    let client = client_from_document(url, &body).map_err(bad_document)?;
+    Ok((client, ttl))
+}
+
+/// What the store holds for a document URL. Untagged, so documents cached
+/// before failures were cached still read as documents.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Cached {
+    Document(Client),
+    Failed { failed: String },
 }
 
 /// The client described at `url`, from the cache or freshly fetched.
-pub async fn resolve(state: &AppState, url: &str) -> Result<Client, OAuthError> {
+/// `caller` is the rate-limit subject of whoever made us fetch (their
+/// address): only actual fetches count, cached answers do not.
+pub async fn resolve(state: &AppState, url: &str, caller: &str) -> Result<Client, OAuthError> {
+    let parsed = check_url(&state.cimd, url)?;
     let key = format!("cimd#{url}");
-    if let Some(client) = state.store.get_json::<Client>(&key, "doc").await? {
-        return Ok(client);
+    match state.store.get_json::<Cached>(&key, "doc").await? {
+        Some(Cached::Document(client)) => return Ok(client),
+        Some(Cached::Failed { failed }) => return Err(invalid(failed)),
+        None => {}
     }
-    let (client, ttl) = fetch(&state.cimd, url).await?;
-    if ttl > 0 {
-        state
-            .store
-            .put(NewItem::json(&key, "doc", &client)?.expires_in(ttl))
-            .await?;
+    match ratelimit::check(state.store.as_ref(), CIMD_FETCH_PER_ADDR, caller).await {
+        Ok(()) => {}
+        Err(Error::RateLimited) => {
+            return Err(OAuthError::rate_limited(
+                "too many client metadata documents fetched for this address; try again later",
+                ratelimit::retry_after(CIMD_FETCH_PER_ADDR),
+            ));
+        }
+        Err(Error::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(OAuthError::server_error(e.to_string())),
     }
-    Ok(client)
+    match fetch(&state.cimd, url, parsed.clone()).await {
+        Ok((client, ttl)) => {
+            if ttl > 0 {
+                state
+                    .store
+                    .put(
+                        NewItem::json(&key, "doc", &Cached::Document(client.clone()))?
+                            .expires_in(ttl),
+                    )
+                    .await?;
+            }
+            Ok(client)
+        }
+        Err(failure) => {
+            // The host only: a client id's path and query are the client's.
+            tracing::info!(
+                host = parsed.host_str().unwrap_or_default(),
+                reason = %failure.detail,
+                "client metadata document refused"
+            );
+            let cached = Cached::Failed {
+                failed: failure.public.description.clone(),
+            };
+            state
+                .store
+                .put(NewItem::json(&key, "doc", &cached)?.expires_in(FAILURE_CACHE_SECS))
+                .await?;
+            Err(failure.public)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -349,13 +489,52 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            // NAT64, 6to4 and IPv4-compatible forms of private addresses.
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "2002:0a00:0001::1",
+            "::127.0.0.1",
+            "::8.8.8.8",
+            // Teredo, site local, documentation, discard, SRv6, multicast.
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "2001:db8::1",
+            "3fff::1",
+            "100::1",
+            "5f00::1",
+            "ff02::1",
+            // IPv4 special-purpose blocks.
+            "192.0.0.9",
+            "192.0.2.1",
+            "192.31.196.1",
+            "192.52.193.1",
+            "192.88.99.1",
+            "192.175.48.1",
+            "198.18.0.1",
+            "198.51.100.1",
+            "203.0.113.1",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
         ] {
             assert!(
                 !is_public(ip.parse().unwrap()),
                 "{ip} must not count as public"
             );
         }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+        for ip in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            // Public IPv4 addresses behind NAT64 or 6to4 stay reachable.
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} is public");
         }
     }

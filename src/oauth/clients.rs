@@ -109,7 +109,12 @@ pub async fn delete_registration(store: &dyn Store, client_id: &str) -> Result<(
 }
 
 /// Finds a client by id, fetching its metadata document if the id is a URL.
-pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, OAuthError> {
+/// `caller` is the requester's rate-limit subject (see `cimd::resolve`).
+pub async fn find(
+    state: &AppState,
+    client_id: &str,
+    caller: &str,
+) -> Result<Option<Client>, OAuthError> {
     if client_id.is_empty() || client_id.len() > MAX_FIELD_LEN {
         return Ok(None);
     }
@@ -126,7 +131,9 @@ pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, O
         ));
     }
     if client_id.starts_with("https://") || super::cimd::is_loopback_http(client_id) {
-        return super::cimd::resolve(state, client_id).await.map(Some);
+        return super::cimd::resolve(state, client_id, caller)
+            .await
+            .map(Some);
     }
     Ok(state.store.get_json(&key(client_id), "client").await?)
 }
@@ -336,9 +343,10 @@ pub async fn register(
     if let Some(kind) = req.application_type {
         body["application_type"] = kind.into();
     }
-    if let Some(scope) = req.scope {
-        // Echo what was asked for; what is granted is decided at consent.
-        body["scope"] = scope.chars().take(MAX_FIELD_LEN).collect::<String>().into();
+    if let Some(scope) = req.scope.as_deref() {
+        // What this client may get, not what it asked for (RFC 7591 §3.2.1:
+        // the server may replace requested metadata values).
+        body["scope"] = super::effective_scope(Some(scope)).into();
     }
     if let Some(secret) = secret {
         body["client_secret"] = secret.into();
@@ -437,10 +445,15 @@ pub async fn register_handler(
             )
             .await?;
         if count > REGISTRATIONS_PER_HOUR {
-            return Err(OAuthError::new(
-                "slow_down",
-                "too many registrations from this address; try again later",
-            ));
+            // RFC 7591 §3.2.2 has no code for "too often"; the 429 and its
+            // Retry-After say it, the code stays one the RFC defines.
+            return Err(OAuthError {
+                retry_after_secs: Some((window + 1) * 3600 - now_unix()),
+                ..OAuthError::new(
+                    "invalid_client_metadata",
+                    "too many registrations from this address; try again later",
+                )
+            });
         }
         register(&state, req, Some(from)).await
     }
@@ -452,9 +465,6 @@ pub async fn register_handler(
             axum::Json(body),
         )
             .into_response(),
-        Err(e) if e.code == "slow_down" => {
-            (http::StatusCode::TOO_MANY_REQUESTS, e.into_response()).into_response()
-        }
         Err(e) => e.into_response(),
     }
 }
@@ -507,5 +517,124 @@ mod tests {
 
     fn redirect_uris_allowed_port(c: &Client) -> bool {
         redirect_uri_allowed(c, "http://127.0.0.1:5000/callback")
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn segment() -> impl Strategy<Value = String> {
+            "[a-z0-9_-]{1,8}"
+        }
+
+        fn path() -> impl Strategy<Value = String> {
+            prop::collection::vec(segment(), 0..4).prop_map(|s| format!("/{}", s.join("/")))
+        }
+
+        fn query() -> impl Strategy<Value = Option<String>> {
+            prop::option::of("[a-z]{1,5}=[a-z0-9]{1,5}")
+        }
+
+        fn loopback_host() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec!["127.0.0.1", "localhost", "[::1]", "127.0.0.2"])
+        }
+
+        fn with_query(base: String, q: &Option<String>) -> String {
+            match q {
+                Some(q) => format!("{base}?{q}"),
+                None => base,
+            }
+        }
+
+        proptest! {
+            /// RFC 8252 §7.3: a loopback redirect may come back on any
+            /// port, and differs in nothing else.
+            #[test]
+            fn loopback_redirects_match_on_any_port(
+                host in loopback_host(),
+                registered_port in prop::option::of(1u16..),
+                port in 1u16..,
+                p in path(),
+                q in query(),
+            ) {
+                let registered = with_query(
+                    match registered_port {
+                        Some(rp) => format!("http://{host}:{rp}{p}"),
+                        None => format!("http://{host}{p}"),
+                    },
+                    &q,
+                );
+                prop_assert!(validate_redirect_uri(&registered).is_ok());
+                let c = client(&[&registered]);
+                let requested = with_query(format!("http://{host}:{port}{p}"), &q);
+                prop_assert!(redirect_uri_allowed(&c, &requested), "{requested} for {registered}");
+                // Anything else that differs is refused.
+                for other in [
+                    with_query(format!("http://{host}:{port}{p}x"), &q),
+                    with_query(format!("http://{host}:{port}{p}/x"), &q),
+                    format!("http://{host}:{port}{p}?other=1"),
+                    with_query(format!("https://{host}:{port}{p}"), &q),
+                    with_query(format!("http://{host}:{port}{p}"), &q) + "#frag",
+                    with_query(format!("http://user@{host}:{port}{p}"), &q),
+                    with_query(format!("http://{host}.evil.example:{port}{p}"), &q),
+                ] {
+                    prop_assert!(!redirect_uri_allowed(&c, &other), "{other} for {registered}");
+                }
+                let other_host = if host == "localhost" { "127.0.0.1" } else { "localhost" };
+                let moved = with_query(format!("http://{other_host}:{port}{p}"), &q);
+                prop_assert!(!redirect_uri_allowed(&c, &moved), "{moved} for {registered}");
+            }
+
+            /// Everything that is not a loopback http redirect is matched
+            /// as an exact string: no port, case or path freedom.
+            #[test]
+            fn other_redirects_match_exactly(
+                host in "[a-z]{1,10}\\.example",
+                port in prop::option::of(1u16..),
+                p in path(),
+                q in query(),
+                requested_port in 1u16..,
+            ) {
+                let authority = match port {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.clone(),
+                };
+                let registered = with_query(format!("https://{authority}{p}"), &q);
+                let c = client(&[&registered]);
+                prop_assert!(redirect_uri_allowed(&c, &registered));
+                if port != Some(requested_port) {
+                    let other_port = with_query(format!("https://{host}:{requested_port}{p}"), &q);
+                    prop_assert!(!redirect_uri_allowed(&c, &other_port), "{other_port}");
+                }
+                let upper = registered.to_ascii_uppercase();
+                if upper != registered {
+                    prop_assert!(!redirect_uri_allowed(&c, &upper), "{upper}");
+                }
+                let http = registered.replacen("https://", "http://", 1);
+                prop_assert!(!redirect_uri_allowed(&c, &http), "{http}");
+            }
+
+            /// Whatever string is presented, an accepted one is either a
+            /// registered URI or a loopback http URL equal to one but for
+            /// the port.
+            #[test]
+            fn only_registered_or_loopback_port_variants_are_accepted(
+                requested in "[a-zA-Z0-9:/?#@.\\[\\]%_=&-]{0,40}",
+                registered_port in 1u16..,
+            ) {
+                let registered = format!("http://127.0.0.1:{registered_port}/cb");
+                let c = client(&[&registered, "https://app.example/cb"]);
+                if redirect_uri_allowed(&c, &requested) && !c.redirect_uris.contains(&requested) {
+                    let url = url::Url::parse(&requested).unwrap();
+                    prop_assert_eq!(url.scheme(), "http");
+                    prop_assert_eq!(url.host_str(), Some("127.0.0.1"));
+                    prop_assert_eq!(url.path(), "/cb");
+                    prop_assert_eq!(url.query(), None);
+                    prop_assert_eq!(url.fragment(), None);
+                    prop_assert_eq!(url.username(), "");
+                }
+            }
+        }
     }
 }

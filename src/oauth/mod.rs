@@ -14,6 +14,7 @@ pub mod clients;
 pub mod grants;
 pub mod keys;
 pub mod metadata;
+pub mod params;
 pub mod revoke;
 pub mod token;
 pub mod verified;
@@ -41,6 +42,9 @@ pub const REPLAY_GRACE_SECS: i64 = 30;
 pub struct OAuthError {
     pub code: &'static str,
     pub description: String,
+    /// Set when the request was refused for coming too often: the seconds
+    /// until the client may try again (answered as 429 with `Retry-After`).
+    pub retry_after_secs: Option<i64>,
 }
 
 impl OAuthError {
@@ -48,6 +52,15 @@ impl OAuthError {
         Self {
             code,
             description: description.into(),
+            retry_after_secs: None,
+        }
+    }
+    /// Too many requests from this caller. `temporarily_unavailable`
+    /// tells a client to keep its credentials and retry later.
+    pub fn rate_limited(d: impl Into<String>, retry_after_secs: i64) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Self::temporarily_unavailable(d)
         }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
@@ -143,5 +156,60 @@ mod tests {
         assert!(!resource_matches("https://evil.example.com/mcp", ours));
         assert!(!resource_matches("http://mcp.example.com/mcp", ours));
         assert!(!resource_matches("not a url", ours));
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// The same resource written differently still names it: case
+            /// of scheme and host, an explicit default port, a trailing
+            /// slash, an added query (ChatGPT adds some).
+            #[test]
+            fn canonical_variants_of_our_resource_match(
+                host in "[a-z]{1,10}(\\.[a-z]{1,5}){0,2}",
+                upper_scheme in any::<bool>(),
+                upper_host in any::<bool>(),
+                explicit_port in any::<bool>(),
+                slash in any::<bool>(),
+                query in prop::option::of("[a-z]{1,5}=[a-z0-9]{0,5}"),
+            ) {
+                let ours = format!("https://{host}/mcp");
+                let scheme = if upper_scheme { "HTTPS" } else { "https" };
+                let h = if upper_host { host.to_ascii_uppercase() } else { host.clone() };
+                let port = if explicit_port { ":443" } else { "" };
+                let slash = if slash { "/" } else { "" };
+                let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+                let variant = format!("{scheme}://{h}{port}/mcp{slash}{query}");
+                prop_assert!(resource_matches(&variant, &ours), "{}", variant);
+            }
+
+            /// Another scheme, host, port or path, or any fragment, names
+            /// another resource.
+            #[test]
+            fn other_resources_do_not_match(
+                host in "[a-z]{1,10}\\.example",
+                other in "[a-z]{1,10}",
+                port in 1u16..,
+                fragment in "[a-z]{0,5}",
+            ) {
+                let ours = format!("https://{host}/mcp");
+                let mut others = vec![
+                    format!("http://{host}/mcp"),
+                    format!("https://{other}.{host}/mcp"),
+                    format!("https://{host}/mcp/{other}"),
+                    format!("https://{host}/{other}"),
+                    format!("https://{host}/mcp#{fragment}"),
+                ];
+                if port != 443 {
+                    others.push(format!("https://{host}:{port}/mcp"));
+                }
+                for other in others {
+                    prop_assert!(!resource_matches(&other, &ours), "{}", other);
+                }
+            }
+        }
     }
 }

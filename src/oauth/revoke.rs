@@ -14,7 +14,7 @@ use super::{
     OAuthError, bearer, grants,
     token::{RefreshToken, client_of_request},
 };
-use crate::{app::AppState, crypto};
+use crate::{app::AppState, crypto, login::api::ClientAddr};
 
 #[derive(Debug, Deserialize)]
 pub struct RevokeForm {
@@ -27,6 +27,7 @@ pub struct RevokeForm {
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
+    addr: ClientAddr,
     form: Result<Form<RevokeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
@@ -35,16 +36,22 @@ pub async fn revoke(
         )
         .into_response();
     };
-    match handle(&state, &headers, form).await {
+    match handle(&state, &headers, &addr.subject(), form).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, form: RevokeForm) -> Result<(), OAuthError> {
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &str,
+    form: RevokeForm,
+) -> Result<(), OAuthError> {
     let client = client_of_request(
         state,
         headers,
+        caller,
         form.client_id.as_deref(),
         form.client_secret.as_deref(),
     )

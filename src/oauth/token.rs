@@ -11,7 +11,8 @@
 //! Keys: `rt#<sha256(token)>` / `rt`.
 
 use axum::{
-    Form, Json,
+    Json,
+    body::Bytes,
     extract::State,
     response::{IntoResponse, Response},
 };
@@ -25,11 +26,13 @@ use super::{
     bearer::AccessClaims,
     clients::{self, Client},
     grants::{self, Grant},
+    params::Params,
     resource_matches,
 };
 use crate::{
     app::AppState,
     crypto,
+    login::api::ClientAddr,
     store::{Item, NewItem, StoreError, Write, now_unix},
     users,
 };
@@ -59,7 +62,8 @@ pub struct RefreshToken {
     pub redeemed: Option<Redeemed>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A token request's parameters.
+#[derive(Debug)]
 pub struct TokenForm {
     grant_type: Option<String>,
     code: Option<String>,
@@ -68,8 +72,48 @@ pub struct TokenForm {
     client_id: Option<String>,
     client_secret: Option<String>,
     refresh_token: Option<String>,
-    resource: Option<String>,
+    /// Every `resource` given (RFC 8707 allows several).
+    resources: Vec<String>,
     scope: Option<String>,
+}
+
+impl TokenForm {
+    /// Reads a form body; a repeated parameter other than `resource` is
+    /// `invalid_request`.
+    pub fn parse(body: &[u8]) -> Result<Self, OAuthError> {
+        let p = Params::parse(body);
+        Ok(Self {
+            grant_type: p.single_owned("grant_type")?,
+            code: p.single_owned("code")?,
+            redirect_uri: p.single_owned("redirect_uri")?,
+            code_verifier: p.single_owned("code_verifier")?,
+            client_id: p.single_owned("client_id")?,
+            client_secret: p.single_owned("client_secret")?,
+            refresh_token: p.single_owned("refresh_token")?,
+            resources: p.all("resource").map(str::to_owned).collect(),
+            scope: p.single_owned("scope")?,
+        })
+    }
+}
+
+/// A PKCE code verifier as RFC 7636 §4.1 defines it: 43 to 128 characters,
+/// each unreserved (`A-Z a-z 0-9 - . _ ~`).
+pub fn is_valid_code_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,13 +129,18 @@ pub struct TokenResponse {
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+    addr: ClientAddr,
+    body: Bytes,
 ) -> Response {
-    let result = match form {
-        Ok(Form(form)) => handle(&state, &headers, form).await,
-        Err(_) => Err(OAuthError::invalid_request(
+    let result = if is_form(&headers) {
+        match TokenForm::parse(&body) {
+            Ok(form) => handle(&state, &headers, &addr.subject(), form).await,
+            Err(e) => Err(e),
+        }
+    } else {
+        Err(OAuthError::invalid_request(
             "send the token request as application/x-www-form-urlencoded",
-        )),
+        ))
     };
     let mut response = match result {
         Ok(body) => Json(body).into_response(),
@@ -125,6 +174,7 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 pub async fn client_of_request(
     state: &AppState,
     headers: &HeaderMap,
+    caller: &str,
     form_client_id: Option<&str>,
     form_secret: Option<&str>,
 ) -> Result<Client, OAuthError> {
@@ -139,7 +189,7 @@ pub async fn client_of_request(
         (None, Some(id)) => id.to_owned(),
         (None, None) => return Err(OAuthError::invalid_client("client_id is required")),
     };
-    let client = clients::find(state, &client_id)
+    let client = clients::find(state, &client_id, caller)
         .await?
         .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
     clients::authenticate(
@@ -153,17 +203,24 @@ pub async fn client_of_request(
 async fn handle(
     state: &AppState,
     headers: &HeaderMap,
+    caller: &str,
     form: TokenForm,
 ) -> Result<TokenResponse, OAuthError> {
     let client = client_of_request(
         state,
         headers,
+        caller,
         form.client_id.as_deref(),
         form.client_secret.as_deref(),
     )
     .await?;
-    if let Some(resource) = form.resource.as_deref()
-        && !resource_matches(resource, &state.config.mcp_url())
+    // Several resources are fine as long as each is ours: the one token
+    // serves them all (RFC 8707 §2).
+    let mcp_url = state.config.mcp_url();
+    if form
+        .resources
+        .iter()
+        .any(|r| !resource_matches(r, &mcp_url))
     {
         return Err(OAuthError::invalid_target(format!(
             "this server only issues tokens for {}",
@@ -295,8 +352,12 @@ async fn redeem_code(
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let verifier = form
         .code_verifier
-        .filter(|v| !v.is_empty())
         .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
+    if !is_valid_code_verifier(&verifier) {
+        return Err(OAuthError::invalid_request(
+            "code_verifier must be 43 to 128 characters from A-Z, a-z, 0-9 and -._~ (RFC 7636)",
+        ));
+    }
     let key = code_key(&code);
     // Two rounds at most: if we lose the race, the second read sees the
     // winner's redemption.
@@ -315,14 +376,20 @@ async fn redeem_code(
                 "code_verifier does not match the code challenge",
             ));
         }
-        if form
-            .redirect_uri
-            .as_deref()
-            .is_some_and(|r| r != grant.redirect_uri)
-        {
-            return Err(OAuthError::invalid_grant(
-                "redirect_uri differs from the authorization request",
-            ));
+        // Required when the authorization request had one, and then
+        // identical (RFC 6749 §4.1.3).
+        match form.redirect_uri.as_deref() {
+            Some(r) if r != grant.redirect_uri => {
+                return Err(OAuthError::invalid_grant(
+                    "redirect_uri differs from the authorization request",
+                ));
+            }
+            None if grant.redirect_uri_sent => {
+                return Err(OAuthError::invalid_request(
+                    "redirect_uri is required: the authorization request had one",
+                ));
+            }
+            _ => {}
         }
         if let Some(redeemed) = &grant.redeemed {
             return replayed(state, &key, &grant.user_id, redeemed, "authorization code").await;

@@ -20,6 +20,8 @@ use serde::{Serialize, de::DeserializeOwned};
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 /// Seconds since the Unix epoch.

@@ -13,6 +13,7 @@ pub mod authenticator;
 pub mod lambda;
 pub mod moto;
 pub mod oauth;
+pub mod postgres;
 pub mod process;
 pub mod remote;
 

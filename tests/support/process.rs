@@ -40,12 +40,52 @@ impl Passgate {
         Self::start_logging(data_dir, public_url, extra, "warn")
     }
 
+    /// As [`Passgate::start`], with extra environment variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        public_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Passgate {
+        Self::start_full(data_dir, public_url, &[], "warn", env)
+    }
+
     /// As [`Passgate::start`], with `PASSGATE_LOG` set to `filter`.
     pub fn start_logging(
         data_dir: &Path,
         public_url: Option<&str>,
         extra: &[&str],
         filter: &str,
+    ) -> Passgate {
+        Self::start_full(data_dir, public_url, extra, filter, &[])
+    }
+
+    /// As [`Passgate::start`], but only waits until the process answers
+    /// (`/healthz`), not until it can serve (`/readyz`): for a store that is
+    /// away.
+    pub fn start_alive(data_dir: &Path, public_url: Option<&str>, extra: &[&str]) -> Passgate {
+        let server = Self::spawn(data_dir, public_url, extra, "warn", &[]);
+        server.wait_for("/healthz");
+        server
+    }
+
+    fn start_full(
+        data_dir: &Path,
+        public_url: Option<&str>,
+        extra: &[&str],
+        filter: &str,
+        env: &[(&str, &str)],
+    ) -> Passgate {
+        let server = Self::spawn(data_dir, public_url, extra, filter, env);
+        server.wait_for("/readyz");
+        server
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        public_url: Option<&str>,
+        extra: &[&str],
+        filter: &str,
+        env: &[(&str, &str)],
     ) -> Passgate {
         let port = free_port();
         let base = public_url
@@ -59,6 +99,7 @@ impl Passgate {
             .arg(data_dir)
             .args(extra)
             .env("PASSGATE_LOG", filter)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -75,14 +116,12 @@ impl Passgate {
                 }
             });
         }
-        let server = Passgate {
+        Passgate {
             child,
             port,
             base,
             output,
-        };
-        server.wait_ready();
-        server
+        }
     }
 
     /// The URL this process answers on, whatever the public URL says.
@@ -90,13 +129,14 @@ impl Passgate {
         format!("http://localhost:{}", self.port)
     }
 
-    fn wait_ready(&self) {
+    /// Waits until `path` answers 200.
+    pub fn wait_for(&self, path: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
         while Instant::now() < deadline {
             if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
                 use std::io::{Read, Write};
-                let _ = write!(stream, "GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n");
+                let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
                 let mut buf = String::new();
                 let _ = stream.read_to_string(&mut buf);
                 if buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200") {
@@ -166,11 +206,23 @@ impl Drop for Passgate {
 /// Runs `passgate users invite <name>` against a data dir and returns the
 /// link, which the command prints as its last line.
 pub fn invite(data_dir: &Path, public_url: &str, name: &str, admin: bool) -> String {
+    invite_with(data_dir, public_url, name, admin, &[])
+}
+
+/// As [`invite`], with `extra` arguments (another store).
+pub fn invite_with(
+    data_dir: &Path,
+    public_url: &str,
+    name: &str,
+    admin: bool,
+    extra: &[&str],
+) -> String {
     let mut cmd = Command::new(BIN);
     cmd.args(["users", "invite", name])
         .args(["--public-url", public_url])
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .env("PASSGATE_LOG", "warn");
     if admin {
         cmd.arg("--admin");

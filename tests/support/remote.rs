@@ -381,10 +381,23 @@ pub async fn alternating_sign_in_flows(
     device: &SoftAuthenticator,
     flows: usize,
 ) {
+    rotating_sign_in_flows(public, &[bases.0, bases.1], device, flows).await
+}
+
+/// As [`alternating_sign_in_flows`] over any number of instances: flow `n`
+/// starts on instance `n mod len` and each of its requests goes to the next
+/// instance (in turn) after the one before.
+pub async fn rotating_sign_in_flows(
+    public: &str,
+    bases: &[&str],
+    device: &SoftAuthenticator,
+    flows: usize,
+) {
+    assert!(bases.len() >= 2, "at least two instances");
     let mut http = RemoteBrowser::new(public);
     let client = McpClient::register(
         &mut http,
-        bases.1,
+        bases[1],
         "Alternating flows",
         "http://127.0.0.1:33418/callback",
         Some(format!("{public}/mcp")),
@@ -392,12 +405,8 @@ pub async fn alternating_sign_in_flows(
     .await;
 
     for flow in 0..flows {
-        // Start each flow on the other instance, so both orders happen.
-        let (x, y) = if flow % 2 == 0 {
-            bases
-        } else {
-            (bases.1, bases.0)
-        };
+        // Start each flow on another instance, so every order happens.
+        let (x, y) = (bases[flow % bases.len()], bases[(flow + 1) % bases.len()]);
         let mut browser = RemoteBrowser::new(public).forwarded_for(&format!(
             "198.51.{}.{}",
             100 + flow / 250,

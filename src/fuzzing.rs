@@ -169,6 +169,7 @@ impl Harness {
                 client_id: PUBLIC_CLIENT.into(),
                 client_name: PUBLIC_CLIENT.into(),
                 redirect_uri: "http://127.0.0.1/callback".into(),
+                redirect_uri_sent: true,
                 code_challenge: crypto::pkce_s256(CODE_VERIFIER),
                 scope: crate::oauth::SCOPE_MCP.into(),
                 resource: state.config.mcp_url(),

@@ -12,6 +12,9 @@ pub mod canonical;
 pub mod config;
 pub mod crypto;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod login;

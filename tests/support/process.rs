@@ -154,6 +154,46 @@ impl Passgate {
     pub fn output(&self) -> String {
         self.output.lock().unwrap().join("\n")
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the process gets no chance to finish anything.
+    pub fn kill_hard(mut self) {
+        self.child.kill().expect("SIGKILL passgate");
+        self.child.wait().expect("reap passgate");
+    }
+
+    /// Sends SIGTERM (a graceful stop) without waiting.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("poll passgate").is_none()
+    }
+
+    /// Waits for the process to exit by itself, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll passgate") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "passgate did not exit within {timeout:?}; its output:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Passgate {

@@ -174,6 +174,9 @@ impl Harness {
                 scope: crate::oauth::SCOPE_MCP.into(),
                 resource: state.config.mcp_url(),
                 user_id: "00000000000000000000000000000000".into(),
+                // No family: the harness's code exercises the checks before
+                // redemption (a redemption gets `invalid_grant`).
+                family: String::new(),
                 redeemed: None,
             };
             let item = NewItem::json(code_key(CODE), "code", &grant)

@@ -9,7 +9,8 @@
 //! without a token. A broken rule panics, which is what libFuzzer reports.
 //!
 //! Nothing here signs anyone in: the harness's only fixtures are two
-//! configured clients and one stored authorization code, written to its own
+//! configured clients and one stored authorization code (with the account,
+//! consent and token family an approval leaves), written to its own
 //! throw-away SQLite file.
 
 use std::{
@@ -36,9 +37,11 @@ use crate::{
         authorize::{CodeGrant, code_key},
         cimd::{CimdFetcher, client_from_document},
         clients::{self, Client, ConfiguredClient},
+        grants::{self, Grant},
         token::basic_credentials,
     },
-    store::{NewItem, sqlite::SqliteStore},
+    store::{NewItem, Write, now_unix, sqlite::SqliteStore},
+    users,
 };
 
 /// The harness app's public URL.
@@ -165,6 +168,28 @@ impl Harness {
                 .await
                 .expect("harness state");
             state.cimd = offline_fetcher();
+            // The code belongs to a live person with a standing consent
+            // and a pending token family, as an approval leaves them, so
+            // a redemption passes the access rule and reaches the tokens.
+            let user_id = "00000000000000000000000000000000";
+            let user = users::new_user(
+                user_id.into(),
+                "fuzz".into(),
+                "Fuzz".into(),
+                users::Role::Member,
+            );
+            let family = Grant {
+                family: crypto::random_id(),
+                user_id: user_id.into(),
+                client_id: PUBLIC_CLIENT.into(),
+                client_name: PUBLIC_CLIENT.into(),
+                scope: crate::oauth::SCOPE_MCP.into(),
+                resource: state.config.mcp_url(),
+                created_at: now_unix(),
+                redirect_uri: "http://127.0.0.1/callback".into(),
+                groups: Vec::new(),
+                last_used_at: None,
+            };
             let grant = CodeGrant {
                 client_id: PUBLIC_CLIENT.into(),
                 client_name: PUBLIC_CLIENT.into(),
@@ -173,16 +198,25 @@ impl Harness {
                 code_challenge: crypto::pkce_s256(CODE_VERIFIER),
                 scope: crate::oauth::SCOPE_MCP.into(),
                 resource: state.config.mcp_url(),
-                user_id: "00000000000000000000000000000000".into(),
-                // No family: the harness's code exercises the checks before
-                // redemption (a redemption gets `invalid_grant`).
-                family: String::new(),
+                user_id: user_id.into(),
+                family: family.family.clone(),
                 redeemed: None,
             };
-            let item = NewItem::json(code_key(CODE), "code", &grant)
-                .expect("code grant")
-                .expires_in(365 * 24 * 3600);
-            state.store.insert(item).await.expect("store the code");
+            let lifetime = 365 * 24 * 3600;
+            let mut writes = users::new_user_writes(&user).expect("harness user");
+            writes.extend(
+                grants::pending_writes(&family, now_unix() + lifetime).expect("harness family"),
+            );
+            writes.push(Write::Insert(
+                NewItem::json(code_key(CODE), "code", &grant)
+                    .expect("code grant")
+                    .expires_in(lifetime),
+            ));
+            let store = state.store.as_ref();
+            store.transact(writes).await.expect("store the code");
+            grants::record_consent(store, user_id, PUBLIC_CLIENT, crate::oauth::SCOPE_MCP)
+                .await
+                .expect("store the consent");
             state
         });
         let mcp = Router::new().route_service(

@@ -98,7 +98,13 @@ pub struct CommonArgs {
     /// answers kept for a client's retry) in the store. Without it (or
     /// `--master-key-secret`), the SQLite setup creates `master.key` in the
     /// data directory on first start.
-    #[arg(long, env = "PASSGATE_MASTER_KEY", hide_env_values = true)]
+    // Generated keys are base64url: one in 64 starts with `-`.
+    #[arg(
+        long,
+        env = "PASSGATE_MASTER_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub master_key: Option<String>,
 
     /// An AWS Secrets Manager secret (name or ARN) whose string value is the
@@ -916,6 +922,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(help.contains("--database-url"), "{help}");
+    }
+
+    #[test]
+    fn a_master_key_may_start_with_a_hyphen() {
+        let argv = ["passgate", "serve", "--master-key", "-aZ09_-key"];
+        let args = serve(parse("{}", &argv).unwrap());
+        assert_eq!(args.common.master_key.as_deref(), Some("-aZ09_-key"));
     }
 
     #[test]

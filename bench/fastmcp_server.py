@@ -9,6 +9,10 @@ signature, the issuer and the audience, as passgate does.
         and prints an access token signed with it;
     python bench/fastmcp_server.py serve --key-dir DIR --issuer URL --audience URL --port N
         serves, verifying tokens with DIR/es256-public.pem.
+    python bench/fastmcp_server.py proxy --key-dir DIR --issuer URL --audience URL --port N --backend URL
+        FastMCP's own proxy (`create_proxy`, FastMCP 4's name for `FastMCP.as_proxy`)
+        in front of the MCP server at URL, with the same JWT check: what
+        bench/gateway.sh compares passgate-as-gateway with.
 
 Only FastMCP's own dependencies are used (joserfc for the token, cryptography
 for the key), so the virtualenv holds nothing but the pinned fastmcp.
@@ -93,10 +97,36 @@ def serve(args: argparse.Namespace) -> None:
     )
 
 
+def proxy(args: argparse.Namespace) -> None:
+    from fastmcp.server import create_proxy
+    from fastmcp.server.auth.providers.jwt import JWTVerifier
+
+    with open(os.path.join(args.key_dir, "es256-public.pem")) as f:
+        public_pem = f.read()
+    auth = JWTVerifier(
+        public_key=public_pem,
+        issuer=args.issuer,
+        audience=args.audience,
+        algorithm="ES256",
+    )
+    mcp = create_proxy(args.backend, name="passgate-bench-proxy", auth=auth)
+    mcp.run(
+        transport="http",
+        host="127.0.0.1",
+        port=args.port,
+        path="/mcp",
+        stateless_http=True,
+        json_response=True,
+        show_banner=False,
+        log_level="warning",
+        uvicorn_config={"access_log": False},
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("mint", "serve"):
+    for name in ("mint", "serve", "proxy"):
         p = sub.add_parser(name)
         p.add_argument("--key-dir", required=True)
         p.add_argument("--issuer", required=True)
@@ -105,8 +135,10 @@ def main() -> None:
             p.add_argument("--ttl-secs", type=int, default=24 * 3600)
         else:
             p.add_argument("--port", type=int, required=True)
+        if name == "proxy":
+            p.add_argument("--backend", required=True)
     args = parser.parse_args()
-    {"mint": mint, "serve": serve}[args.command](args)
+    {"mint": mint, "serve": serve, "proxy": proxy}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,16 @@ One run, on loopback, on one machine:
      an ES256 key pair and a token for FastMCP (bench/fastmcp_server.py mint);
   2. cold start, alternating passgate and FastMCP: one discarded warm-up run
      each, then the median of five;
-  3. the three servers (passgate, FastMCP, the bare-axum ceiling) started and
-     left idle: idle RSS;
+  3. the four servers (passgate on SQLite, the same binary on PostgreSQL,
+     FastMCP, the bare-axum ceiling) started and left idle: idle RSS. The
+     PostgreSQL is a throw-away cluster on loopback (initdb/pg_ctl from
+     Debian's postgresql package);
   4. authenticated `tools/call add` with wrk at 1 and 32 connections, the
      servers in alternation (order rotated every round), median of ROUNDS
-     runs of DURATION seconds; server CPU from /proc/PID/stat;
-  5. passgate's metadata endpoints with wrk, and dynamic client registration;
+     runs of DURATION seconds; server CPU from /proc/PID/stat, and the
+     PostgreSQL server processes' CPU beside passgate's on PostgreSQL;
+  5. passgate's metadata endpoints with wrk, dynamic client registration,
+     and whole sign-ins on each store;
   6. peak RSS (VmHWM) after all of it; the table, printed and written to
      docs/benchmarks.md below the marker line.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import datetime
+import glob
 import importlib.metadata
 import json
 import os
@@ -111,8 +116,106 @@ class BenchFailure(Exception):
     pass
 
 
+class PgCluster:
+    """A throw-away PostgreSQL cluster on a loopback port, in `work`
+    (Debian's postgresql package; as root, the cluster belongs to `nobody`).
+    Default settings (fsync and synchronous commit on), plus
+    pg_stat_statements, to count the statements each request runs."""
+
+    def __init__(self, work: str):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            raise BenchFailure("PostgreSQL is missing: apt-get install postgresql")
+        self.bin = os.path.dirname(bins[-1])
+        self.version = os.path.basename(os.path.dirname(self.bin))
+        self.dir = os.path.join(work, "pg")
+        os.mkdir(self.dir)
+        self.as_user = []
+        if os.geteuid() == 0:
+            os.chmod(work, 0o755)
+            subprocess.run(["chown", "nobody", self.dir], check=True)
+            self.as_user = ["runuser", "-u", "nobody", "--"]
+        self.port = free_port()
+        self.data = os.path.join(self.dir, "data")
+        self._run("initdb", "-D", self.data, "-U", "passgate", "--auth=trust", "-E", "UTF8", "--no-locale")
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write(
+                f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
+                f"unix_socket_directories = '{self.dir}'\n"
+                "shared_preload_libraries = 'pg_stat_statements'\n"
+            )
+        self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "start")
+
+    def _run(self, program: str, *args: str) -> str:
+        return subprocess.run(
+            [*self.as_user, os.path.join(self.bin, program), *args], check=True, capture_output=True, text=True
+        ).stdout
+
+    def url(self, database: str) -> str:
+        return f"postgres://passgate@127.0.0.1:{self.port}/{database}"
+
+    def psql(self, database: str, sql: str) -> str:
+        return self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "passgate", "-d", database,
+                         "-qAt", "-c", sql)
+
+    def create_database(self, name: str) -> None:
+        self.psql("postgres", f"CREATE DATABASE {name}")
+        self.psql(name, "CREATE EXTENSION pg_stat_statements")
+
+    def statements(self, database: str) -> dict[str, int]:
+        """Executions so far of each statement run in `database` (not
+        counting these queries themselves)."""
+        out = self.psql(
+            database,
+            "SELECT calls || ' ' || regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND query NOT LIKE '%pg_stat_statements%'",
+        )
+        counts: dict[str, int] = {}
+        for line in out.splitlines():
+            calls, query = line.split(" ", 1)
+            counts[query] = counts.get(query, 0) + int(calls)
+        return counts
+
+    def cpu_ticks(self) -> int:
+        """utime + stime of every server process of this cluster."""
+        total = 0
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            postmaster = f.readline().strip()
+        out = subprocess.run(["pgrep", "-P", postmaster], capture_output=True, text=True).stdout.split()
+        for pid in [postmaster, *out]:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except OSError:
+                pass  # a backend that just ended
+        return total
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+
+def statements_per_request(before: dict[str, int], after: dict[str, int], requests: int) -> float:
+    """Statements run per request between two `PgCluster.statements`
+    readings; the purge (a background task, not part of any request) is
+    left out."""
+    ran = sum(n - before.get(q, 0) for q, n in after.items() if "DELETE FROM passgate_items i USING" not in q)
+    return ran / requests
+
+
+def postgres_args(cluster: PgCluster, database: str, master_key: str) -> list[str]:
+    """`passgate serve` (and bench_token) arguments for the PostgreSQL store."""
+    return ["--store", "postgres", "--database-url", cluster.url(database), "--master-key", master_key]
+
+
 def wrk(url: str, script: str, script_args: list[str], conns: int, duration: int) -> dict:
+    # BENCH_WRK_NICE: the load generator under `nice`, when the machine is
+    # shared and the servers should not wait behind it.
     cmd = [
+        "nice",
+        "-n",
+        os.environ.get("BENCH_WRK_NICE", "0"),
         "wrk",
         f"-t{min(2, conns)}",
         f"-c{conns}",
@@ -250,11 +353,13 @@ def med(values: list[float]) -> float:
 # ---------------------------------------------------------------- the run
 
 
-def signin_measure(args, work: str) -> dict:
+def signin_measure(args, work: str, name: str = "sqlite", store_args: tuple[str, ...] = ()) -> dict:
+    """Whole sign-ins on a passgate of their own (WebAuthn needs a
+    `localhost` origin, and it starts with no users), with `store_args`."""
     port = free_port()
     url = f"http://localhost:{port}"
-    data_dir = os.path.join(work, "signin-data")
-    common = ["--data-dir", data_dir, "--public-url", url]
+    data_dir = os.path.join(work, f"signin-data-{name}")
+    common = ["--data-dir", data_dir, "--public-url", url, *store_args]
     invitation = subprocess.run(
         [args.passgate, "users", "invite", "bench", "--admin", *common],
         check=True,
@@ -262,14 +367,14 @@ def signin_measure(args, work: str) -> dict:
         text=True,
     ).stdout.strip().splitlines()[-1]
     srv = Server(
-        "passgate (sign-in)",
+        f"passgate {name} (sign-in)",
         [args.passgate, "serve", *common, "--listen", f"127.0.0.1:{port}"],
         port,
-        os.path.join(work, "signin.log"),
+        os.path.join(work, f"signin-{name}.log"),
     )
     srv.start()
     try:
-        wait_port(port, srv.proc, "passgate (sign-in)")
+        wait_port(port, srv.proc, srv.name)
         run = subprocess.run(
             [
                 args.signin_tool,
@@ -283,7 +388,7 @@ def signin_measure(args, work: str) -> dict:
             text=True,
         )
         if run.returncode != 0:
-            raise BenchFailure(f"a sign-in flow failed:\n{run.stderr[-3000:]}")
+            raise BenchFailure(f"a sign-in flow failed ({name}):\n{run.stderr[-3000:]}\n{srv.log_tail()}")
         out = json.loads(run.stdout)
     finally:
         srv.stop()
@@ -428,8 +533,9 @@ def main() -> int:
     fastmcp_py = os.path.join(HERE, "fastmcp_server.py")
     # Random addends every run, so that no answer can be a leftover.
     a, b = random.randint(10**6, 10**9), random.randint(10**6, 10**9)
-    ports = {"passgate": free_port(), "fastmcp": free_port(), "ceiling": free_port()}
+    ports = {"passgate": free_port(), "postgres": free_port(), "fastmcp": free_port(), "ceiling": free_port()}
     servers: dict[str, Server] = {}
+    cluster: PgCluster | None = None
     started = time.monotonic()
     try:
         # 1. Credentials.
@@ -438,6 +544,21 @@ def main() -> int:
         data_dir = os.path.join(work, "passgate-data")
         pg_token = subprocess.run(
             [args.token_tool, "--data-dir", data_dir, "--public-url", pg_url],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        # The same binary on PostgreSQL: its own data directory (as on
+        # another machine), its master key given, as several instances need.
+        cluster = PgCluster(work)
+        for database in ("calls", "signin"):
+            cluster.create_database(database)
+        master_key = secrets.token_urlsafe(32)
+        pq_args = postgres_args(cluster, "calls", master_key)
+        pq_url = f"http://127.0.0.1:{ports['postgres']}"
+        pq_data_dir = os.path.join(work, "passgate-postgres-data")
+        pq_token = subprocess.run(
+            [args.token_tool, "--data-dir", pq_data_dir, "--public-url", pq_url, *pq_args],
             check=True,
             capture_output=True,
             text=True,
@@ -460,6 +581,17 @@ def main() -> int:
             pg_url,
             "--listen",
             f"127.0.0.1:{ports['passgate']}",
+        ]
+        pq_cmd = [
+            args.passgate,
+            "serve",
+            "--data-dir",
+            pq_data_dir,
+            "--public-url",
+            pq_url,
+            "--listen",
+            f"127.0.0.1:{ports['postgres']}",
+            *pq_args,
         ]
         fm_cmd = [args.python, fastmcp_py, "serve", *fm_auth, "--port", str(ports["fastmcp"])]
         ceiling_cmd = [args.ceiling, f"127.0.0.1:{ports['ceiling']}", str(a + b)]
@@ -484,10 +616,11 @@ def main() -> int:
         log("== starting the servers")
         servers = {
             "passgate": Server("passgate", pg_cmd, ports["passgate"], os.path.join(work, "passgate.log")),
+            "postgres": Server("passgate (PostgreSQL)", pq_cmd, ports["postgres"], os.path.join(work, "postgres.log")),
             "fastmcp": Server("FastMCP", fm_cmd, ports["fastmcp"], os.path.join(work, "fastmcp.log")),
             "ceiling": Server("ceiling", ceiling_cmd, ports["ceiling"], os.path.join(work, "ceiling.log")),
         }
-        tokens = {"passgate": pg_token, "fastmcp": fm_token, "ceiling": None}
+        tokens = {"passgate": pg_token, "postgres": pq_token, "fastmcp": fm_token, "ceiling": None}
         for name, srv in servers.items():
             srv.start()
             deadline = time.monotonic() + 60
@@ -518,19 +651,26 @@ def main() -> int:
         for name in servers:
             url, sargs = call_args(name)
             wrk(url, mcp_lua, sargs, 32, 2)
-        order = ["passgate", "fastmcp", "ceiling"]
+        order = ["passgate", "postgres", "fastmcp", "ceiling"]
         load: dict[tuple[str, int], list[dict]] = {}
         for rnd in range(args.rounds):
-            rotated = order[rnd % 3 :] + order[: rnd % 3]
+            rotated = order[rnd % len(order) :] + order[: rnd % len(order)]
             for conns in (1, 32):
                 for name in rotated:
                     url, sargs = call_args(name)
+                    statements_before = cluster.statements("calls")
+                    db_before = cluster.cpu_ticks()
                     r = measured(servers[name], url, mcp_lua, sargs, conns, args.duration)
+                    r["db_cpu_us_per_req"] = (cluster.cpu_ticks() - db_before) / CLK_TCK * 1e6 / r["requests"]
+                    r["statements_per_req"] = statements_per_request(
+                        statements_before, cluster.statements("calls"), r["requests"])
                     load.setdefault((name, conns), []).append(r)
+                    db = (f", database cpu {fmt_cpu(r['db_cpu_us_per_req'])}/req, "
+                          f"{r['statements_per_req']:.3f} statements/req") if name == "postgres" else ""
                     log(
                         f"   round {rnd + 1} {name:8} c={conns:<2} {fmt_rps(r['rps']):>8} req/s "
                         f"p50 {fmt_ms(r['p50_us'])} p99 {fmt_ms(r['p99_us'])} "
-                        f"cpu {fmt_cpu(r['cpu_us_per_req'])}/req ({r['ok']} checked)"
+                        f"cpu {fmt_cpu(r['cpu_us_per_req'])}/req{db} ({r['ok']} checked)"
                     )
 
         # 5. Metadata endpoints and DCR (passgate only).
@@ -565,10 +705,12 @@ def main() -> int:
         # `localhost` origin, and this one starts with no users.
         log("== passgate: whole OAuth sign-ins with a passkey, discovery to token")
         signin = signin_measure(args, work)
-        log(
-            f"   {signin['flows']} flows, p50 {fmt_ms(signin['p50_us'])} wall, "
-            f"cpu {fmt_cpu(signin['cpu_us_per_flow'])}/flow"
-        )
+        signin_pq = signin_measure(args, work, "postgres", tuple(postgres_args(cluster, "signin", master_key)))
+        for name, flows in (("SQLite", signin), ("PostgreSQL", signin_pq)):
+            log(
+                f"   {name}: {flows['flows']} flows, p50 {fmt_ms(flows['p50_us'])} wall, "
+                f"cpu {fmt_cpu(flows['cpu_us_per_flow'])}/flow"
+            )
 
         # 7. The Lambda build's init time.
         log(f"== Lambda build: init time, 1 warm-up + {args.coldstart_runs} runs")
@@ -590,11 +732,14 @@ def main() -> int:
     finally:
         for srv in servers.values():
             srv.stop()
+        if cluster is not None:
+            info["PostgreSQL"] = f"Debian's PostgreSQL {cluster.version}, default settings"
+            cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     info["wall time of the measurements"] = f"{time.monotonic() - started:.0f} s"
-    report = render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, lambda_init)
+    report = render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, signin_pq, lambda_init)
     print()
     print(report)
     write_doc(args.out, report)
@@ -602,42 +747,55 @@ def main() -> int:
     return 0
 
 
-def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, lambda_init) -> str:
+def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, signin_pq, lambda_init) -> str:
     def m(name: str, conns: int, key: str) -> float:
         return med([r[key] for r in load[(name, conns)]])
 
+    # passgate (SQLite), passgate on PostgreSQL, FastMCP, ceiling, then the
+    # ratios passgate / FastMCP, passgate / ceiling, PostgreSQL / SQLite.
+    def row(label, fmt, pg, pq, fm, ce, compare=True):
+        if not compare:
+            return (label, fmt(pg), fmt(pq), fmt(fm), fmt(ce), "–", "–", "–")
+        return (label, fmt(pg), fmt(pq), fmt(fm), fmt(ce), ratio(pg, fm), ratio(pg, ce), ratio(pq, pg))
+
     rows = []
     for conns in (1, 32):
-        pg, fm, ce = (
+        pg, pq, fm, ce = (
             {
                 k: m(n, conns, k)
                 for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req", "client_cpu_us_per_req")
             }
-            for n in ("passgate", "fastmcp", "ceiling")
+            for n in ("passgate", "postgres", "fastmcp", "ceiling")
         )
         label = f"{conns} connection{'s' if conns > 1 else ''}"
         rows += [
-            (f"tools/call, {label}: requests/s", fmt_rps(pg["rps"]), fmt_rps(fm["rps"]), fmt_rps(ce["rps"]),
-             ratio(pg["rps"], fm["rps"]), ratio(pg["rps"], ce["rps"])),
-            (f"tools/call, {label}: p50 latency", fmt_ms(pg["p50_us"]), fmt_ms(fm["p50_us"]), fmt_ms(ce["p50_us"]),
-             ratio(pg["p50_us"], fm["p50_us"]), ratio(pg["p50_us"], ce["p50_us"])),
-            (f"tools/call, {label}: p99 latency", fmt_ms(pg["p99_us"]), fmt_ms(fm["p99_us"]), fmt_ms(ce["p99_us"]),
-             ratio(pg["p99_us"], fm["p99_us"]), ratio(pg["p99_us"], ce["p99_us"])),
-            (f"tools/call, {label}: server CPU per request", fmt_cpu(pg["cpu_us_per_req"]),
-             fmt_cpu(fm["cpu_us_per_req"]), fmt_cpu(ce["cpu_us_per_req"]),
-             ratio(pg["cpu_us_per_req"], fm["cpu_us_per_req"]), ratio(pg["cpu_us_per_req"], ce["cpu_us_per_req"])),
-            (f"tools/call, {label}: wrk's own CPU per request (client)", fmt_cpu(pg["client_cpu_us_per_req"]),
-             fmt_cpu(fm["client_cpu_us_per_req"]), fmt_cpu(ce["client_cpu_us_per_req"]), "–", "–"),
+            row(f"tools/call, {label}: {what}", fmt, pg[key], pq[key], fm[key], ce[key], key != "client_cpu_us_per_req")
+            for key, what, fmt in (
+                ("rps", "requests/s", fmt_rps),
+                ("p50_us", "p50 latency", fmt_ms),
+                ("p99_us", "p99 latency", fmt_ms),
+                ("cpu_us_per_req", "server CPU per request", fmt_cpu),
+                ("client_cpu_us_per_req", "wrk's own CPU per request (client)", fmt_cpu),
+            )
         ]
+        rows.append((f"tools/call, {label}: PostgreSQL server CPU per request", "–",
+                     fmt_cpu(m("postgres", conns, "db_cpu_us_per_req")), "–", "–", "–", "–", "–"))
+        rows.append((f"tools/call, {label}: database statements per request (pg_stat_statements)", "–",
+                     f"{m('postgres', conns, 'statements_per_req'):.3f}",
+                     "–", "–", "–", "–", "–"))
     cpg, cfm = med(cold["passgate"]), med(cold["fastmcp"])
     rows += [
-        ("cold start to first authenticated tools/call (median)", f"{cpg:.1f} ms", f"{cfm:,.0f} ms", "–",
-         ratio(cpg, cfm), "–"),
-        ("idle RSS", fmt_mib(idle_rss["passgate"]), fmt_mib(idle_rss["fastmcp"]), fmt_mib(idle_rss["ceiling"]),
-         ratio(idle_rss["passgate"], idle_rss["fastmcp"]), ratio(idle_rss["passgate"], idle_rss["ceiling"])),
-        ("peak RSS (VmHWM, after all load)", fmt_mib(peak_rss["passgate"]), fmt_mib(peak_rss["fastmcp"]),
-         fmt_mib(peak_rss["ceiling"]), ratio(peak_rss["passgate"], peak_rss["fastmcp"]),
-         ratio(peak_rss["passgate"], peak_rss["ceiling"])),
+        ("cold start to first authenticated tools/call (median)", f"{cpg:.1f} ms", "–", f"{cfm:,.0f} ms", "–",
+         ratio(cpg, cfm), "–", "–"),
+        row("idle RSS", fmt_mib, idle_rss["passgate"], idle_rss["postgres"], idle_rss["fastmcp"],
+            idle_rss["ceiling"]),
+        row("peak RSS (VmHWM, after all load)", fmt_mib, peak_rss["passgate"], peak_rss["postgres"],
+            peak_rss["fastmcp"], peak_rss["ceiling"]),
+        (f"whole sign-in ({signin['requests_per_flow']} requests): wall time per flow", fmt_ms(signin["p50_us"]),
+         fmt_ms(signin_pq["p50_us"]), "–", "–", "–", "–", ratio(signin_pq["p50_us"], signin["p50_us"])),
+        ("whole sign-in: server CPU per flow", fmt_cpu(signin["cpu_us_per_flow"]),
+         fmt_cpu(signin_pq["cpu_us_per_flow"]), "–", "–", "–", "–",
+         ratio(signin_pq["cpu_us_per_flow"], signin["cpu_us_per_flow"])),
     ]
 
     out = []
@@ -646,10 +804,15 @@ def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, lambda
         f"Medians of {args.rounds} runs of {args.duration} s each (wrk, 1 thread at 1 connection, "
         "2 threads at 32), servers in alternation; every response checked for the right sum. "
         "Ratios are passgate divided by the other: above 1× is more requests/s, below 1× is "
-        "less latency, CPU or memory.\n"
+        "less latency, CPU or memory. \"passgate\" is the SQLite store (the default); "
+        "\"on PostgreSQL\" is the same binary with `--store postgres` on a local cluster, "
+        "and its last column compares it with SQLite.\n"
     )
-    out.append("| | passgate | FastMCP | ceiling (bare axum) | passgate / FastMCP | passgate / ceiling |")
-    out.append("|---|---:|---:|---:|---:|---:|")
+    out.append(
+        "| | passgate | passgate on PostgreSQL | FastMCP | ceiling (bare axum) | passgate / FastMCP "
+        "| passgate / ceiling | PostgreSQL / SQLite |"
+    )
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         out.append("| " + " | ".join(row) + " |")
     out.append("")
@@ -704,7 +867,13 @@ def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, lambda
         ("idle RSS ≤ 15 MiB", fmt_mib(idle_rss["passgate"]), idle_rss["passgate"] <= 15 * 1024),
         ("peak RSS under load ≤ 40 MiB", fmt_mib(peak_rss["passgate"]), peak_rss["passgate"] <= 40 * 1024),
     ]
-    out.append("### Targets (issue 8)\n")
+    pq_cpu = {c: m("postgres", c, "cpu_us_per_req") / m("passgate", c, "cpu_us_per_req") for c in (1, 32)}
+    targets += [
+        (f"tools/call server CPU on PostgreSQL ≤ 1.5× SQLite's, {c} connection{'s' if c > 1 else ''} (issue 15)",
+         f"{pq_cpu[c]:.2f}×", pq_cpu[c] <= 1.5)
+        for c in (1, 32)
+    ]
+    out.append("### Targets (issues 8 and 15)\n")
     out.append("| target | passgate | |")
     out.append("|---|---:|---|")
     for name, value, ok in targets:
@@ -744,7 +913,10 @@ def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, lambda
         "`target/release/passgate serve` with a SQLite data directory, its default logging, "
         "and a token from `examples/bench_token`; FastMCP runs `bench/fastmcp_server.py` "
         "(stateless HTTP, JSON responses, JWTVerifier with ES256, issuer and audience, no "
-        "access log); the ceiling is `bench/ceiling.rs`."
+        "access log); the ceiling is `bench/ceiling.rs`. passgate on PostgreSQL is the same "
+        "binary with `--store postgres --database-url` on a throw-away cluster on loopback "
+        "(its own data directory and a `--master-key`, as on a second machine); the PostgreSQL "
+        "server CPU is the change of utime+stime of all the cluster's processes over the same run."
     )
     return "\n".join(out) + "\n"
 

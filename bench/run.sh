@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark, in one command: passgate side by side with FastMCP and with
-# a bare-axum ceiling, on loopback, in one run. Writes docs/benchmarks.md.
+# a bare-axum ceiling, on loopback, in one run, and the same passgate binary
+# on PostgreSQL beside its default SQLite store. Writes docs/benchmarks.md.
 #
 #   bench/run.sh                 # the full run (about 6 minutes after the builds)
 #   BENCH_DURATION=3 BENCH_ROUNDS=3 bench/run.sh    # shorter load runs
+#   BENCH_WRK_NICE=10 bench/run.sh                  # wrk under nice, on a shared machine
 #
-# Needs: the Rust toolchain, python3 (3.10+), and wrk (Debian package `wrk`,
-# installed by scripts/install-test-deps.sh). Makes its own virtualenv with a
+# Needs: the Rust toolchain, python3 (3.10+), wrk and postgresql (Debian
+# packages, installed by scripts/install-test-deps.sh). Makes its own virtualenv with a
 # pinned FastMCP under .tools/bench-venv. Nothing here is part of the test
 # suite, and nothing asserts timings in tests.
 set -euo pipefail
@@ -25,8 +27,10 @@ echo "== building (release)"
 # Examples first, the server last and on its own, so that the measured
 # binary is exactly what `cargo build --release` makes (dev-dependency
 # features are not unified into it).
-cargo build --release --quiet --example bench_token --example bench_ceiling --example bench_signin
-cargo build --release --quiet --bin passgate
+# `--features postgres`: one binary serves both stores.
+cargo build --release --quiet --features postgres \
+  --example bench_token --example bench_ceiling --example bench_signin
+cargo build --release --quiet --features postgres --bin passgate
 # The Lambda build, in its own target directory so that it cannot change
 # the binary measured above.
 cargo build --release --quiet --features lambda,dynamodb --bin passgate \

@@ -10,14 +10,15 @@ root, the cluster belongs to `nobody`). Measured, the stores in alternation:
   - a whole sign-in (examples/bench_signin: discovery to token with a
     passkey), median server CPU per flow and wall time per flow.
 Every response is checked (bench/wrk/mcp_add.lua, bench_signin). Prints the
-table; writes nothing. Standard library only; reuses bench/run.py's helpers.
+table; writes nothing. Standard library only; reuses bench/run.py's helpers
+(the cluster, the load and the sign-in measurements), so that its numbers
+are measured exactly as the PostgreSQL column of bench/run.sh's table: a
+shorter run of the stores alone, for work on the PostgreSQL store.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import os
 import shutil
 import statistics
@@ -30,89 +31,6 @@ import random
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import run as R  # noqa: E402
-
-
-class Cluster:
-    def __init__(self, work: str):
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-        if not bins:
-            raise R.BenchFailure("PostgreSQL is missing: apt-get install postgresql")
-        self.bin = os.path.dirname(bins[-1])
-        self.dir = os.path.join(work, "pg")
-        os.mkdir(self.dir)
-        self.as_user = []
-        if os.geteuid() == 0:
-            os.chmod(work, 0o755)
-            subprocess.run(["chown", "nobody", self.dir], check=True)
-            self.as_user = ["runuser", "-u", "nobody", "--"]
-        self.port = R.free_port()
-        self.data = os.path.join(self.dir, "data")
-        self._run("initdb", "-D", self.data, "-U", "passgate", "--auth=trust", "-E", "UTF8", "--no-locale")
-        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            f.write(
-                f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
-                f"unix_socket_directories = '{self.dir}'\n"
-            )
-        self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "start")
-
-    def _run(self, program: str, *args: str) -> None:
-        subprocess.run([*self.as_user, os.path.join(self.bin, program), *args], check=True, capture_output=True)
-
-    def url(self, database: str) -> str:
-        return f"postgres://passgate@127.0.0.1:{self.port}/{database}"
-
-    def create_database(self, name: str) -> None:
-        self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "passgate", "-d", "postgres",
-                  "-q", "-c", f"CREATE DATABASE {name}")
-
-    def cpu_ticks(self) -> int:
-        """utime + stime of every server process of this cluster."""
-        total = 0
-        with open(os.path.join(self.data, "postmaster.pid")) as f:
-            postmaster = f.readline().strip()
-        out = subprocess.run(["pgrep", "-P", postmaster], capture_output=True, text=True).stdout.split()
-        for pid in [postmaster, *out]:
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-            except OSError:
-                pass  # a backend that just ended
-        return total
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
-
-
-def signin(args, work: str, name: str, extra: list[str]) -> dict:
-    port = R.free_port()
-    url = f"http://localhost:{port}"
-    common = ["--data-dir", os.path.join(work, f"signin-{name}"), "--public-url", url, *extra]
-    invitation = subprocess.run(
-        [args.passgate, "users", "invite", "bench", "--admin", *common],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
-    srv = R.Server(f"passgate {name} (sign-in)", [args.passgate, "serve", *common, "--listen", f"127.0.0.1:{port}"],
-                   port, os.path.join(work, f"signin-{name}.log"))
-    srv.start()
-    try:
-        R.wait_port(port, srv.proc, srv.name)
-        run = subprocess.run(
-            [args.signin_tool, "--base", url, "--pid", str(srv.pid), "--invitation", invitation,
-             "--rounds", str(args.rounds), "--flows", "20"],
-            capture_output=True, text=True,
-        )
-        if run.returncode != 0:
-            raise R.BenchFailure(f"a sign-in flow failed ({name}):\n{run.stderr[-3000:]}\n{srv.log_tail()}")
-        out = json.loads(run.stdout)
-    finally:
-        srv.stop()
-    return {
-        "requests_per_flow": out["requests_per_flow"],
-        "flows": out["flows"],
-        "p50_us": statistics.median(out["wall_us"]),
-        "cpu_us_per_flow": statistics.median(out["cpu_us_per_flow_rounds"]),
-    }
 
 
 def main() -> int:
@@ -130,12 +48,12 @@ def main() -> int:
     key = R.secrets.token_urlsafe(32)
     cluster, servers, tokens = None, {}, {}
     try:
-        cluster = Cluster(work)
+        cluster = R.PgCluster(work)
         cluster.create_database("calls")
         cluster.create_database("signin")
         stores = {
             "sqlite": [],
-            "postgres": ["--store", "postgres", "--database-url", cluster.url("calls"), "--master-key", key],
+            "postgres": R.postgres_args(cluster, "calls", key),
         }
         for name, extra in stores.items():
             port = R.free_port()
@@ -162,22 +80,25 @@ def main() -> int:
             order = ["sqlite", "postgres"] if rnd % 2 == 0 else ["postgres", "sqlite"]
             for conns in (1, 32):
                 for name in order:
+                    statements_before = cluster.statements("calls")
                     db_before = cluster.cpu_ticks()
                     r = R.measured(servers[name], *target(name), conns, args.duration)
                     r["db_cpu_us_per_req"] = (cluster.cpu_ticks() - db_before) / R.CLK_TCK * 1e6 / r["requests"]
+                    r["statements_per_req"] = R.statements_per_request(
+                        statements_before, cluster.statements("calls"), r["requests"])
                     load.setdefault((name, conns), []).append(r)
                     R.log(f"   round {rnd + 1} {name:8} c={conns:<2} {R.fmt_rps(r['rps']):>8} req/s "
                           f"p50 {R.fmt_ms(r['p50_us'])} p99 {R.fmt_ms(r['p99_us'])} "
                           f"passgate cpu {R.fmt_cpu(r['cpu_us_per_req'])}/req, "
-                          f"database cpu {R.fmt_cpu(r['db_cpu_us_per_req'])}/req ({r['ok']} checked)")
+                          f"database cpu {R.fmt_cpu(r['db_cpu_us_per_req'])}/req, "
+                          f"{r['statements_per_req']:.3f} statements/req ({r['ok']} checked)")
         for srv in servers.values():
             srv.stop()
         servers = {}
         R.log("== whole sign-ins")
         flows = {
-            "sqlite": signin(args, work, "sqlite", []),
-            "postgres": signin(args, work, "postgres",
-                               ["--store", "postgres", "--database-url", cluster.url("signin"), "--master-key", key]),
+            "sqlite": R.signin_measure(args, work),
+            "postgres": R.signin_measure(args, work, "postgres", tuple(R.postgres_args(cluster, "signin", key))),
         }
     except R.BenchFailure as e:
         print(f"\nBENCHMARK FAILED: {e}", file=sys.stderr)
@@ -205,6 +126,8 @@ def main() -> int:
             print(f"| tools/call, {label}: {what} | {fmt(s)} | {fmt(p)} | {R.ratio(p, s)} |")
         print(f"| tools/call, {label}: PostgreSQL server CPU per request | – | "
               f"{R.fmt_cpu(m('postgres', conns, 'db_cpu_us_per_req'))} | – |")
+        print(f"| tools/call, {label}: database statements per request (pg_stat_statements) | – | "
+              f"{m('postgres', conns, 'statements_per_req'):.3f} | – |")
     s, p = flows["sqlite"], flows["postgres"]
     print(f"| whole sign-in ({s['requests_per_flow']} requests, {s['flows']} flows): wall time per flow | "
           f"{R.fmt_ms(s['p50_us'])} | {R.fmt_ms(p['p50_us'])} | {R.ratio(p['p50_us'], s['p50_us'])} |")

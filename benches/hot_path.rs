@@ -68,6 +68,8 @@ async fn fixture() -> Fixture {
         created_at: now,
         redirect_uri: String::new(),
         groups: Vec::new(),
+        user_name: String::new(),
+        display_name: String::new(),
         last_used_at: None,
     };
     state
@@ -138,7 +140,7 @@ fn hot_path(c: &mut Criterion) {
     rt.block_on(async {
         let claims = bearer::verify(state, token).await.expect("token verifies");
         assert_eq!(claims.fam, fx.family);
-        let identity = bearer::authenticate(state, token)
+        let identity = bearer::authenticate(state, token, state.resources.primary())
             .await
             .expect("token authenticates");
         assert_eq!(identity.user_id, "bench-user");
@@ -157,7 +159,11 @@ fn hot_path(c: &mut Criterion) {
     });
     group.bench_function("authenticate", |b| {
         b.to_async(&rt).iter(|| async {
-            black_box(bearer::authenticate(state, black_box(token)).await.is_ok())
+            black_box(
+                bearer::authenticate(state, black_box(token), state.resources.primary())
+                    .await
+                    .is_ok(),
+            )
         })
     });
     group.finish();

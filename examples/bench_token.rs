@@ -1,8 +1,9 @@
-//! Mints an access token for the benchmarks (`bench/run.sh`): opens
+//! Mints an access token for the benchmarks (`bench/run.sh`,
+//! `bench/gateway.sh`) and the conformance suite through the gateway: opens
 //! passgate's data directory exactly as `passgate serve` does (same store,
-//! same master key, same signing keys, created on first use), records a
-//! grant as the token endpoint would, and prints a signed ES256 access token
-//! for it on stdout.
+//! same master key, same signing keys, created on first use), records the
+//! person (when new) and a grant as enrollment and the token endpoint would,
+//! and prints a signed ES256 access token for it on stdout.
 //!
 //! This is an example binary, never part of the release `passgate` binary:
 //! it skips sign-in and consent, which is what a benchmark of the `/mcp` hot
@@ -25,6 +26,7 @@ use passgate::{
         keys::SigningKeys,
     },
     store::now_unix,
+    users::{self, Role, User},
 };
 
 #[derive(Parser)]
@@ -44,6 +46,11 @@ struct Args {
     /// The client id the grant is for.
     #[arg(long, default_value = "bench-client")]
     client_id: String,
+
+    /// The protected resource (the token's audience): a gateway route's
+    /// URL, `<public URL>/mcp/<name>`. Default: `<public URL>/mcp`.
+    #[arg(long)]
+    resource: Option<String>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -54,17 +61,35 @@ async fn main() -> anyhow::Result<()> {
     let (store, master_key) = bootstrap::open_store(&args.common).await?;
     let keys = SigningKeys::load_or_create(store.as_ref(), &master_key).await?;
 
+    let resource = args.resource.unwrap_or_else(|| config.mcp_url());
     let now = now_unix();
+    // The gateway reads the account on every call (a disabled or deleted
+    // person is refused at once): the benchmark's person exists.
+    if users::get(store.as_ref(), &args.user_id).await?.is_none() {
+        let user = User {
+            id: args.user_id.clone(),
+            name: args.user_id.clone(),
+            display_name: "passgate benchmark".into(),
+            email: None,
+            role: Role::Member,
+            disabled: false,
+            created_at: now,
+            groups: Vec::new(),
+        };
+        store.transact(users::new_user_writes(&user)?).await?;
+    }
     let grant = Grant {
         family: crypto::random_id(),
         user_id: args.user_id,
         client_id: args.client_id,
         client_name: "passgate benchmark".into(),
         scope: SCOPE_MCP.into(),
-        resource: config.mcp_url(),
+        resource: resource.clone(),
         created_at: now,
         redirect_uri: String::new(),
         groups: Vec::new(),
+        user_name: String::new(),
+        display_name: String::new(),
         last_used_at: None,
     };
     store.transact(grants::create_writes(&grant)?).await?;
@@ -72,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
     let claims = AccessClaims {
         iss: config.issuer(),
         sub: grant.user_id.clone(),
-        aud: config.mcp_url(),
+        aud: resource,
         exp: now + args.ttl_secs,
         iat: now,
         jti: crypto::random_id(),

@@ -8,10 +8,23 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Config,
     crypto::MasterKey,
-    oauth::{cimd::CimdFetcher, clients::Client, keys::SigningKeys, verified::VerifiedTokens},
+    oauth::{
+        cimd::CimdFetcher,
+        client::{self, Client},
+        keys::SigningKeys,
+        resource::Resources,
+        verified::VerifiedTokens,
+    },
     store::Store,
-    upstream::Provider,
+    upstream::provider::Provider,
 };
+
+/// What the client-address extractor (`net::ClientAddr`) reads.
+impl axum::extract::FromRef<AppState> for Arc<Config> {
+    fn from_ref(state: &AppState) -> Self {
+        state.config.clone()
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -27,6 +40,9 @@ pub struct AppState {
     /// Access tokens already verified by this process (an optimization;
     /// see `oauth::verified`).
     pub verified: Arc<VerifiedTokens>,
+    /// The protected resources tokens are issued for: `/mcp` unless the
+    /// route table mounts others (`routes::router_with`).
+    pub resources: Resources,
     /// Cancelled on shutdown so long-lived responses (SSE) end promptly.
     pub shutdown: CancellationToken,
 }
@@ -40,7 +56,8 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         crate::crypto::install_jwt_crypto();
         let keys = SigningKeys::load_or_create(store.as_ref(), &master_key).await?;
-        let configured_clients = Arc::new(config.clients.clone());
+        let configured_clients =
+            Arc::new(client::configured(&config.clients).map_err(anyhow::Error::msg)?);
         let upstream = match config.upstream.clone() {
             Some(c) => {
                 let provider = Arc::new(Provider::new(c)?);
@@ -62,6 +79,7 @@ impl AppState {
             CimdFetcher::new()
         };
         Ok(Self {
+            resources: Resources::only_mcp(&config),
             config: Arc::new(config),
             store,
             master_key,

@@ -54,13 +54,14 @@ pub async fn redirect_or_explain(
         return next.run(request).await;
     };
     let path = request.uri().path();
+    let resource = state.resources.iter().find(|r| r.path() == path);
     let wrong = |reader| WrongHost {
         requested: requested.clone(),
         public_url: state.config.issuer(),
-        mcp_url: state.config.mcp_url(),
+        mcp_url: resource.map_or_else(|| state.config.mcp_url(), |r| r.url().to_owned()),
         reader,
     };
-    if path == "/mcp" && !wants_html(&request) {
+    if resource.is_some() && !wants_html(&request) {
         return wrong(WrongHostReader::McpClient).into_response();
     }
     if path.starts_with("/.well-known/") {

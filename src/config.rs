@@ -10,8 +10,6 @@ use std::{
 
 use url::Url;
 
-use crate::oauth::clients::{Client, ConfiguredClient};
-
 /// Default cap on request bodies. MCP requests and OAuth forms are small; a
 /// large body is a mistake or an attack, and gets 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
@@ -197,6 +195,34 @@ pub struct ServeArgs {
     )]
     pub dev_allow_loopback_cimd: bool,
 
+    /// Protect this Streamable HTTP MCP server (its URL) and serve it at
+    /// `<public URL>/mcp` instead of the demo tools (docs/gateway.md).
+    #[arg(long, env = "PASSGATE_BACKEND")]
+    pub backend: Option<Url>,
+
+    /// Sign requests to `--backend` with AWS SigV4 for this service:
+    /// `lambda` (a Function URL with AWS_IAM auth) or `execute-api`, with
+    /// the process's own AWS credentials (docs/deploy-aws.md).
+    #[arg(
+        long,
+        env = "PASSGATE_BACKEND_SIGV4_SERVICE",
+        requires = "backend_sigv4_region"
+    )]
+    pub backend_sigv4_service: Option<String>,
+
+    /// The backend's AWS region, for `--backend-sigv4-service`.
+    #[arg(
+        long,
+        env = "PASSGATE_BACKEND_SIGV4_REGION",
+        requires = "backend_sigv4_service"
+    )]
+    pub backend_sigv4_region: Option<String>,
+
+    /// A TOML file of MCP servers to protect, each served at
+    /// `<public URL>/mcp/<name>` (docs/gateway.md).
+    #[arg(long, env = "PASSGATE_GATEWAY_CONFIG")]
+    pub gateway_config: Option<PathBuf>,
+
     #[command(flatten)]
     pub upstream: UpstreamArgs,
 }
@@ -227,100 +253,151 @@ pub struct UpstreamArgs {
 
     /// The upstream OpenID provider's issuer URL (its discovery document is
     /// `<issuer>/.well-known/openid-configuration`). Enables "Sign in with".
-    #[arg(long, env = "PASSGATE_UPSTREAM_ISSUER")]
-    pub upstream_issuer: Option<String>,
+    #[arg(long, alias = "upstream-issuer", env = "PASSGATE_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
 
     /// passgate's client id at the upstream provider.
-    #[arg(long, env = "PASSGATE_UPSTREAM_CLIENT_ID")]
-    pub upstream_client_id: Option<String>,
+    #[arg(long, alias = "upstream-client-id", env = "PASSGATE_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
 
     /// passgate's client secret at the upstream provider (needed unless
     /// the provider accepts public clients). Its value is never shown or
     /// logged.
-    #[arg(long, env = "PASSGATE_UPSTREAM_CLIENT_SECRET", hide_env_values = true)]
-    pub upstream_client_secret: Option<String>,
+    #[arg(
+        long,
+        alias = "upstream-client-secret",
+        env = "PASSGATE_OIDC_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub oidc_client_secret: Option<String>,
 
     /// Scopes asked of the upstream provider (space-separated).
     #[arg(
         long,
-        env = "PASSGATE_UPSTREAM_SCOPES",
+        alias = "upstream-scopes",
+        env = "PASSGATE_OIDC_SCOPES",
         default_value = "openid email profile"
     )]
-    pub upstream_scopes: String,
+    pub oidc_scopes: String,
 
     /// The provider's name on the sign-in button.
-    #[arg(long, env = "PASSGATE_UPSTREAM_NAME")]
-    pub upstream_name: Option<String>,
+    #[arg(long, alias = "upstream-name", env = "PASSGATE_OIDC_NAME")]
+    pub oidc_name: Option<String>,
 
     /// Provider quirks to apply.
     #[arg(
         long,
-        env = "PASSGATE_UPSTREAM_PRESET",
+        alias = "upstream-preset",
+        env = "PASSGATE_OIDC_PRESET",
         value_enum,
         default_value = "generic"
     )]
-    pub upstream_preset: UpstreamPreset,
+    pub oidc_preset: UpstreamPreset,
 
     /// Cognito's hosted-UI domain (`https://<prefix>.auth.<region>.amazoncognito.com`
     /// or a custom domain), for signing out upstream too.
-    #[arg(long, env = "PASSGATE_UPSTREAM_DOMAIN")]
-    pub upstream_domain: Option<String>,
+    #[arg(long, alias = "upstream-domain", env = "PASSGATE_OIDC_DOMAIN")]
+    pub oidc_domain: Option<String>,
 
     /// Extra parameters for the upstream authorization request, `k=v,k=v`.
-    #[arg(long, env = "PASSGATE_UPSTREAM_EXTRA_AUTHORIZE_PARAMS")]
-    pub upstream_extra_authorize_params: Option<String>,
+    #[arg(
+        long,
+        alias = "upstream-extra-authorize-params",
+        env = "PASSGATE_OIDC_EXTRA_AUTHORIZE_PARAMS"
+    )]
+    pub oidc_extra_authorize_params: Option<String>,
 
     /// The ID-token claim that identifies the person (`sub` is stable;
     /// `email` survives re-creating the upstream account).
-    #[arg(long, env = "PASSGATE_UPSTREAM_SUBJECT_CLAIM", default_value = "sub")]
-    pub upstream_subject_claim: String,
+    #[arg(
+        long,
+        alias = "upstream-subject-claim",
+        env = "PASSGATE_OIDC_SUBJECT_CLAIM",
+        default_value = "sub"
+    )]
+    pub oidc_subject_claim: String,
 
     /// Verified email addresses allowed to sign in (comma-separated). With
-    /// `--upstream-allowed-domains`, an address in either list is allowed;
-    /// with `--upstream-allowed-groups` too, the person must also be in one
+    /// `--oidc-allowed-domains`, an address in either list is allowed;
+    /// with `--oidc-allowed-groups` too, the person must also be in one
     /// of those groups. No list: everyone the provider signs in.
-    #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_EMAILS", value_delimiter = ',')]
-    pub upstream_allowed_emails: Vec<String>,
+    #[arg(
+        long,
+        alias = "upstream-allowed-emails",
+        env = "PASSGATE_OIDC_ALLOWED_EMAILS",
+        value_delimiter = ','
+    )]
+    pub oidc_allowed_emails: Vec<String>,
 
     /// Domains whose verified email addresses are allowed to sign in
-    /// (combined with the other lists as `--upstream-allowed-emails` says).
-    #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_DOMAINS", value_delimiter = ',')]
-    pub upstream_allowed_domains: Vec<String>,
+    /// (combined with the other lists as `--oidc-allowed-emails` says).
+    #[arg(
+        long,
+        alias = "upstream-allowed-domains",
+        env = "PASSGATE_OIDC_ALLOWED_DOMAINS",
+        value_delimiter = ','
+    )]
+    pub oidc_allowed_domains: Vec<String>,
 
     /// People with these verified emails are made administrators at each
     /// sign-in through the provider (removing them from the list does not
     /// demote them: `passgate users demote <name>` does).
-    #[arg(long, env = "PASSGATE_UPSTREAM_ADMIN_EMAILS", value_delimiter = ',')]
-    pub upstream_admin_emails: Vec<String>,
+    #[arg(
+        long,
+        alias = "upstream-admin-emails",
+        env = "PASSGATE_OIDC_ADMIN_EMAILS",
+        value_delimiter = ','
+    )]
+    pub oidc_admin_emails: Vec<String>,
 
     /// Members of these groups (in the groups claim) are made
-    /// administrators at each sign-in, as with `--upstream-admin-emails`:
+    /// administrators at each sign-in, as with `--oidc-admin-emails`:
     /// the way for providers that verify no emails, like Entra ID.
-    #[arg(long, env = "PASSGATE_UPSTREAM_ADMIN_GROUPS", value_delimiter = ',')]
-    pub upstream_admin_groups: Vec<String>,
+    #[arg(
+        long,
+        alias = "upstream-admin-groups",
+        env = "PASSGATE_OIDC_ADMIN_GROUPS",
+        value_delimiter = ','
+    )]
+    pub oidc_admin_groups: Vec<String>,
 
     /// Groups allowed to sign in: the person must be in one of them, and,
     /// if an email or domain list is set, have an allowed address too.
-    #[arg(long, env = "PASSGATE_UPSTREAM_ALLOWED_GROUPS", value_delimiter = ',')]
-    pub upstream_allowed_groups: Vec<String>,
+    #[arg(
+        long,
+        alias = "upstream-allowed-groups",
+        env = "PASSGATE_OIDC_ALLOWED_GROUPS",
+        value_delimiter = ','
+    )]
+    pub oidc_allowed_groups: Vec<String>,
 
     /// The ID-token claim listing groups (default `cognito:groups` with the
     /// Cognito preset, `groups` otherwise).
-    #[arg(long, env = "PASSGATE_UPSTREAM_GROUPS_CLAIM")]
-    pub upstream_groups_claim: Option<String>,
+    #[arg(
+        long,
+        alias = "upstream-groups-claim",
+        env = "PASSGATE_OIDC_GROUPS_CLAIM"
+    )]
+    pub oidc_groups_claim: Option<String>,
 
     /// Timeout for each request to the upstream provider, in seconds.
-    #[arg(long, env = "PASSGATE_UPSTREAM_TIMEOUT_SECS", default_value_t = 10)]
-    pub upstream_timeout_secs: u64,
+    #[arg(
+        long,
+        alias = "upstream-timeout-secs",
+        env = "PASSGATE_OIDC_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub oidc_timeout_secs: u64,
 
     /// How long a started upstream sign-in stays valid, in seconds.
     #[arg(
         long,
-        env = "PASSGATE_UPSTREAM_STATE_TTL_SECS",
+        alias = "upstream-state-ttl-secs",
+        env = "PASSGATE_OIDC_STATE_TTL_SECS",
         default_value_t = 600,
         hide = true
     )]
-    pub upstream_state_ttl_secs: i64,
+    pub oidc_state_ttl_secs: i64,
 }
 
 /// The upstream provider settings, validated.
@@ -347,21 +424,21 @@ pub struct UpstreamConfig {
 
 impl UpstreamArgs {
     fn to_config(&self) -> anyhow::Result<Option<UpstreamConfig>> {
-        let Some(issuer) = self.upstream_issuer.as_deref().filter(|s| !s.is_empty()) else {
+        let Some(issuer) = self.oidc_issuer.as_deref().filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
-        let issuer_url = Url::parse(issuer)
-            .map_err(|e| anyhow::anyhow!("--upstream-issuer is not a URL: {e}"))?;
+        let issuer_url =
+            Url::parse(issuer).map_err(|e| anyhow::anyhow!("--oidc-issuer is not a URL: {e}"))?;
         if !matches!(issuer_url.scheme(), "https" | "http") {
-            anyhow::bail!("--upstream-issuer must be an https URL");
+            anyhow::bail!("--oidc-issuer must be an https URL");
         }
         let client_id = self
-            .upstream_client_id
+            .oidc_client_id
             .clone()
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| anyhow::anyhow!("--upstream-issuer needs --upstream-client-id"))?;
-        let cognito = self.upstream_preset == UpstreamPreset::Cognito;
-        let mut scopes: Vec<&str> = self.upstream_scopes.split_whitespace().collect();
+            .ok_or_else(|| anyhow::anyhow!("--oidc-issuer needs --oidc-client-id"))?;
+        let cognito = self.oidc_preset == UpstreamPreset::Cognito;
+        let mut scopes: Vec<&str> = self.oidc_scopes.split_whitespace().collect();
         if !scopes.contains(&"openid") {
             scopes.insert(0, "openid");
         }
@@ -371,14 +448,14 @@ impl UpstreamArgs {
         }
         let mut extra = Vec::new();
         for pair in self
-            .upstream_extra_authorize_params
+            .oidc_extra_authorize_params
             .as_deref()
             .unwrap_or("")
             .split(',')
             .filter(|p| !p.trim().is_empty())
         {
             let (k, v) = pair.split_once('=').ok_or_else(|| {
-                anyhow::anyhow!("--upstream-extra-authorize-params wants k=v,k=v; got {pair:?}")
+                anyhow::anyhow!("--oidc-extra-authorize-params wants k=v,k=v; got {pair:?}")
             })?;
             let k = k.trim().to_owned();
             const OURS: &[&str] = &[
@@ -392,7 +469,7 @@ impl UpstreamArgs {
                 "code_challenge_method",
             ];
             if OURS.contains(&k.as_str()) || (cognito && k == "resource") {
-                anyhow::bail!("--upstream-extra-authorize-params cannot set {k}");
+                anyhow::bail!("--oidc-extra-authorize-params cannot set {k}");
             }
             extra.push((k, v.trim().to_owned()));
         }
@@ -402,7 +479,7 @@ impl UpstreamArgs {
                 .filter(|s| !s.is_empty())
                 .collect()
         };
-        let name = self.upstream_name.clone().unwrap_or_else(|| {
+        let name = self.oidc_name.clone().unwrap_or_else(|| {
             if cognito {
                 "Amazon Cognito".into()
             } else {
@@ -415,15 +492,12 @@ impl UpstreamArgs {
         Ok(Some(UpstreamConfig {
             issuer: issuer.to_owned(),
             client_id,
-            client_secret: self
-                .upstream_client_secret
-                .clone()
-                .filter(|s| !s.is_empty()),
+            client_secret: self.oidc_client_secret.clone().filter(|s| !s.is_empty()),
             scopes: scopes.join(" "),
             name,
-            preset: self.upstream_preset,
+            preset: self.oidc_preset,
             domain: self
-                .upstream_domain
+                .oidc_domain
                 .as_deref()
                 .filter(|s| !s.is_empty())
                 .map(|d| {
@@ -435,43 +509,50 @@ impl UpstreamArgs {
                     }
                 }),
             extra_authorize_params: extra,
-            subject_claim: self.upstream_subject_claim.clone(),
-            allowed_emails: lower(&self.upstream_allowed_emails),
-            allowed_domains: lower(&self.upstream_allowed_domains),
-            admin_emails: lower(&self.upstream_admin_emails),
+            subject_claim: self.oidc_subject_claim.clone(),
+            allowed_emails: lower(&self.oidc_allowed_emails),
+            allowed_domains: lower(&self.oidc_allowed_domains),
+            admin_emails: lower(&self.oidc_admin_emails),
             admin_groups: self
-                .upstream_admin_groups
+                .oidc_admin_groups
                 .iter()
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect(),
             allowed_groups: self
-                .upstream_allowed_groups
+                .oidc_allowed_groups
                 .iter()
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect(),
             groups_claim: self
-                .upstream_groups_claim
+                .oidc_groups_claim
                 .clone()
                 .unwrap_or_else(|| if cognito { "cognito:groups" } else { "groups" }.to_owned()),
-            timeout_secs: self.upstream_timeout_secs.max(1),
-            state_ttl_secs: self.upstream_state_ttl_secs.max(1),
+            timeout_secs: self.oidc_timeout_secs.max(1),
+            state_ttl_secs: self.oidc_state_ttl_secs.max(1),
         }))
     }
 }
 
-pub fn load_clients(path: &std::path::Path) -> anyhow::Result<Vec<Client>> {
+pub fn load_clients(path: &std::path::Path) -> anyhow::Result<Vec<ConfiguredClient>> {
     use anyhow::Context;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the clients file {}", path.display()))?;
-    let configured: Vec<ConfiguredClient> = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a JSON list of clients", path.display()))?;
-    configured
-        .into_iter()
-        .map(|c| c.into_client().map_err(anyhow::Error::msg))
-        .collect()
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a JSON list of clients", path.display()))
 }
+
+/// A pre-registered client from the operator's clients file.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ConfiguredClient {
+    pub client_id: String,
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+}
+
 /// Default lifetime of an invitation link.
 pub const DEFAULT_INVITE_TTL_HOURS: u32 = 24;
 
@@ -517,7 +598,7 @@ pub async fn parse_command_line<C: clap::Parser>(argv: Vec<OsString>) -> anyhow:
         let settings = read_settings_secret(&name).await?;
         command = settings.apply_to(command)?;
     }
-    let mut matches = command.get_matches_from(argv);
+    let mut matches = with_legacy_oidc_env(command).get_matches_from(argv);
     Ok(
         C::from_arg_matches_mut(&mut matches)
             .unwrap_or_else(|e| e.format(&mut C::command()).exit()),
@@ -535,6 +616,37 @@ async fn read_settings_secret(_name: &str) -> anyhow::Result<SettingsSecret> {
         "{SETTINGS_SECRET_ENV} is set, but this passgate was built without AWS support; \
          rebuild with `--features dynamodb`"
     )
+}
+
+/// The OpenID provider's settings were `--upstream-*` and
+/// `PASSGATE_UPSTREAM_*` until "upstream" came to mean the gateway's
+/// backends. The old flags are clap aliases; the old variables rank below
+/// the new ones (and above the settings secret, as the environment does).
+const OIDC_ENV_PREFIX: &str = "PASSGATE_OIDC_";
+const LEGACY_OIDC_ENV_PREFIX: &str = "PASSGATE_UPSTREAM_";
+
+/// `PASSGATE_UPSTREAM_X` for `PASSGATE_OIDC_X`.
+fn legacy_oidc_env(name: &str) -> Option<String> {
+    name.strip_prefix(OIDC_ENV_PREFIX)
+        .map(|rest| format!("{LEGACY_OIDC_ENV_PREFIX}{rest}"))
+}
+
+fn with_legacy_oidc_env(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            let legacy_value = arg
+                .get_env()
+                .and_then(|env| env.to_str())
+                .filter(|env| std::env::var_os(env).is_none())
+                .and_then(legacy_oidc_env)
+                .and_then(|legacy| std::env::var(legacy).ok());
+            match legacy_value {
+                // Hidden in `--help`: the value may be the client secret.
+                Some(value) => arg.default_value(value).hide_default_value(true),
+                None => arg,
+            }
+        })
+        .mut_subcommands(with_legacy_oidc_env)
 }
 
 /// The settings secret's name: `--settings-secret NAME` (or `=NAME`) on the
@@ -610,7 +722,16 @@ impl SettingsSecret {
                     "the settings secret {name} sets {key} to something other than a string, number or boolean"
                 ),
             };
-            values.insert(key, value);
+            match key.strip_prefix(LEGACY_OIDC_ENV_PREFIX) {
+                Some(rest) => {
+                    values
+                        .entry(format!("{OIDC_ENV_PREFIX}{rest}"))
+                        .or_insert(value);
+                }
+                None => {
+                    values.insert(key, value);
+                }
+            }
         }
         Ok(Self {
             name: name.to_owned(),
@@ -678,7 +799,7 @@ pub struct Config {
     public_url: Url,
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
-    pub clients: Vec<Client>,
+    pub clients: Vec<ConfiguredClient>,
     /// Use the right-most `X-Forwarded-For` entry as the client address.
     pub trust_forwarded_for: bool,
     /// Seconds between purges of expired items; 0: never.
@@ -692,13 +813,19 @@ pub struct Config {
     /// Development only: client metadata documents may be fetched from
     /// loopback addresses, over http too. Never with an https public URL.
     pub dev_allow_loopback_cimd: bool,
+    /// `--backend`: the MCP server served at `/mcp`, if any.
+    pub backend: Option<Url>,
+    /// `--backend-sigv4-service` and `--backend-sigv4-region`, in that order.
+    pub backend_sigv4: Option<(String, String)>,
+    /// `--gateway-config`: the file of MCP servers served at `/mcp/<name>`.
+    pub gateway_config: Option<PathBuf>,
 }
 
 impl Config {
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
-        if !args.upstream.passkeys && args.upstream.upstream_issuer.is_none() {
+        if !args.upstream.passkeys && args.upstream.oidc_issuer.is_none() {
             anyhow::bail!(
-                "--passkeys false needs an upstream provider (--upstream-issuer): nobody could sign in"
+                "--passkeys false needs an upstream provider (--oidc-issuer): nobody could sign in"
             );
         }
         if args.dev_allow_loopback_cimd && args.common.public_url.scheme() == "https" {
@@ -723,6 +850,12 @@ impl Config {
             passkeys: args.upstream.passkeys,
             upstream: args.upstream.to_config()?,
             dev_allow_loopback_cimd: args.dev_allow_loopback_cimd,
+            backend: args.backend.clone(),
+            backend_sigv4: args
+                .backend_sigv4_service
+                .clone()
+                .zip(args.backend_sigv4_region.clone()),
+            gateway_config: args.gateway_config.clone(),
         })
     }
 
@@ -740,6 +873,9 @@ impl Config {
             passkeys: true,
             upstream: None,
             dev_allow_loopback_cimd: false,
+            backend: None,
+            backend_sigv4: None,
+            gateway_config: None,
         })
     }
 
@@ -893,14 +1029,50 @@ mod tests {
     fn the_deploy_stacks_settings_secret_is_understood() {
         // What deploy/aws/lib/passgate-stack.js writes into the secret.
         let secret = r#"{"PASSGATE_PUBLIC_URL": "https://abc.lambda-url.eu-west-1.on.aws",
-            "PASSGATE_UPSTREAM_CLIENT_ID": "client", "PASSGATE_UPSTREAM_CLIENT_SECRET": "s"}"#;
+            "PASSGATE_OIDC_CLIENT_ID": "client", "PASSGATE_OIDC_CLIENT_SECRET": "s"}"#;
         let args = serve(parse(secret, &["passgate", "serve"]).unwrap());
         assert_eq!(
             args.common.public_url.as_str(),
             "https://abc.lambda-url.eu-west-1.on.aws/"
         );
-        assert_eq!(args.upstream.upstream_client_id.as_deref(), Some("client"));
-        assert_eq!(args.upstream.upstream_client_secret.as_deref(), Some("s"));
+        assert_eq!(args.upstream.oidc_client_id.as_deref(), Some("client"));
+        assert_eq!(args.upstream.oidc_client_secret.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn the_oidc_settings_keep_their_upstream_names() {
+        // A secret written by an older stack; the new name wins over the old.
+        let secret = r#"{"PASSGATE_UPSTREAM_CLIENT_ID": "old-client",
+            "PASSGATE_UPSTREAM_CLIENT_SECRET": "old-secret",
+            "PASSGATE_OIDC_CLIENT_SECRET": "new-secret"}"#;
+        let args = serve(parse(secret, &["passgate", "serve"]).unwrap());
+        assert_eq!(args.upstream.oidc_client_id.as_deref(), Some("old-client"));
+        assert_eq!(
+            args.upstream.oidc_client_secret.as_deref(),
+            Some("new-secret")
+        );
+        let argv = [
+            "passgate",
+            "serve",
+            "--upstream-issuer",
+            "https://idp.example",
+            "--upstream-admin-emails",
+            "a@example.com,b@example.com",
+        ];
+        let args = serve(parse("{}", &argv).unwrap());
+        assert_eq!(
+            args.upstream.oidc_issuer.as_deref(),
+            Some("https://idp.example")
+        );
+        assert_eq!(
+            args.upstream.oidc_admin_emails,
+            ["a@example.com", "b@example.com"]
+        );
+        assert_eq!(
+            legacy_oidc_env("PASSGATE_OIDC_CLIENT_SECRET").as_deref(),
+            Some("PASSGATE_UPSTREAM_CLIENT_SECRET")
+        );
+        assert_eq!(legacy_oidc_env("PASSGATE_LISTEN"), None);
     }
 
     #[test]
@@ -988,11 +1160,11 @@ mod tests {
     fn settings_secret_debug_shows_keys_not_values() {
         let settings = SettingsSecret::from_json(
             "n",
-            r#"{"PASSGATE_UPSTREAM_CLIENT_SECRET": "hunter2-very-secret"}"#,
+            r#"{"PASSGATE_OIDC_CLIENT_SECRET": "hunter2-very-secret"}"#,
         )
         .unwrap();
         let debug = format!("{settings:?}");
-        assert!(debug.contains("PASSGATE_UPSTREAM_CLIENT_SECRET"));
+        assert!(debug.contains("PASSGATE_OIDC_CLIENT_SECRET"));
         assert!(!debug.contains("hunter2"));
     }
 
@@ -1042,21 +1214,21 @@ mod tests {
     #[test]
     fn upstream_settings() {
         assert!(upstream(&[]).unwrap().is_none());
-        assert!(upstream(&["--upstream-issuer", "https://idp.example"]).is_err());
+        assert!(upstream(&["--oidc-issuer", "https://idp.example"]).is_err());
         let c = upstream(&[
-            "--upstream-issuer",
+            "--oidc-issuer",
             "https://cognito-idp.eu-west-1.amazonaws.com/pool",
-            "--upstream-client-id",
+            "--oidc-client-id",
             "abc",
-            "--upstream-preset",
+            "--oidc-preset",
             "cognito",
-            "--upstream-scopes",
+            "--oidc-scopes",
             "email offline_access",
-            "--upstream-domain",
+            "--oidc-domain",
             "auth.example.com/",
-            "--upstream-extra-authorize-params",
+            "--oidc-extra-authorize-params",
             "lang=de, prompt=login",
-            "--upstream-allowed-domains",
+            "--oidc-allowed-domains",
             "@Example.COM",
         ])
         .unwrap()
@@ -1075,13 +1247,13 @@ mod tests {
         for bad in ["state=x", "nonce=x", "resource=https://x", "novalue"] {
             assert!(
                 upstream(&[
-                    "--upstream-issuer",
+                    "--oidc-issuer",
                     "https://idp.example",
-                    "--upstream-client-id",
+                    "--oidc-client-id",
                     "abc",
-                    "--upstream-preset",
+                    "--oidc-preset",
                     "cognito",
-                    "--upstream-extra-authorize-params",
+                    "--oidc-extra-authorize-params",
                     bad,
                 ])
                 .is_err(),
@@ -1089,9 +1261,9 @@ mod tests {
             );
         }
         let g = upstream(&[
-            "--upstream-issuer",
+            "--oidc-issuer",
             "https://idp.example",
-            "--upstream-client-id",
+            "--oidc-client-id",
             "x",
         ])
         .unwrap()

@@ -3,6 +3,10 @@
 //! become responses. Client mistakes are 4xx with a message that says what
 //! to fix; only our own faults are 5xx, and their details go to the log,
 //! never to the client. Browser-facing routes answer with an error page.
+//!
+//! Nothing here logs: a response for our own fault carries a
+//! [`Fault`](crate::telemetry::Fault) in its extensions, which the one
+//! layer in `routes` logs.
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -10,7 +14,12 @@ use http::StatusCode;
 use axum::Json;
 use http::{HeaderValue, header};
 
-use crate::{oauth::OAuthError, pages, store::StoreError};
+use crate::{
+    oauth::{OAuthError, OAuthErrorCode},
+    pages,
+    store::StoreError,
+    telemetry::Fault,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -69,7 +78,7 @@ enum Reader {
 
 impl Error {
     /// The one table from failures to status, message and next step. Our own
-    /// faults are logged here and described to the client only generically.
+    /// faults are described to the client only generically.
     fn describe(&self, reader: Reader) -> (StatusCode, String, &'static str) {
         let pick = |page, script| if reader == Reader::Page { page } else { script };
         match self {
@@ -123,24 +132,40 @@ impl Error {
                 pick("Try again; if it keeps happening, tell the operator.", ""),
             ),
             Error::SignInCancelled { .. } => (StatusCode::FORBIDDEN, self.to_string(), ""),
-            Error::Store(StoreError::Unavailable(e)) => {
-                tracing::warn!(error = %e, "store unavailable");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "passgate's storage is busy or unreachable right now.".to_owned(),
-                    "Try again in a moment.",
-                )
-            }
-            Error::Store(e) => {
-                tracing::error!(error = %e, "store error");
-                internal()
-            }
-            Error::Internal(e) => {
-                tracing::error!(error = %format!("{e:#}"), "internal error");
-                internal()
-            }
+            Error::Store(StoreError::Unavailable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "passgate's storage is busy or unreachable right now.".to_owned(),
+                "Try again in a moment.",
+            ),
+            Error::Store(_) | Error::Internal(_) => internal(),
         }
     }
+
+    /// What the operator's log gets: our own faults, in full.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            Error::Store(StoreError::Unavailable(e)) => Some(Fault::warn("store unavailable", e)),
+            Error::Store(e) => Some(Fault::error("store error", e.to_string())),
+            Error::Internal(e) => Some(Fault::error("internal error", format!("{e:#}"))),
+            Error::BadRequest(_)
+            | Error::NotFound(_)
+            | Error::Forbidden(_)
+            | Error::Csrf
+            | Error::RateLimited
+            | Error::Gone(_)
+            | Error::UpstreamUnavailable { .. }
+            | Error::BadGateway(_)
+            | Error::SignInCancelled { .. } => None,
+        }
+    }
+}
+
+/// Attaches `fault` to `response` for the logging layer in `routes`.
+pub fn with_fault(mut response: Response, fault: Option<Fault>) -> Response {
+    if let Some(fault) = fault {
+        response.extensions_mut().insert(fault);
+    }
+    response
 }
 
 impl IntoResponse for Error {
@@ -172,7 +197,10 @@ impl IntoResponse for Error {
             _ => {}
         }
         let (status, what, next) = self.describe(Reader::Page);
-        pages::error_page(status, &what, next).into_response()
+        with_fault(
+            pages::error_page(status, &what, next).into_response(),
+            self.fault(),
+        )
     }
 }
 
@@ -198,7 +226,7 @@ impl IntoResponse for ScriptError {
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+        with_fault(response, self.0.fault())
     }
 }
 
@@ -237,12 +265,10 @@ fn internal() -> (StatusCode, String, &'static str) {
 /// a caller over a rate limit gets 429 with `Retry-After`.
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let status = match self.code {
-            _ if self.retry_after_secs.is_some() => StatusCode::TOO_MANY_REQUESTS,
-            "invalid_client" => StatusCode::UNAUTHORIZED,
-            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
+        let status = if self.retry_after_secs.is_some() {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            oauth_status(self.code)
         };
         let body = serde_json::json!({
             "error": self.code,
@@ -259,6 +285,92 @@ impl IntoResponse for OAuthError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"Basic realm="passgate""#),
             );
+        }
+        with_fault(response, self.fault)
+    }
+}
+
+/// The status of each OAuth error code: exhaustive, so a new code is a
+/// compile error until its status is chosen here.
+pub fn oauth_status(code: OAuthErrorCode) -> StatusCode {
+    match code {
+        OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+        OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        OAuthErrorCode::InvalidRequest
+        | OAuthErrorCode::InvalidGrant
+        | OAuthErrorCode::InvalidScope
+        | OAuthErrorCode::InvalidTarget
+        | OAuthErrorCode::UnsupportedGrantType
+        | OAuthErrorCode::UnsupportedResponseType
+        | OAuthErrorCode::AccessDenied
+        | OAuthErrorCode::InvalidClientMetadata
+        | OAuthErrorCode::InvalidRedirectUri => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// Why a protected resource refused a request's access token (RFC 6750 §3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BearerError {
+    Missing,
+    Invalid(&'static str),
+    /// The token is good but lacks scopes this request needs.
+    InsufficientScope,
+    /// The grant could not be read: a retry will do.
+    Unavailable,
+}
+
+/// A protected resource's refusal: 401 or 403 with a `WWW-Authenticate`
+/// challenge naming the resource's metadata and the scopes the request
+/// needs, every one of them (RFC 6750 §3, RFC 9728 §5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerChallenge {
+    pub error: BearerError,
+    /// The absolute URL of the resource's metadata document.
+    pub resource_metadata: String,
+    /// Space-separated scopes the request needs.
+    pub scope: String,
+}
+
+impl IntoResponse for BearerChallenge {
+    fn into_response(self) -> Response {
+        let Self {
+            error,
+            resource_metadata: metadata,
+            scope,
+        } = self;
+        let (status, value, body) = match error {
+            BearerError::Missing => (
+                StatusCode::UNAUTHORIZED,
+                format!(r#"Bearer resource_metadata="{metadata}", scope="{scope}""#),
+                "authorization required: sign in through this server's OAuth flow",
+            ),
+            BearerError::Invalid(why) => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    r#"Bearer error="invalid_token", error_description="{why}", resource_metadata="{metadata}", scope="{scope}""#
+                ),
+                why,
+            ),
+            BearerError::InsufficientScope => (
+                StatusCode::FORBIDDEN,
+                format!(
+                    r#"Bearer error="insufficient_scope", scope="{scope}", resource_metadata="{metadata}", error_description="the token lacks a required scope""#
+                ),
+                "the token lacks a required scope",
+            ),
+            BearerError::Unavailable => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "2")],
+                    "storage is busy; retry shortly",
+                )
+                    .into_response();
+            }
+        };
+        let mut response = (status, body).into_response();
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
         response
     }
@@ -318,6 +430,122 @@ impl IntoResponse for JsonRpcRefusal {
     }
 }
 
+/// Why a gateway route did not forward a call, or what went wrong with the
+/// backend, answered as a JSON-RPC error (with the request's id when known).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatewayRefusal {
+    /// The body could not be read, is not JSON, or is not one JSON-RPC message.
+    Rpc(JsonRpcRefusal),
+    /// 2026-07-28: a header disagrees with the body (-32020).
+    HeaderMismatch(&'static str),
+    /// The route's access policy does not admit this account.
+    NotAdmitted,
+    /// The tool is denied on this route; the name is not echoed back.
+    ToolDenied { id: Option<serde_json::Value> },
+    /// The `Mcp-Session-Id` is not one of ours for this route and account,
+    /// or has expired (the spec's answer for an unknown session: 404).
+    UnknownSession,
+    /// Not a Streamable HTTP method (POST, GET, DELETE).
+    MethodNotAllowed,
+    /// The store could not be read to check the account.
+    Unavailable,
+    /// The backend could not be reached.
+    BackendUnreachable,
+    /// The backend did not start answering within the route's timeout.
+    BackendTimeout,
+    /// The backend answered something passgate cannot relay (a redirect, a
+    /// refusal of passgate's credentials, not MCP at all).
+    BackendInvalid,
+}
+
+impl IntoResponse for GatewayRefusal {
+    fn into_response(self) -> Response {
+        self.answering(None)
+    }
+}
+
+impl GatewayRefusal {
+    /// The response, answering the request whose `id` was read (JSON-RPC:
+    /// `null` only when it could not be): clients match answers by id.
+    pub fn answering(self, request_id: Option<serde_json::Value>) -> Response {
+        let (status, code, message, id) = match self {
+            GatewayRefusal::Rpc(refusal) => return refusal.into_response(),
+            GatewayRefusal::HeaderMismatch(why) => (
+                StatusCode::BAD_REQUEST,
+                -32020,
+                format!("Header mismatch: {why}"),
+                None,
+            ),
+            GatewayRefusal::NotAdmitted => (
+                StatusCode::FORBIDDEN,
+                -32600,
+                "Forbidden: your account may not use this MCP server; ask its administrator".into(),
+                None,
+            ),
+            GatewayRefusal::ToolDenied { id } => (
+                StatusCode::OK,
+                -32602,
+                "Invalid params: this tool is not available to you on this server".into(),
+                id,
+            ),
+            GatewayRefusal::UnknownSession => (
+                StatusCode::NOT_FOUND,
+                -32600,
+                "Session not found: start a new session (initialize again)".into(),
+                None,
+            ),
+            GatewayRefusal::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                -32600,
+                "Method not allowed: use POST, GET or DELETE".into(),
+                None,
+            ),
+            GatewayRefusal::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                -32603,
+                "storage is busy; retry shortly".into(),
+                None,
+            ),
+            GatewayRefusal::BackendUnreachable => (
+                StatusCode::BAD_GATEWAY,
+                -32603,
+                "Bad gateway: the MCP server behind passgate is unreachable".into(),
+                None,
+            ),
+            GatewayRefusal::BackendTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                -32603,
+                "Gateway timeout: the MCP server behind passgate did not answer in time".into(),
+                None,
+            ),
+            GatewayRefusal::BackendInvalid => (
+                StatusCode::BAD_GATEWAY,
+                -32603,
+                "Bad gateway: the MCP server behind passgate gave an answer passgate cannot relay"
+                    .into(),
+                None,
+            ),
+        };
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id.or(request_id),
+            "error": { "code": code, "message": message },
+        });
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+        }
+        response
+    }
+}
+
 /// A request to a local passgate under another loopback name than its
 /// public URL's (see `crate::canonical`): the answer names the URL to use.
 #[derive(Debug)]
@@ -357,7 +585,7 @@ impl IntoResponse for WrongHost {
                 "error": { "code": -32600, "message": self.message() },
             }),
             WrongHostReader::Discovery => serde_json::json!({
-                "error": "invalid_request",
+                "error": OAuthErrorCode::InvalidRequest,
                 "error_description": self.message(),
             }),
         };
@@ -366,5 +594,128 @@ impl IntoResponse for WrongHost {
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
+    }
+}
+
+/// Why a message could not reach a stdio route's server
+/// (`gateway::stdio`).
+#[derive(Debug, thiserror::Error)]
+pub enum StdioError {
+    #[error("the MCP session is not known here; start a new one (initialize)")]
+    UnknownSession,
+    #[error("too many stdio servers are running; try again later")]
+    AtCapacity,
+    #[error("the stdio server is restarting after a crash; try again in {0} s")]
+    Restarting(u64),
+    #[error("the stdio server could not be started")]
+    Spawn,
+    #[error("the stdio server exited")]
+    Exited,
+    #[error("the message is not a JSON-RPC request, notification or response")]
+    NotJsonRpc,
+    #[error("the body is not JSON")]
+    NotJson,
+    #[error("use POST or DELETE")]
+    MethodNotAllowed,
+}
+
+/// A stdio route's failures, as JSON-RPC errors: an
+/// unknown session is the spec's 404, so the client starts a new one; a
+/// full or restarting route is 503 with when to retry.
+impl IntoResponse for StdioError {
+    fn into_response(self) -> Response {
+        use StdioError as E;
+        let (status, code) = match &self {
+            E::UnknownSession => (StatusCode::NOT_FOUND, -32001),
+            E::AtCapacity | E::Restarting(_) => (StatusCode::SERVICE_UNAVAILABLE, -32000),
+            E::Spawn | E::Exited => (StatusCode::BAD_GATEWAY, -32603),
+            E::NotJsonRpc => (StatusCode::BAD_REQUEST, -32600),
+            E::NotJson => (StatusCode::BAD_REQUEST, -32700),
+            E::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, -32600),
+        };
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": { "code": code, "message": self.to_string() },
+        });
+        let mut response = (status, Json(body)).into_response();
+        if let E::Restarting(secs) = self
+            && let Ok(value) = http::HeaderValue::from_str(&secs.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, value);
+        }
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            response.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("POST, DELETE"),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::capture;
+
+    #[test]
+    fn each_oauth_code_has_its_status() {
+        use OAuthErrorCode::*;
+        let expected = [
+            (InvalidRequest, StatusCode::BAD_REQUEST),
+            (InvalidClient, StatusCode::UNAUTHORIZED),
+            (InvalidGrant, StatusCode::BAD_REQUEST),
+            (InvalidScope, StatusCode::BAD_REQUEST),
+            (InvalidTarget, StatusCode::BAD_REQUEST),
+            (UnsupportedGrantType, StatusCode::BAD_REQUEST),
+            (UnsupportedResponseType, StatusCode::BAD_REQUEST),
+            (AccessDenied, StatusCode::BAD_REQUEST),
+            (InvalidClientMetadata, StatusCode::BAD_REQUEST),
+            (InvalidRedirectUri, StatusCode::BAD_REQUEST),
+            (ServerError, StatusCode::INTERNAL_SERVER_ERROR),
+            (TemporarilyUnavailable, StatusCode::SERVICE_UNAVAILABLE),
+        ];
+        for (code, status) in expected {
+            let response = OAuthError::new(code, "why").into_response();
+            assert_eq!(response.status(), status, "{code}");
+        }
+        // A rate limit is 429 whatever the code.
+        let limited = OAuthError::rate_limited("slow down", 7).into_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "7");
+    }
+
+    #[test]
+    fn conversions_attach_the_fault_and_log_nothing() {
+        let (subscriber, logs) = capture::subscriber();
+        let responses = tracing::subscriber::with_default(subscriber, || {
+            [
+                Error::Internal(anyhow::anyhow!("the disk is on fire")).into_response(),
+                ScriptError(Error::Store(StoreError::Unavailable("store busy".into())))
+                    .into_response(),
+                OAuthError::from(StoreError::Unavailable("store busy".into())).into_response(),
+                Error::bad_request("a client mistake").into_response(),
+            ]
+        });
+        assert_eq!(logs.text(), "", "a conversion logged");
+        let faults: Vec<Option<&Fault>> = responses
+            .iter()
+            .map(|r| r.extensions().get::<Fault>())
+            .collect();
+        assert_eq!(
+            faults,
+            [
+                Some(&Fault::error("internal error", "the disk is on fire")),
+                Some(&Fault::warn("store unavailable", "store busy")),
+                Some(&Fault::warn(
+                    "store unavailable during an OAuth request",
+                    StoreError::Unavailable("store busy".into()).to_string()
+                )),
+                None,
+            ]
+        );
     }
 }

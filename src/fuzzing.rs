@@ -29,14 +29,14 @@ use tower::ServiceExt;
 
 use crate::{
     app::AppState,
-    config::Config,
+    config::{Config, ConfiguredClient},
     crypto::{self, MasterKey},
     login::cookies,
     mcp,
     oauth::{
-        authorize::{CodeGrant, code_key},
         cimd::{CimdFetcher, client_from_document},
-        clients::{self, Client, ConfiguredClient},
+        clients,
+        codes::{CodeGrant, code_key},
         grants::{self, Grant},
         token::basic_credentials,
     },
@@ -188,6 +188,8 @@ impl Harness {
                 created_at: now_unix(),
                 redirect_uri: "http://127.0.0.1/callback".into(),
                 groups: Vec::new(),
+                user_name: String::new(),
+                display_name: String::new(),
                 last_used_at: None,
             };
             let grant = CodeGrant {
@@ -505,7 +507,7 @@ impl Harness {
     }
 }
 
-fn configured(id: &str, secret: Option<&str>) -> Client {
+fn configured(id: &str, secret: Option<&str>) -> ConfiguredClient {
     ConfiguredClient {
         client_id: id.into(),
         client_name: Some(format!("Fuzz {id}")),
@@ -515,8 +517,6 @@ fn configured(id: &str, secret: Option<&str>) -> Client {
         ],
         client_secret: secret.map(str::to_owned),
     }
-    .into_client()
-    .expect("valid fixture client")
 }
 
 /// The metadata-document fetcher, unable to leave this machine: every fetch

@@ -8,15 +8,18 @@
 //! and builds the router. A request only clones the router (reference
 //! counts) and runs it.
 //!
-//! Responses are buffered, not streamed: the Function URL that `deploy/aws`
-//! creates uses the default `BUFFERED` invoke mode, `/mcp` answers with JSON
-//! (stateless, no SSE) and every other response is small. Streaming would
-//! need the `RESPONSE_STREAM` invoke mode on the URL as well as
-//! `lambda_http::run_with_streaming_response` here, for no gain.
+//! Responses are streamed (`lambda_http::run_with_streaming_response`), and
+//! the Function URL that `deploy/aws` creates is in `RESPONSE_STREAM` invoke
+//! mode: a server-sent event stream (a gateway route's backend answering
+//! with SSE) reaches the client event by event, as over TCP, instead of
+//! when the invocation ends. A JSON answer is one chunk either way. A
+//! function in this mode behind a `BUFFERED` URL would fail every request,
+//! so the two go together.
 
 use std::{
     ffi::OsString,
     net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
 };
 
 use axum::{Router, extract::ConnectInfo};
@@ -52,6 +55,16 @@ pub fn serve_by_default(mut argv: Vec<OsString>) -> Vec<OsString> {
 /// Lambda's init phase, which Lambda retries.
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(args)?;
+    // Before the store: a configuration Lambda cannot serve fails at once.
+    let gateway = crate::gateway::Gateway::load(&config)?;
+    if let Some(route) = gateway.as_ref().and_then(|g| g.stdio_routes().next()) {
+        anyhow::bail!(
+            "gateway route {route:?} runs a command (stdio), which needs a long-running \
+             server (`passgate serve`): a Lambda execution environment is frozen between \
+             invocations and its children would not survive. Serve that route from a server, \
+             or give it a url"
+        );
+    }
     let (store, master_key) = bootstrap::open_store(&args.common).await?;
     // As `passgate serve` over TCP: the first administrator's link goes to
     // standard output (the function's log), once for the whole table.
@@ -75,14 +88,38 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         mcp_url = %state.config.mcp_url(),
         "passgate is serving Lambda invocations"
     );
-    run(routes::router(state)).await
+    let demo = crate::mcp::ProtectedMcp::demo(&state.config, state.shutdown.clone());
+    run(routes::router_with_gateway(state, vec![demo], gateway)?).await
 }
 
-/// Runs `app` under the Lambda runtime.
+/// Runs `app` under the Lambda runtime, each response streamed to the
+/// runtime API as its body produces it.
+///
+/// The runtime client ends its loop on the first failed call to the runtime
+/// API (seen under `cargo lambda watch`: a connection closed after a
+/// streamed response). Exiting would make Lambda replace the whole execution
+/// environment, a cold start, while asking for the next event again costs
+/// nothing; so a few failures in a row are retried before giving up.
 pub async fn run(app: Router) -> anyhow::Result<()> {
-    lambda_http::run(service(app))
-        .await
-        .map_err(|e| anyhow::anyhow!("the Lambda runtime loop failed: {e}"))
+    const ATTEMPTS: u32 = 5;
+    let mut failures = 0;
+    loop {
+        let started = Instant::now();
+        let Err(e) = lambda_http::run_with_streaming_response(service(app.clone())).await else {
+            return Ok(());
+        };
+        // A loop that ran for a while before failing starts the count again.
+        failures = if started.elapsed() > Duration::from_secs(60) {
+            1
+        } else {
+            failures + 1
+        };
+        if failures >= ATTEMPTS {
+            anyhow::bail!("the Lambda runtime loop failed {failures} times in a row: {e}");
+        }
+        tracing::warn!(error = %e, failures, "the Lambda runtime loop failed; asking for the next event again");
+        tokio::time::sleep(Duration::from_millis(100 * u64::from(failures))).await;
+    }
 }
 
 /// `app` as the Lambda runtime calls it: each request carries its caller's

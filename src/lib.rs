@@ -1,5 +1,11 @@
 //! passgate: a remote MCP server behind real sign-in.
 //!
+//! As a library, [`Passgate`] serves your own rmcp server behind passgate's
+//! OAuth 2.1 authorization server, passkeys (or an OpenID provider) and
+//! store; your tools read the caller with [`Identity::from_parts`]. The
+//! [`rmcp`] it is built on is re-exported, so your tools and passgate
+//! always agree on its version.
+//!
 //! Reading order: [`config`] (what can be set), [`routes`] (every URL in one
 //! table), [`mcp`] (the tools and the MCP transport), then [`error`] (how
 //! failures become HTTP responses). `ARCHITECTURE.md` has the bird's-eye view.
@@ -15,8 +21,10 @@ pub mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gateway;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+mod library;
 pub mod login;
 pub mod mcp;
 pub mod net;
@@ -29,3 +37,8 @@ pub mod store;
 pub mod telemetry;
 pub mod upstream;
 pub mod users;
+
+pub use library::Passgate;
+pub use oauth::bearer::Identity;
+/// The rmcp version passgate is built on: write your tools against this one.
+pub use rmcp;

@@ -6,7 +6,7 @@ use passgate::{
     config::{CommonArgs, DEFAULT_INVITE_TTL_HOURS, ServeArgs},
     login::cli,
     oauth::cli as oauth_cli,
-    server, telemetry,
+    telemetry,
 };
 
 #[derive(Parser)]
@@ -182,7 +182,11 @@ async fn main() -> anyhow::Result<()> {
             if passgate::lambda::is_lambda_runtime() {
                 return passgate::lambda::serve(&args).await;
             }
-            server::run(&args).await
+            // The demo tools, served the way a library user serves theirs.
+            passgate::Passgate::new(args)
+                .mcp(passgate::mcp::Tools::new)
+                .serve()
+                .await
         }
         Command::Users(command) => {
             let common = command.common();
@@ -232,7 +236,10 @@ async fn main() -> anyhow::Result<()> {
             let output = match &command {
                 ClientsCommand::List { clients_file, .. } => {
                     let configured = match clients_file {
-                        Some(path) => passgate::config::load_clients(path)?,
+                        Some(path) => passgate::oauth::client::configured(
+                            &passgate::config::load_clients(path)?,
+                        )
+                        .map_err(anyhow::Error::msg)?,
                         None => Vec::new(),
                     };
                     oauth_cli::list_clients(store.as_ref(), &configured).await?

@@ -1,19 +1,22 @@
-//! The MCP server: the tools passgate serves, and the Streamable HTTP service
-//! that carries them. Protocol handling (both eras, headers, JSON-RPC errors)
+//! The MCP server: [`ProtectedMcp`], the seam every protected MCP endpoint
+//! is mounted through (a path, its resource and any service), the demo
+//! tools passgate serves by default, and the Streamable HTTP service that
+//! carries them. Protocol handling (both eras, headers, JSON-RPC errors)
 //! is rmcp's; this module chooses its settings, defines the tools, and adds
-//! two checks in front: the `Origin` check on every request before the
+//! checks in front: the `Origin` check on every request before the
 //! bearer check (the transport requires 403 for a foreign origin whether or
 //! not a token came with it), and JSON-RPC's own answers for a body that is
 //! not JSON (-32700) or not a JSON-RPC message (-32600), where rmcp answers
 //! 415 in plain text.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
 
 use axum::{
     body::Body,
     extract::{Request, State},
-    middleware::Next,
+    middleware::{self, Next},
     response::{IntoResponse, Response},
+    routing::{MethodRouter, any_service},
 };
 use http::{Method, StatusCode, header};
 
@@ -22,7 +25,10 @@ use rmcp::{
     handler::server::{
         common::Extension, router::tool::ToolRouter, tool::schema_for_output, wrapper::Parameters,
     },
-    model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig},
+    model::{
+        CallToolResult, ClientJsonRpcMessage, ClientRequest, ContentBlock, Implementation,
+        ServerCapabilities, ServerConfig,
+    },
     tool, tool_handler, tool_router,
     transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::never::NeverSessionManager,
@@ -31,7 +37,204 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, error::JsonRpcRefusal, oauth::bearer::Identity};
+use crate::{
+    app::AppState,
+    config::Config,
+    error::{BearerError, JsonRpcRefusal},
+    oauth::{
+        SCOPE_MCP,
+        bearer::{self, Identity},
+        resource::Resource,
+    },
+};
+
+/// One protected MCP endpoint: a [`Resource`] (its path under the public
+/// URL, its URL, which is its tokens' audience, and its metadata) and the
+/// service that answers there. The route table mounts it behind the
+/// `Origin` check and the bearer check for that resource's audience, and
+/// serves its metadata document; there is no way to mount a service
+/// without them.
+pub struct ProtectedMcp {
+    resource: Resource,
+    service: MethodRouter<AppState>,
+    tool_scopes: ToolScopes,
+}
+
+impl ProtectedMcp {
+    /// Any tower service (a reverse proxy, say) as the resource's endpoint.
+    /// It sees only requests whose token is for `resource`, with the
+    /// caller's [`Identity`] in the request's extensions.
+    pub fn new<S>(resource: Resource, service: S) -> Self
+    where
+        S: tower::Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+        S::Response: IntoResponse + 'static,
+        S::Future: Send + 'static,
+    {
+        Self {
+            resource,
+            service: any_service(service),
+            tool_scopes: ToolScopes::default(),
+        }
+    }
+
+    /// An rmcp server, on passgate's transport settings ([`service`]), with
+    /// JSON-RPC's own answers for bodies rmcp cannot read
+    /// ([`json_rpc_errors`]).
+    pub fn rmcp<H>(
+        resource: Resource,
+        handler: H,
+        config: &Config,
+        shutdown: CancellationToken,
+    ) -> Self
+    where
+        H: ServerHandler + Clone + Send + Sync + 'static,
+    {
+        Self::rmcp_from(resource, move || handler.clone(), config, shutdown)
+    }
+
+    /// [`ProtectedMcp::rmcp`] with a handler made by `factory` per request.
+    pub fn rmcp_from<H, F>(
+        resource: Resource,
+        factory: F,
+        config: &Config,
+        shutdown: CancellationToken,
+    ) -> Self
+    where
+        H: ServerHandler + Send + 'static,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        Self {
+            resource,
+            service: any_service(service_from(factory, config, shutdown))
+                .layer(middleware::from_fn(json_rpc_errors)),
+            tool_scopes: ToolScopes::default(),
+        }
+    }
+
+    /// The tool `tool` needs every one of `scopes` (besides `mcp`): a
+    /// `tools/call` of it with a token that lacks one gets 403 with the
+    /// `insufficient_scope` challenge naming them all, before the service
+    /// sees it. The resource advertises them, so clients can ask for them.
+    pub fn require_scopes<I, S>(mut self, tool: &str, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
+        self.resource = self.resource.with_scopes(scopes.iter().cloned());
+        let mut table = Arc::unwrap_or_clone(self.tool_scopes.0);
+        let needed = table.entry(tool.to_owned()).or_default();
+        for scope in scopes {
+            if !needed.contains(&scope) {
+                needed.push(scope);
+            }
+        }
+        self.tool_scopes = ToolScopes(Arc::new(table));
+        self
+    }
+
+    /// passgate's own demo, [`Tools`], at `/mcp`.
+    pub fn demo(config: &Config, shutdown: CancellationToken) -> Self {
+        Self::rmcp(Resource::mcp(config), Tools::new(), config, shutdown)
+    }
+
+    pub fn resource(&self) -> &Resource {
+        &self.resource
+    }
+
+    /// The name its metadata gives (`resource_name`).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.resource = self.resource.named(name);
+        self
+    }
+
+    /// The resource and its service (with its tools' scope check), for
+    /// the route table, which puts the bearer check in front.
+    pub fn into_parts(self) -> (Resource, MethodRouter<AppState>) {
+        let service = if self.tool_scopes.0.is_empty() {
+            self.service
+        } else {
+            self.service.layer(middleware::from_fn_with_state(
+                (self.resource.clone(), self.tool_scopes),
+                require_tool_scopes,
+            ))
+        };
+        (self.resource, service)
+    }
+}
+
+/// The scopes particular tools need, by tool name.
+#[derive(Debug, Clone, Default)]
+struct ToolScopes(Arc<BTreeMap<String, Vec<String>>>);
+
+impl ToolScopes {
+    /// What a message needs beyond what `identity` has: the tool's scopes
+    /// when it is a `tools/call` of a listed tool and one is missing.
+    fn missing(&self, message: &ClientJsonRpcMessage, identity: &Identity) -> Option<&[String]> {
+        let ClientJsonRpcMessage::Request(request) = message else {
+            return None;
+        };
+        let ClientRequest::CallToolRequest(call) = &request.request else {
+            return None;
+        };
+        let needed = self.0.get(call.params.name.as_ref())?;
+        (!needed.iter().all(|s| identity.has_scope(s))).then_some(needed.as_slice())
+    }
+}
+
+/// Middleware inside the bearer check: a `tools/call` of a tool whose
+/// scopes the token lacks gets 403 `insufficient_scope` (MCP authorization,
+/// "Scope Challenge Handling"). Decided on the body as rmcp reads it, never
+/// on the `Mcp-Name` header, which rmcp checks against the body.
+async fn require_tool_scopes(
+    State((resource, scopes)): State<(Resource, ToolScopes)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match read_body(body).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return refusal.into_response(),
+    };
+    // A body rmcp cannot read either is answered by rmcp (or
+    // `json_rpc_errors`), so it never reaches a tool.
+    if let (Some(identity), Ok(message)) = (
+        parts.extensions.get::<Identity>(),
+        serde_json::from_slice::<ClientJsonRpcMessage>(&bytes),
+    ) && let Some(needed) = scopes.missing(&message, identity)
+    {
+        let mut all: Vec<&str> = vec![SCOPE_MCP];
+        all.extend(
+            needed
+                .iter()
+                .map(String::as_str)
+                .filter(|s| *s != SCOPE_MCP),
+        );
+        return bearer::challenge(&resource, BearerError::InsufficientScope, &all).into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Reads a whole request body. The body limit layer outside caps the size:
+/// over it, reading fails.
+async fn read_body(body: Body) -> Result<axum::body::Bytes, JsonRpcRefusal> {
+    axum::body::to_bytes(body, usize::MAX).await.map_err(|e| {
+        let too_large =
+            std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                e.source()
+            })
+            .any(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            JsonRpcRefusal::BodyTooLarge
+        } else {
+            JsonRpcRefusal::BodyUnreadable
+        }
+    })
+}
 
 /// Arguments of `add`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -55,6 +258,10 @@ pub struct AddOutput {
 pub struct WhoamiOutput {
     /// The signed-in person's passgate user id.
     pub user_id: String,
+    /// Their user name.
+    pub user_name: String,
+    /// Their display name.
+    pub display_name: String,
     /// The OAuth client the call came through.
     pub client_id: String,
     /// The scopes of the access token.
@@ -123,10 +330,12 @@ impl Tools {
         &self,
         Extension(parts): Extension<http::request::Parts>,
     ) -> CallToolResult {
-        match parts.extensions.get::<Identity>() {
+        match Identity::from_parts(&parts) {
             Some(identity) => {
                 let out = WhoamiOutput {
                     user_id: identity.user_id.clone(),
+                    user_name: identity.user_name.clone(),
+                    display_name: identity.display_name.clone(),
                     client_id: identity.client_id.clone(),
                     scopes: identity.scopes.clone(),
                     groups: identity.groups.clone(),
@@ -176,8 +385,22 @@ pub fn service<H>(
 where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
+    service_from(move || handler.clone(), config, shutdown)
+}
+
+/// The tower service that answers `/mcp` with a handler from `factory`
+/// for each request (the transport is stateless).
+pub fn service_from<H, F>(
+    factory: F,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> StreamableHttpService<H, NeverSessionManager>
+where
+    H: ServerHandler + Send + 'static,
+    F: Fn() -> H + Send + Sync + 'static,
+{
     StreamableHttpService::new(
-        move || Ok(handler.clone()),
+        move || Ok(factory()),
         Arc::new(NeverSessionManager::default()),
         transport_config(config, shutdown),
     )
@@ -313,22 +536,9 @@ pub async fn json_rpc_errors(request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    // The body limit layer outside caps the size: over it, reading fails.
-    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+    let bytes = match read_body(body).await {
         Ok(bytes) => bytes,
-        Err(e) => {
-            let too_large =
-                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
-                    e.source()
-                })
-                .any(|e| e.is::<http_body_util::LengthLimitError>());
-            return if too_large {
-                JsonRpcRefusal::BodyTooLarge
-            } else {
-                JsonRpcRefusal::BodyUnreadable
-            }
-            .into_response();
-        }
+        Err(refusal) => return refusal.into_response(),
     };
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes.clone())))

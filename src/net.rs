@@ -6,10 +6,12 @@ use std::{
     net::{IpAddr, Ipv6Addr, SocketAddr},
 };
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use http::{HeaderMap, request::Parts};
 
-use crate::app::AppState;
+use crate::config::Config;
 
 /// Who is calling, as far as rate limits are concerned: the TCP peer (on
 /// Lambda, the Function URL's `requestContext.http.sourceIp`, which
@@ -39,10 +41,15 @@ impl ClientAddr {
     }
 }
 
-impl FromRequestParts<AppState> for ClientAddr {
+/// Generic over the state so this module needs only the configuration.
+impl<S> FromRequestParts<S> for ClientAddr
+where
+    S: Send + Sync,
+    Arc<Config>: FromRef<S>,
+{
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -50,7 +57,7 @@ impl FromRequestParts<AppState> for ClientAddr {
         Ok(Self::from_request(
             &parts.headers,
             peer,
-            state.config.trust_forwarded_for,
+            Arc::<Config>::from_ref(state).trust_forwarded_for,
         ))
     }
 }

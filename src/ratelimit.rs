@@ -13,7 +13,6 @@
 //! counter of attempts (or failures) in a fixed window, expiring with it.
 
 use crate::{
-    crypto::token_hash,
     error::Error,
     net::ClientAddr,
     store::{Store, now_unix},
@@ -109,7 +108,11 @@ fn counter(action: LimitedAction, subject: &str) -> (String, String, i64) {
     let window = now_unix().div_euclid(action.window_secs());
     // Subjects can be long or carry secrets (invitation hashes); hashing
     // keeps keys short and uniform.
-    let pk = format!("ratelimit#{}#{}", action.name(), token_hash(subject));
+    let pk = crate::store::keys::Partition::RateLimit {
+        action: action.name(),
+        subject,
+    }
+    .key();
     (pk, window.to_string(), (window + 1) * action.window_secs())
 }
 

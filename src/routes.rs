@@ -10,6 +10,7 @@ use axum::{
     Router,
     extract::{Request, State},
     middleware,
+    response::Response,
     routing::{get, post},
 };
 use http::{HeaderValue, header};
@@ -21,33 +22,92 @@ use crate::{
     canonical,
     config::Config,
     error::Error,
+    gateway::Gateway,
     login::{account, admin, enroll, recovery, signin},
     mcp,
-    oauth::{OAuthError, authorize, bearer, clients, metadata, revoke, token},
+    oauth::{
+        OAuthError, authorize, bearer, clients, metadata,
+        resource::{InvalidResourcePath, Resources},
+        revoke, token,
+    },
     pages,
     store::StoreError,
-    telemetry, upstream,
+    telemetry::{self, Fault},
+    upstream,
 };
 
-/// Builds the whole application. Tests call this and drive it with `oneshot`.
+/// Builds the whole application with passgate's demo tools at `/mcp`.
+/// Tests call this and drive it with `oneshot`.
 pub fn router(state: AppState) -> Router {
-    let mcp_service = mcp::service(mcp::Tools::new(), &state.config, state.shutdown.clone());
-    // Outermost first: Origin, then the bearer check, then JSON-RPC's own
-    // answers for bodies rmcp cannot read.
-    let mcp = Router::new()
-        .route_service("/mcp", mcp_service)
-        .route_layer(middleware::from_fn(mcp::json_rpc_errors))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            bearer::require_token,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            mcp::AllowedOrigins::new(&state.config),
-            mcp::check_origin,
-        ));
+    let demo = mcp::ProtectedMcp::demo(&state.config, state.shutdown.clone());
+    router_with(state, vec![demo]).expect("the demo alone is a valid set of resources")
+}
+
+/// Builds the whole application around `endpoints`, the protected MCP
+/// endpoints; the first is the resource tokens are for when a client names
+/// none. Fails when two share a path.
+pub fn router_with(
+    state: AppState,
+    endpoints: Vec<mcp::ProtectedMcp>,
+) -> Result<Router, InvalidResourcePath> {
+    build(state, endpoints, None)
+}
+
+/// Builds the whole application around `endpoints` and `gateway`'s routes
+/// (docs/gateway.md); a backend served at `/mcp` (`--backend`) takes the
+/// place of the endpoint there. `/readyz` then covers the backends too.
+pub fn router_with_gateway(
+    state: AppState,
+    mut endpoints: Vec<mcp::ProtectedMcp>,
+    gateway: Option<Gateway>,
+) -> Result<Router, InvalidResourcePath> {
+    if let Some(gateway) = &gateway {
+        if gateway.serves_mcp() {
+            endpoints.retain(|e| e.resource().path() != "/mcp");
+        }
+        endpoints.extend(gateway.endpoints(&state)?);
+    }
+    build(state, endpoints, gateway)
+}
+
+fn build(
+    mut state: AppState,
+    endpoints: Vec<mcp::ProtectedMcp>,
+    gateway: Option<Gateway>,
+) -> Result<Router, InvalidResourcePath> {
+    let (resources, services): (Vec<_>, Vec<_>) = endpoints
+        .into_iter()
+        .map(mcp::ProtectedMcp::into_parts)
+        .unzip();
+    state.resources = Resources::new(resources)?;
+    let origins = mcp::AllowedOrigins::new(&state.config);
+    let mut mcp = Router::new();
+    for (resource, service) in state.resources.clone().iter().zip(services) {
+        // Outermost first: Origin, then the bearer check for this
+        // resource's audience, then the service.
+        let guard = bearer::Guard {
+            state: state.clone(),
+            resource: resource.clone(),
+        };
+        let endpoint = Router::new()
+            .route(resource.path(), service)
+            .route_layer(middleware::from_fn_with_state(guard, bearer::require_token))
+            .route_layer(middleware::from_fn_with_state(
+                origins.clone(),
+                mcp::check_origin,
+            ))
+            .route(
+                &resource.metadata_path(),
+                metadata::protected_resource_handler(&state.config, resource),
+            );
+        mcp = mcp.merge(endpoint);
+    }
     let app = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route(
+            "/readyz",
+            get(move |state: State<AppState>| readyz(state, gateway.clone())),
+        )
         // People who open the bare URL (or come back from an identity
         // provider's sign-out, with whatever parameters) land on their account.
         .route(
@@ -65,11 +125,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/.well-known/oauth-protected-resource",
-            get(metadata::protected_resource_handler),
-        )
-        .route(
-            "/.well-known/oauth-protected-resource/mcp",
-            get(metadata::protected_resource_handler),
+            get(metadata::primary_protected_resource_handler),
         )
         .route("/.well-known/jwks.json", get(metadata::jwks_handler))
         // Authorization server.
@@ -121,22 +177,33 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             canonical::redirect_or_explain,
         ));
-    with_common_layers(app, &state.config).with_state(state)
+    Ok(with_common_layers(app, &state.config).with_state(state))
 }
 
 /// Layers every passgate router gets, including the conformance fixtures':
-/// body limit, request logging without secrets, and safe response headers.
+/// body limit, request logging without secrets, the one log line for each
+/// fault of our own, and safe response headers.
 pub fn with_common_layers<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     config: &Config,
 ) -> Router<S> {
     router
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(middleware::map_response(log_fault))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
         .layer(telemetry::http_trace_layer())
+}
+
+/// Error conversions only attach their fault to the response (see
+/// `error.rs`); this is where it is logged, once, inside the request's span.
+async fn log_fault(response: Response) -> Response {
+    if let Some(fault) = response.extensions().get::<Fault>() {
+        fault.log();
+    }
+    response
 }
 
 /// Liveness: the process answers. Says nothing about the store.
@@ -145,10 +212,20 @@ async fn healthz() -> &'static str {
 }
 
 /// Readiness: this instance can serve requests now, which needs the store
-/// (one point read). 503 while the store is unreachable, so a load balancer
-/// sends people to an instance that can serve them.
-async fn readyz(State(state): State<AppState>) -> Result<&'static str, Error> {
+/// (one point read) and every gateway backend. 503 while either is
+/// unreachable, so a load balancer sends people to an instance that can
+/// serve them.
+async fn readyz(
+    State(state): State<AppState>,
+    gateway: Option<Gateway>,
+) -> Result<&'static str, Error> {
     state.store.get("readyz", "-").await?;
+    if let Some(gateway) = gateway {
+        gateway
+            .check_backends()
+            .await
+            .map_err(|e| Error::Store(StoreError::Unavailable(e)))?;
+    }
     Ok("ready")
 }
 
@@ -182,4 +259,37 @@ pub fn while_starting(ready: Arc<OnceLock<Router>>, config: &Config) -> Router {
 /// Unknown addresses get passgate's own error page.
 async fn not_found() -> Error {
     Error::NotFound("There is no page at this address.".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::capture;
+
+    #[tokio::test]
+    async fn the_common_layers_log_each_fault_once() {
+        let config = Config::for_public_url("http://127.0.0.1:8080/").expect("valid URL");
+        let boom = Router::new().route(
+            "/boom",
+            get(|| async { Error::Internal(anyhow::anyhow!("the disk is on fire")) }),
+        );
+        let app = with_common_layers(boom, &config);
+        let (subscriber, logs) = capture::subscriber();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let response = app
+            .oneshot(
+                Request::get("/boom")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        let logs = logs.text();
+        assert_eq!(logs.matches("the disk is on fire").count(), 1, "{logs}");
+        assert!(
+            logs.contains("ERROR") && logs.contains("internal error"),
+            "{logs}"
+        );
+    }
 }

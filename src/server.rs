@@ -22,21 +22,41 @@ use crate::{
     app::AppState,
     bootstrap,
     config::{Config, ServeArgs},
+    gateway::Gateway,
     login::cli::{first_admin_banner, no_admin_banner, serving_banner},
+    mcp::ProtectedMcp,
     routes,
 };
+
+/// Makes the protected MCP endpoints once the app's state is built (again
+/// on each start-up attempt).
+pub type Endpoints = Arc<dyn Fn(&AppState) -> Vec<ProtectedMcp> + Send + Sync>;
+
+/// passgate's own demo tools at `/mcp`.
+pub fn demo_endpoints() -> Endpoints {
+    Arc::new(|state: &AppState| vec![ProtectedMcp::demo(&state.config, state.shutdown.clone())])
+}
 
 /// Waits between start-up attempts while the store is unreachable.
 const START_RETRY: Duration = Duration::from_secs(2);
 
 /// `passgate serve`.
 pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    run_with(args, demo_endpoints(), CancellationToken::new()).await
+}
+
+/// `passgate serve` with `endpoints` instead of the demo, until `shutdown`
+/// is cancelled (or a signal comes).
+pub async fn run_with(
+    args: &ServeArgs,
+    endpoints: Endpoints,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let config = Config::from_args(args)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let shutdown = CancellationToken::new();
-    let app = match start(args, &config, &shutdown).await {
+    let app = match start(args, &config, &shutdown, &endpoints).await {
         Ok(app) => app,
         Err(e) if bootstrap::is_unavailable(&e) => {
             tracing::warn!(
@@ -49,6 +69,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 args.clone(),
                 config.clone(),
                 shutdown.clone(),
+                endpoints,
                 ready.clone(),
                 failed.clone(),
             ));
@@ -72,6 +93,7 @@ async fn keep_starting(
     args: ServeArgs,
     config: Config,
     shutdown: CancellationToken,
+    endpoints: Endpoints,
     ready: Arc<OnceLock<Router>>,
     failed: Arc<Mutex<Option<anyhow::Error>>>,
 ) {
@@ -80,7 +102,7 @@ async fn keep_starting(
             _ = tokio::time::sleep(START_RETRY) => {}
             _ = shutdown.cancelled() => return,
         }
-        match start(&args, &config, &shutdown).await {
+        match start(&args, &config, &shutdown, &endpoints).await {
             Ok(app) => {
                 let _ = ready.set(app);
                 return;
@@ -100,12 +122,19 @@ async fn keep_starting(
     }
 }
 
-/// Everything that needs the store before passgate can answer.
-async fn start(
+/// Everything that needs the store before passgate can answer: the store,
+/// the first administrator's invitation, the signing keys, the scheduled
+/// purge; then the router around `endpoints`. Background work ends when
+/// `shutdown` is cancelled.
+pub async fn start(
     args: &ServeArgs,
     config: &Config,
     shutdown: &CancellationToken,
+    endpoints: &Endpoints,
 ) -> anyhow::Result<Router> {
+    // The gateway's file is checked before anything else, so a mistake in
+    // it stops start-up at once with a message naming it.
+    let gateway = Gateway::load(config)?;
     let (store, master_key) = bootstrap::open_store(&args.common).await?;
     // Invitations enroll passkeys; without passkeys people arrive through
     // the upstream provider instead.
@@ -137,7 +166,8 @@ async fn start(
             shutdown.clone(),
         );
     }
-    Ok(routes::router(state))
+    let endpoints = endpoints(&state);
+    Ok(routes::router_with_gateway(state, endpoints, gateway)?)
 }
 
 /// Serves `app` on `listener` until SIGTERM or Ctrl-C, then lets in-flight

@@ -68,6 +68,10 @@ pub struct User {
     /// Set by administrators; tools see them in the caller's identity.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// A verified email from the upstream provider, copied at each sign-in
+    /// (passkey accounts have none). Gateway backends receive it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 impl User {
@@ -162,18 +166,18 @@ pub fn normalize_label(raw: &str, what: &str, max: usize) -> Result<String, Erro
 }
 
 fn user_pk(id: &str) -> String {
-    format!("user#{id}")
+    crate::store::keys::Partition::User(id).key()
 }
 
 fn username_pk(name: &str) -> String {
-    format!("username#{name}")
+    crate::store::keys::Partition::Username(name).key()
 }
 
 fn cred_pk(cred_id: &str) -> String {
-    format!("cred#{cred_id}")
+    crate::store::keys::Partition::Credential(cred_id).key()
 }
 
-const USERS_PK: &str = "users";
+const USERS_PK: &str = crate::store::keys::USERS;
 
 pub async fn get(store: &dyn Store, id: &str) -> Result<Option<User>, StoreError> {
     store.get_json(&user_pk(id), "profile").await
@@ -469,6 +473,7 @@ pub fn new_user(id: String, name: String, display_name: String, role: Role) -> U
         disabled: false,
         created_at: now_unix(),
         groups: Vec::new(),
+        email: None,
     }
 }
 
@@ -511,17 +516,37 @@ pub async fn set_groups(
     user_id: &str,
     groups: Vec<String>,
 ) -> Result<User, Error> {
+    let user = update_profile(store, user_id, |user| user.groups = groups).await?;
+    grants::set_groups_for_user(store, user_id, &user.groups).await?;
+    Ok(user)
+}
+
+/// Records the account's verified email (from the upstream provider).
+pub async fn set_email(
+    store: &dyn Store,
+    user_id: &str,
+    email: Option<String>,
+) -> Result<User, Error> {
+    update_profile(store, user_id, |user| user.email = email).await
+}
+
+/// Reads the profile, applies `change`, and writes it back if nobody wrote
+/// it in between (a concurrent write is a retryable conflict).
+async fn update_profile(
+    store: &dyn Store,
+    user_id: &str,
+    change: impl FnOnce(&mut User),
+) -> Result<User, Error> {
     let item = store
         .get(&user_pk(user_id), "profile")
         .await?
         .ok_or_else(|| Error::NotFound("There is no such user.".into()))?;
     let mut user: User = item.json()?;
-    user.groups = groups;
+    change(&mut user);
     store
         .transact(profile_writes(&user, item.version)?)
         .await
         .map_err(conflict_as_retry)?;
-    grants::set_groups_for_user(store, user_id, &user.groups).await?;
     Ok(user)
 }
 

@@ -274,21 +274,15 @@ async fn cli_actions_end_codes_not_yet_redeemed() {
     assert_eq!(consent.status, 410, "the waiting authorization ended");
 }
 
-#[test]
-fn the_loopback_metadata_setting_is_loud_and_refused_with_https() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(["--public-url", "https://mcp.example.com"])
-        .arg("--dev-allow-loopback-cimd")
-        .arg("--data-dir")
-        .arg(dir.path())
+/// The standard error of a `serve` that must refuse to start. A server that
+/// starts anyway would never exit, so the wait is bounded.
+fn serve_refuses(command: &mut Command) -> String {
+    let mut child = command
         .env("PASSGATE_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // A server that starts anyway would never exit: bound the wait.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -297,13 +291,24 @@ fn the_loopback_metadata_setting_is_loud_and_refused_with_https() {
     if started_anyway {
         let _ = child.kill();
     }
-    let refused = child.wait_with_output().unwrap();
-    assert!(
-        !started_anyway,
-        "passgate started with the setting and an https URL"
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!started_anyway, "passgate started: {stderr}");
+    assert!(!out.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn the_loopback_metadata_setting_is_loud_and_refused_with_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = serve_refuses(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--public-url", "https://mcp.example.com"])
+            .arg("--dev-allow-loopback-cimd")
+            .arg("--data-dir")
+            .arg(dir.path()),
     );
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("--dev-allow-loopback-cimd") && stderr.contains("https public URL"),
         "{stderr}"
@@ -317,4 +322,36 @@ fn the_loopback_metadata_setting_is_loud_and_refused_with_https() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(warned(&server.output()), "{}", server.output());
+}
+
+/// The OpenID provider's settings were `--upstream-*` / `PASSGATE_UPSTREAM_*`:
+/// every spelling still reaches the same setting, which refuses an issuer
+/// that is not http(s) before anything is contacted.
+#[test]
+fn the_oidc_issuer_is_read_under_its_old_names_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = "ftp://127.0.0.1/idp";
+    let spellings: [(&[&str], Option<&str>); 4] = [
+        (&["--oidc-issuer", issuer], None),
+        (&["--upstream-issuer", issuer], None),
+        (&[], Some("PASSGATE_OIDC_ISSUER")),
+        (&[], Some("PASSGATE_UPSTREAM_ISSUER")),
+    ];
+    for (flags, env) in spellings {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--public-url", "http://127.0.0.1:1"])
+            .args(flags)
+            .arg("--data-dir")
+            .arg(dir.path());
+        if let Some(name) = env {
+            command.env(name, issuer);
+        }
+        let stderr = serve_refuses(&mut command);
+        assert!(
+            stderr.contains("--oidc-issuer must be an https URL"),
+            "{flags:?} {env:?}: {stderr}"
+        );
+    }
 }

@@ -217,6 +217,34 @@ async fn full_flow_consent_token_call_refresh_revoke() {
     assert_eq!(after.json()["error"], "invalid_grant");
 }
 
+/// A client that revokes each refresh token it replaces (RFC 7009) leaves
+/// nothing of it behind: the record would otherwise stay its 30 days, one
+/// per sign-in (the soak run's store grew by them). Another client's
+/// revocation changes nothing.
+#[tokio::test]
+async fn a_revoked_refresh_token_is_forgotten_by_its_own_client_only() {
+    let app = TestApp::new().await;
+    let mut grace = person(&app, "grace").await;
+    let client = app.register(REDIRECT).await;
+    let other = app.register(REDIRECT).await;
+    let (code, verifier) = code_for(&app, &mut grace, &client).await;
+    let issued = tokens(&redeem(&app, &client, &code, &verifier).await);
+    let token = issued["refresh_token"].as_str().unwrap();
+    let key = format!("rt#{}", passgate::crypto::token_hash(token));
+    let stored = || async { app.store().get(&key, "rt").await.unwrap() };
+    assert!(stored().await.is_some(), "the refresh token is stored");
+
+    for (by, forgotten) in [(&other, false), (&client, true)] {
+        let revoked = app
+            .post_form("/revoke", &[("client_id", by), ("token", token)])
+            .await;
+        assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+        assert_eq!(stored().await.is_none(), forgotten, "revoked by {by}");
+    }
+    let after = refresh(&app, &client, token).await;
+    assert_eq!(after.json()["error"], "invalid_grant", "{}", after.body);
+}
+
 #[tokio::test]
 async fn an_unused_registration_expires_and_a_used_one_stays() {
     use passgate::oauth::clients::{self, UNUSED_REGISTRATION_TTL_SECS};
@@ -562,9 +590,9 @@ mod access_table {
     use std::sync::Arc;
 
     use passgate::{
-        config::Config,
+        config::{Config, ConfiguredClient},
         login::cli as users_cli,
-        oauth::{cli as clients_cli, clients::ConfiguredClient},
+        oauth::cli as clients_cli,
         users,
     };
 
@@ -675,16 +703,12 @@ mod access_table {
             .map(|(action, _)| client_for(*action))
             .chain([OTHER_CLIENT.to_owned()]);
         for client_id in ids {
-            config.clients.push(
-                ConfiguredClient {
-                    client_id,
-                    client_name: Some("Test <App>".into()),
-                    redirect_uris: vec![REDIRECT.into()],
-                    client_secret: None,
-                }
-                .into_client()
-                .unwrap(),
-            );
+            config.clients.push(ConfiguredClient {
+                client_id,
+                client_name: Some("Test <App>".into()),
+                redirect_uris: vec![REDIRECT.into()],
+                client_secret: None,
+            });
         }
         config
     }
@@ -1113,4 +1137,144 @@ async fn approve_form(app: &TestApp, who: &mut Person, page: &TestResponse) -> S
     let back = who.browser.post_form(app, "/consent", &form).await;
     assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
     back.location().unwrap().to_owned()
+}
+
+/// Each protected resource is its own audience (RFC 8707): a token names
+/// one resource, the one the client asked for (the first, `/mcp`, when it
+/// names none), and no other resource accepts it, memo or not; each
+/// resource has its own metadata, named in its own challenge.
+#[tokio::test]
+async fn each_protected_resource_accepts_only_tokens_for_itself() {
+    use passgate::{
+        mcp::{ProtectedMcp, Tools},
+        oauth::resource::Resource,
+    };
+    let app = TestApp::with_endpoints(|state| {
+        let second = Resource::new(&state.config, "/mcp/second", "second").unwrap();
+        vec![
+            ProtectedMcp::demo(&state.config, state.shutdown.clone()),
+            ProtectedMcp::rmcp(second, Tools::new(), &state.config, state.shutdown.clone()),
+        ]
+    })
+    .await;
+    let second_url = format!("{ORIGIN}/mcp/second");
+    let call = |path: &'static str, token: String| {
+        let mut request = mcp_request(
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}),
+            Some(&token),
+        );
+        *request.uri_mut() = path.parse().unwrap();
+        app.send(request)
+    };
+
+    let metadata = app
+        .get("/.well-known/oauth-protected-resource/mcp/second")
+        .await;
+    assert_eq!(metadata.status, StatusCode::OK);
+    assert_eq!(metadata.json()["resource"], second_url);
+    assert_eq!(metadata.json()["resource_name"], "second");
+    let mut anonymous = mcp_request(json!({"jsonrpc":"2.0","id":1,"method":"ping"}), None);
+    *anonymous.uri_mut() = "/mcp/second".parse().unwrap();
+    let challenge = app.send(anonymous).await;
+    assert_eq!(challenge.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        challenge.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains(&format!(
+                r#"resource_metadata="{ORIGIN}/.well-known/oauth-protected-resource/mcp/second""#
+            ))
+    );
+
+    let mut alice = person(&app, "alice").await;
+    let client = app.register(REDIRECT).await;
+    // No resource named: the token is for /mcp.
+    let (code, verifier) = code_for(&app, &mut alice, &client).await;
+    let for_mcp = tokens(&redeem(&app, &client, &code, &verifier).await)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(call("/mcp", for_mcp.clone()).await.status, StatusCode::OK);
+    // Verified (and memoized) for /mcp, still refused at /mcp/second.
+    let refused = call("/mcp/second", for_mcp.clone()).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(invalid_audience(&refused), "{:?}", refused.headers);
+
+    // Naming the second resource gets a token for it alone.
+    let (verifier, challenge) = pkce();
+    let extra = format!(
+        "&resource={}",
+        url::form_urlencoded::byte_serialize(second_url.as_bytes()).collect::<String>()
+    );
+    let start = app
+        .get(&authorize_url(&client, REDIRECT, &challenge, &extra))
+        .await;
+    let back = alice.browser.get(&app, start.location().unwrap()).await;
+    let back = if back.status.is_redirection() {
+        back.location().unwrap().to_owned()
+    } else {
+        approve_form(&app, &mut alice, &back).await
+    };
+    let code = query(&back)["code"].clone();
+    // The code is for the second resource: redeeming it for /mcp fails.
+    let wrong = app
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &verifier),
+                ("client_id", &client),
+                ("resource", &format!("{ORIGIN}/mcp")),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.json()["error"], "invalid_target", "{}", wrong.body);
+    let issued = tokens(&redeem(&app, &client, &code, &verifier).await);
+    let for_second = issued["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call("/mcp/second", for_second.clone()).await.status,
+        StatusCode::OK
+    );
+    let refused = call("/mcp", for_second).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(invalid_audience(&refused), "{:?}", refused.headers);
+    // Refreshed, the token stays for the second resource.
+    let refreshed =
+        tokens(&refresh(&app, &client, issued["refresh_token"].as_str().unwrap()).await);
+    let refreshed = refreshed["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call("/mcp/second", refreshed.clone()).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call("/mcp", refreshed).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Two resources at once cannot be one token's audience.
+    let (_, challenge) = pkce();
+    let both = format!(
+        "{extra}&resource={}",
+        url::form_urlencoded::byte_serialize(format!("{ORIGIN}/mcp").as_bytes())
+            .collect::<String>()
+    );
+    let refused = app
+        .get(&authorize_url(&client, REDIRECT, &challenge, &both))
+        .await;
+    let location = refused.location().unwrap_or_default();
+    assert_eq!(
+        query(location)["error"],
+        "invalid_target",
+        "{}",
+        refused.body
+    );
+}
+
+fn invalid_audience(response: &TestResponse) -> bool {
+    response.headers[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .contains("another audience")
 }

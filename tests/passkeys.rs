@@ -44,6 +44,8 @@ async fn grant_for(app: &TestApp, user_id: &str, client_id: &str, family: &str) 
         created_at: now_unix(),
         redirect_uri: "http://127.0.0.1:33418/callback".into(),
         groups: Vec::new(),
+        user_name: String::new(),
+        display_name: String::new(),
         last_used_at: None,
     };
     app.store()
@@ -1489,6 +1491,8 @@ async fn same_named_installations_are_grouped_and_told_apart() {
             created_at: now_unix(),
             redirect_uri: redirect,
             groups: Vec::new(),
+            user_name: String::new(),
+            display_name: String::new(),
             last_used_at: None,
         };
         app.store()

@@ -94,15 +94,15 @@ impl Drop for Oidc {
 
 fn upstream_args<'a>(issuer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
-        "--upstream-issuer",
+        "--oidc-issuer",
         issuer,
-        "--upstream-client-id",
+        "--oidc-client-id",
         "passgate",
-        "--upstream-client-secret",
+        "--oidc-client-secret",
         "test-secret",
-        "--upstream-preset",
+        "--oidc-preset",
         "cognito",
-        "--upstream-name",
+        "--oidc-name",
         "Test IdP",
     ];
     args.extend_from_slice(extra);
@@ -300,11 +300,11 @@ async fn mcp_client_through_upstream_sign_in_and_every_failure() {
     let args = upstream_args(
         &issuer,
         &[
-            "--upstream-allowed-domains",
+            "--oidc-allowed-domains",
             "example.com",
-            "--upstream-admin-emails",
+            "--oidc-admin-emails",
             "alice@example.com",
-            "--upstream-timeout-secs",
+            "--oidc-timeout-secs",
             "2",
             "--passkeys",
             "false",
@@ -566,7 +566,7 @@ async fn expired_state_and_provider_down_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let public = format!("http://localhost:{}", free_port());
     let idp = Oidc::start(&[format!("{public}/upstream/callback")]);
-    let args = upstream_args(&idp.issuer, &["--upstream-state-ttl-secs", "1"]);
+    let args = upstream_args(&idp.issuer, &["--oidc-state-ttl-secs", "1"]);
     let pg = Passgate::start(dir.path(), Some(&public), &args);
     let mut b = RemoteBrowser::new(&public);
     // With passkeys on too, the page offers both.
@@ -604,7 +604,7 @@ async fn expired_state_and_provider_down_at_start() {
     let out = serve_refuses(dir3.path(), &public, &upstream_args(&slash, &[]));
     assert!(
         out.contains(&format!(
-            "Remove the trailing slash: --upstream-issuer {}",
+            "Remove the trailing slash: --oidc-issuer {}",
             idp.issuer
         )),
         "{out}"
@@ -622,6 +622,7 @@ async fn expired_state_and_provider_down_at_start() {
         out.contains("There is no OpenID discovery document"),
         "{out}"
     );
+    // Under the flags' old names (hidden aliases), which still work.
     let no_secret = [
         "--upstream-issuer",
         idp.issuer.as_str(),
@@ -629,17 +630,23 @@ async fn expired_state_and_provider_down_at_start() {
         "passgate",
     ];
     let out = serve_refuses(dir3.path(), &public, &no_secret);
-    assert!(out.contains("set --upstream-client-secret"), "{out}");
-    // `serve --help` lists the secret's flag, never its value.
-    let help = Command::new(BIN)
-        .args(["serve", "--help"])
-        .env("PASSGATE_UPSTREAM_CLIENT_SECRET", "help-secret-value")
-        .output()
-        .unwrap();
-    let help = String::from_utf8_lossy(&help.stdout);
-    assert!(help.contains("--upstream-client-secret"), "{help}");
-    assert!(help.contains("PASSGATE_UPSTREAM_CLIENT_SECRET"), "{help}");
-    assert!(!help.contains("help-secret-value"), "{help}");
+    assert!(out.contains("set --oidc-client-secret"), "{out}");
+    // `serve --help` lists the secret's flag, never its value, whether the
+    // variable has its name or its old one.
+    for variable in [
+        "PASSGATE_OIDC_CLIENT_SECRET",
+        "PASSGATE_UPSTREAM_CLIENT_SECRET",
+    ] {
+        let help = Command::new(BIN)
+            .args(["serve", "--help"])
+            .env(variable, "help-secret-value")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert!(help.contains("--oidc-client-secret"), "{help}");
+        assert!(help.contains("PASSGATE_OIDC_CLIENT_SECRET"), "{help}");
+        assert!(!help.contains("help-secret-value"), "{variable}: {help}");
+    }
 
     // Starting a sign-in from another site is refused (login CSRF).
     let mut other = RemoteBrowser::new("http://evil.example");
@@ -804,9 +811,9 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
     let idp = Oidc::start(&[format!("{public}/upstream/callback")]);
     let dir = tempfile::tempdir().unwrap();
     let lists = [
-        "--upstream-allowed-groups",
+        "--oidc-allowed-groups",
         "staff",
-        "--upstream-allowed-domains",
+        "--oidc-allowed-domains",
         "example.com",
         "--passkeys",
         "false",
@@ -889,7 +896,7 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
         Some(&public),
         &upstream_args(
             &idp.issuer,
-            &["--upstream-allowed-groups", "staff", "--passkeys", "false"],
+            &["--oidc-allowed-groups", "staff", "--passkeys", "false"],
         ),
     );
     let mut erin = RemoteBrowser::new(&public);
@@ -997,10 +1004,10 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
     assert!(!ok && out.contains("no user named"), "{out}");
     drop(pg);
 
-    // Added to --upstream-admin-emails after the first sign-in: made an
+    // Added to --oidc-admin-emails after the first sign-in: made an
     // administrator at the next one. Removed again: stays one (documented).
     let admin_list = [
-        "--upstream-admin-emails",
+        "--oidc-admin-emails",
         "alice@example.com",
         "--passkeys",
         "false",
@@ -1038,7 +1045,7 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
         &upstream_args(
             &idp.issuer,
             &[
-                "--upstream-admin-emails",
+                "--oidc-admin-emails",
                 "erin@contoso.example",
                 "--passkeys",
                 "false",
@@ -1073,13 +1080,13 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
     );
     drop(pg);
 
-    // Entra's way: a group in --upstream-admin-groups (no verified email).
+    // Entra's way: a group in --oidc-admin-groups (no verified email).
     let pg = Passgate::start(
         dir.path(),
         Some(&public),
         &upstream_args(
             &idp.issuer,
-            &["--upstream-admin-groups", "staff", "--passkeys", "false"],
+            &["--oidc-admin-groups", "staff", "--passkeys", "false"],
         ),
     );
     let r = sign_in_upstream(
@@ -1098,7 +1105,7 @@ async fn allow_lists_combine_and_administrators_work_with_every_provider() {
     let pg = Passgate::start_logging(
         dir.path(),
         Some(&public),
-        &upstream_args(&idp.issuer, &["--upstream-allowed-groups", "auditors"]),
+        &upstream_args(&idp.issuer, &["--oidc-allowed-groups", "auditors"]),
         "info",
     );
     let mut b = RemoteBrowser::new(&public);

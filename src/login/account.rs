@@ -22,7 +22,10 @@ use crate::{
         passkeys::{self, NewPasskeyFor, Purpose},
         sign_in_redirect, ui,
     },
-    oauth::grants::{self, Grant},
+    oauth::{
+        grants::{self, Grant},
+        resource::Resources,
+    },
     pages::{Page, escape},
     store::StoreError,
     users::{self, Credential, MAX_LABEL_CHARS},
@@ -72,7 +75,7 @@ pub async fn page(
         },
         groups = groups_line(&me.groups),
         csrf = ui::csrf_field(&me.csrf),
-        connect = connect_section(&state.config),
+        connect = connect_section(&state.config, &state.resources),
         passkeys = passkeys_section(&me, &creds),
         clients = clients_section(&me, &connected, &state.config.mcp_url()),
     );
@@ -95,31 +98,52 @@ fn groups_line(groups: &[String]) -> String {
     )
 }
 
-/// The MCP URL to paste, with a copy button (the page script wires it), and
-/// where each common client takes it.
-fn connect_section(config: &Config) -> String {
-    let url = escape(&config.mcp_url());
+/// Each MCP server URL to paste (passgate's own `/mcp` or the gateway's
+/// routes), with a copy button (the page script wires it), and where each
+/// common client takes it, ready to paste.
+fn connect_section(config: &Config, resources: &Resources) -> String {
     let cloud_note = if config.public_url_is_loopback() {
         r#" <span class="muted">It runs in the cloud, so it needs passgate on a public https URL; this one is local.</span>"#
     } else {
         ""
     };
-    format!(
-        r#"<section class="card" aria-labelledby="connect-title">
-<h2 id="connect-title">Connect an application</h2>
-<p class="muted">Add this MCP server URL to your MCP client. The client sends you here to sign in and approve it.</p>
-<label for="mcp-url">MCP server URL</label>
-<div class="copy-row"><input type="text" id="mcp-url" readonly value="{url}" class="mono" data-select-on-focus>
-<button type="button" class="secondary" data-copy="mcp-url" data-copy-status-id="mcp-url-status" data-copied="Copied. Paste it into your MCP client." hidden>Copy URL</button></div>
-<p class="status" role="status" aria-live="polite" id="mcp-url-status"></p>
+    let servers: String = resources
+        .iter()
+        .enumerate()
+        .map(|(i, resource)| {
+            let url = escape(resource.url());
+            let id = if i == 0 { "mcp-url".to_owned() } else { format!("mcp-url-{i}") };
+            // The name clients list it under: the route's own, or passgate.
+            let short = match resource.path().strip_prefix("/mcp/") {
+                Some(route) => escape(route),
+                None => "passgate".to_owned(),
+            };
+            let heading = if resources.iter().count() > 1 {
+                format!("<h3>{}</h3>\n", escape(resource.name()))
+            } else {
+                String::new()
+            };
+            format!(
+                r#"{heading}<label for="{id}">MCP server URL</label>
+<div class="copy-row"><input type="text" id="{id}" readonly value="{url}" class="mono" data-select-on-focus>
+<button type="button" class="secondary" data-copy="{id}" data-copy-status-id="{id}-status" data-copied="Copied. Paste it into your MCP client." hidden>Copy URL</button></div>
+<p class="status" role="status" aria-live="polite" id="{id}-status"></p>
 <div class="clients-help">
 <details><summary>Claude (web and desktop)</summary><p>Settings → Connectors → Add custom connector, then paste the URL.{cloud_note}</p></details>
 <details><summary>ChatGPT</summary><p>Settings → Connectors (in developer mode) → Create, paste the URL and choose OAuth.{cloud_note}</p></details>
 <details><summary>VS Code</summary><p>Command Palette → <q>MCP: Add Server…</q> → HTTP, then paste the URL.</p></details>
-<details><summary>Claude Code</summary><p>Run <code>claude mcp add --transport http passgate {url}</code>, then <code>/mcp</code> in Claude Code to sign in.</p></details>
-<details><summary>Cursor</summary><p>Add to <code>~/.cursor/mcp.json</code>: <code>{{"mcpServers": {{"passgate": {{"url": "{url}"}}}}}}</code></p></details>
+<details><summary>Claude Code</summary><p>Run <code>claude mcp add --transport http {short} {url}</code>, then <code>/mcp</code> in Claude Code to sign in.</p></details>
+<details><summary>Cursor</summary><p>Add to <code>~/.cursor/mcp.json</code>: <code>{{"mcpServers": {{"{short}": {{"url": "{url}"}}}}}}</code></p></details>
 </div>
-</section>"#
+"#
+            )
+        })
+        .collect();
+    format!(
+        r#"<section class="card" aria-labelledby="connect-title">
+<h2 id="connect-title">Connect an application</h2>
+<p class="muted">Add an MCP server URL to your MCP client. The client sends you here to sign in and approve it.</p>
+{servers}</section>"#
     )
 }
 

@@ -24,7 +24,7 @@ pub async fn invite(
         anyhow::bail!(
             "passkeys are off (--passkeys false), so an invitation, which enrolls a passkey, could not be used: people get an account by signing in with the identity provider.{}",
             if admin {
-                " To make one an administrator, run `passgate users promote <name>` after their first sign-in, or list their verified email in --upstream-admin-emails."
+                " To make one an administrator, run `passgate users promote <name>` after their first sign-in, or list their verified email in --oidc-admin-emails."
             } else {
                 ""
             }
@@ -186,7 +186,7 @@ pub async fn demote(store: &dyn Store, name: &str) -> anyhow::Result<String> {
     }
     let user = users::set_role(store, &user.id, Role::Member).await?;
     Ok(format!(
-        "{} is now a member. (Someone listed in --upstream-admin-emails becomes an administrator again at their next sign-in: remove them from that list too.)",
+        "{} is now a member. (Someone listed in --oidc-admin-emails becomes an administrator again at their next sign-in: remove them from that list too.)",
         user.name
     ))
 }
@@ -202,8 +202,8 @@ pub async fn no_admin_banner(store: &dyn Store, config: &Config) -> anyhow::Resu
     }
     tracing::info!("no administrator yet: printed how to make one to standard output");
     let listed = if upstream.admin_emails.is_empty() && upstream.admin_groups.is_empty() {
-        "list their verified email in --upstream-admin-emails, or a group of\n     \
-         theirs in --upstream-admin-groups (Entra ID: no email is verified),\n     \
+        "list their verified email in --oidc-admin-emails, or a group of\n     \
+         theirs in --oidc-admin-groups (Entra ID: no email is verified),\n     \
          and restart passgate; they become one at their next sign-in"
             .to_owned()
     } else {

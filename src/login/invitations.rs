@@ -41,7 +41,7 @@ pub struct Created {
 }
 
 fn invite_pk(token: &str) -> String {
-    format!("invite#{}", token_hash(token))
+    crate::store::keys::Partition::Invitation(token).key()
 }
 
 /// The enrollment link for a token, under the public URL `base`.
@@ -125,7 +125,7 @@ pub async fn peek(store: &dyn Store, token: &str) -> Result<(Invitation, u64), E
 /// account even when two browsers race.
 pub fn consume_write(invitation_id: &str, version: u64) -> Write {
     Write::DeleteVersion {
-        pk: format!("invite#{invitation_id}"),
+        pk: crate::store::keys::Partition::InvitationId(invitation_id).key(),
         sk: "invite".into(),
         expected_version: version,
     }

@@ -122,7 +122,7 @@ fn rp_id(config: &Config) -> Result<RpId, Error> {
 }
 
 fn ceremony_pk(challenge: u128) -> String {
-    format!("ceremony#{challenge:032x}")
+    crate::store::keys::Partition::Ceremony(challenge).key()
 }
 
 async fn save_ceremony(

@@ -59,7 +59,7 @@ pub struct Created {
 pub const WHAT_IT_DOES: &str = "Using it adds a new passkey and signs in on that browser. It signs out every other browser, and keeps the account's other passkeys, its connected applications and its groups.";
 
 fn recovery_pk(token_hash: &str) -> String {
-    format!("recover#{token_hash}")
+    crate::store::keys::Partition::Recovery(token_hash).key()
 }
 
 /// A recovery link for the account `name`, valid `ttl_secs`.

@@ -60,7 +60,7 @@ impl Session {
 }
 
 fn session_pk(hash: &str) -> String {
-    format!("session#{hash}")
+    crate::store::keys::Partition::Session(hash).key()
 }
 
 /// Starts a session, signed in with passkey `credential` (if any), and
@@ -87,7 +87,7 @@ pub async fn create(
             ),
             Write::Put(
                 NewItem::json(
-                    format!("user#{user_id}"),
+                    crate::store::keys::Partition::User(user_id).key(),
                     session_pk(&hash),
                     &Listed {
                         credential: session.credential.clone(),
@@ -127,7 +127,10 @@ pub async fn end(store: &dyn Store, token: &str) -> Result<(), StoreError> {
     if let Some(item) = store.take(&session_pk(&hash), "session").await? {
         let session: Session = item.json()?;
         store
-            .delete(&format!("user#{}", session.user_id), &session_pk(&hash))
+            .delete(
+                &crate::store::keys::Partition::User(&session.user_id).key(),
+                &session_pk(&hash),
+            )
             .await?;
     }
     Ok(())
@@ -156,7 +159,7 @@ async fn end_where(
     user_id: &str,
     select: impl Fn(&Listed) -> bool,
 ) -> Result<usize, StoreError> {
-    let user_pk = format!("user#{user_id}");
+    let user_pk = crate::store::keys::Partition::User(user_id).key();
     let mut ended = 0;
     for item in store.list(&user_pk).await? {
         // Entries from before the passkey was recorded are `{}`.

@@ -43,7 +43,7 @@ pub async fn page(
         return Ok(Redirect::to(&next).into_response());
     }
     let upstream = match &state.upstream {
-        Some(provider) => crate::upstream::sign_in_button(provider, &next),
+        Some(provider) => sign_in_button(provider, &next),
         None => String::new(),
     };
     if !state.config.passkeys {
@@ -228,4 +228,16 @@ pub async fn logout(
         cookies::clear(&state.config, session::COOKIE),
     );
     Ok(response)
+}
+
+/// The HTML for the "Sign in with <provider>" button on `/login`.
+fn sign_in_button(provider: &crate::upstream::provider::Provider, next: &str) -> String {
+    format!(
+        r#"<form method="post" action="/login/upstream">
+<input type="hidden" name="next" value="{next}">
+<div class="actions"><button type="submit">Sign in with {name}</button></div>
+</form>"#,
+        next = crate::pages::escape(next),
+        name = crate::pages::escape(&provider.config.name),
+    )
 }

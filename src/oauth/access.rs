@@ -51,7 +51,7 @@ struct ClientRevoked {
 }
 
 fn revoked_key(client_id: &str) -> String {
-    format!("client-revoked#{client_id}")
+    crate::store::keys::Partition::ClientRevoked(client_id).key()
 }
 
 /// Records that the operator revoked `client_id` now. Written before the

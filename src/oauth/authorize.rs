@@ -29,13 +29,13 @@ use axum::{
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
+pub use super::codes::{CodeGrant, code_key};
 use super::{
-    CODE_TTL_SECS, OAuthError, PENDING_AUTHORIZATION_TTL_SECS, SCOPE_MCP, access,
+    CODE_TTL_SECS, OAuthError, OAuthErrorCode, PENDING_AUTHORIZATION_TTL_SECS, SCOPE_MCP, access,
     clients::{self, ClientSource},
     effective_scope,
     grants::{self, Grant},
     params::{Params, Repeated},
-    resource_matches,
 };
 use crate::{
     app::AppState,
@@ -108,38 +108,12 @@ pub struct PendingAuthorization {
     pub created_at: i64,
 }
 
-/// What a code stands for; stored under the code's hash.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CodeGrant {
-    pub client_id: String,
-    pub client_name: String,
-    pub redirect_uri: String,
-    #[serde(default)]
-    pub redirect_uri_sent: bool,
-    pub code_challenge: String,
-    pub scope: String,
-    pub resource: String,
-    pub user_id: String,
-    /// The token family created with the code (see `grants`); empty for
-    /// codes issued before families were created at approval, which no
-    /// longer redeem.
-    #[serde(default)]
-    pub family: String,
-    /// Set by the first successful redemption (see `token.rs`).
-    #[serde(default)]
-    pub redeemed: Option<super::token::Redeemed>,
-}
-
-pub fn code_key(code: &str) -> String {
-    format!("code#{}", crypto::token_hash(code))
-}
-
 fn pending_key(id: &str) -> String {
-    format!("authz#{id}")
+    crate::store::keys::Partition::PendingAuthorization(id).key()
 }
 
 /// The partition listing every pending authorization's client.
-const PENDING_LISTING: &str = "authz-pending";
+const PENDING_LISTING: &str = crate::store::keys::PENDING_LISTING;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct PendingEntry {
@@ -227,7 +201,7 @@ fn error_redirect(
 ) -> Response {
     let issuer = state.config.issuer();
     let mut params = vec![
-        ("error", error.code),
+        ("error", error.code.as_str()),
         ("error_description", error.description.as_str()),
         ("iss", issuer.as_str()),
     ];
@@ -241,13 +215,19 @@ fn oauth_page_error(e: OAuthError) -> Response {
     if e.retry_after_secs.is_some() {
         return Error::RateLimited.into_response();
     }
-    match e.code {
-        "temporarily_unavailable" => {
-            Error::Store(crate::store::StoreError::Unavailable(e.description)).into_response()
+    // The page keeps the status `error.rs` gives the code (our trouble
+    // stays 5xx), with the page's own wording.
+    let page = match crate::error::oauth_status(e.code) {
+        http::StatusCode::SERVICE_UNAVAILABLE => {
+            Error::Store(crate::store::StoreError::Unavailable(e.description))
         }
-        "server_error" => Error::Internal(anyhow::anyhow!(e.description)).into_response(),
-        _ => Error::BadRequest(e.description).into_response(),
-    }
+        http::StatusCode::INTERNAL_SERVER_ERROR => Error::Internal(anyhow::anyhow!(e.description)),
+        _ => Error::BadRequest(e.description),
+    };
+    // The fault behind the OAuth error is the one to log, not the page's
+    // generic description of it.
+    let fault = e.fault.or_else(|| page.fault());
+    crate::error::with_fault(page.into_response(), fault)
 }
 
 /// A client metadata document that could not be used: what went wrong, and
@@ -300,7 +280,7 @@ pub async fn authorize(
             )
             .into_response();
         }
-        Err(e) if e.code == "invalid_client" && client_id.contains("://") => {
+        Err(e) if e.code == OAuthErrorCode::InvalidClient && client_id.contains("://") => {
             return metadata_document_refused(&state, e);
         }
         Err(e) => return oauth_page_error(e),
@@ -326,8 +306,7 @@ pub async fn authorize(
         return fail(repeated.into());
     }
     if p.response_type.as_deref() != Some("code") {
-        return fail(OAuthError::new(
-            "unsupported_response_type",
+        return fail(OAuthError::unsupported_response_type(
             "only response_type=code is supported",
         ));
     }
@@ -351,13 +330,18 @@ pub async fn authorize(
             "code_challenge is not a valid S256 challenge",
         ));
     }
-    let mcp_url = state.config.mcp_url();
-    // Several resources are fine as long as each is ours (RFC 8707 §2).
-    if p.resources.iter().any(|r| !resource_matches(r, &mcp_url)) {
+    // Several resources are fine as long as each names the same one of
+    // ours: a token has one audience (RFC 8707 §2).
+    let Some(resource) = state
+        .resources
+        .named_by(p.resources.iter().map(String::as_str))
+    else {
         return fail(OAuthError::invalid_target(format!(
-            "this server only issues tokens for {mcp_url}"
+            "this server issues tokens for {} (one at a time)",
+            state.resources.urls().join(", ")
         )));
-    }
+    };
+    let resource = resource.url().to_owned();
     if client_state.is_some_and(|s| s.len() > 2000) {
         return fail(OAuthError::invalid_request("state is too long"));
     }
@@ -370,8 +354,8 @@ pub async fn authorize(
         redirect_uri_sent: p.redirect_uri.is_some(),
         state: p.state.clone(),
         code_challenge: challenge,
-        scope: effective_scope(p.scope.as_deref()),
-        resource: mcp_url,
+        scope: effective_scope(p.scope.as_deref(), &state.resources.scopes_supported()),
+        resource,
         created_at: now_unix(),
     };
     let id = crypto::random_token(24);
@@ -421,10 +405,10 @@ async fn complete(
 ) -> Result<Response, Error> {
     let store = state.store.as_ref();
     let code = crypto::random_token(32);
-    // The groups at sign-in; `users::set_groups` keeps them current.
-    let groups = crate::users::get(store, user_id)
+    // The profile at sign-in; `users::set_groups` keeps the groups current.
+    let (user_name, display_name, groups) = crate::users::get(store, user_id)
         .await?
-        .map(|u| u.groups)
+        .map(|u| (u.name, u.display_name, u.groups))
         .unwrap_or_default();
     let family = Grant {
         family: crypto::random_id(),
@@ -436,6 +420,8 @@ async fn complete(
         created_at: now_unix(),
         redirect_uri: pending.redirect_uri.clone(),
         groups,
+        user_name,
+        display_name,
         last_used_at: None,
     };
     let grant = CodeGrant {
@@ -657,7 +643,7 @@ pub async fn consent_decision(
             &state,
             &pending.redirect_uri,
             pending.state.as_deref(),
-            &OAuthError::new("access_denied", "the person denied access"),
+            &OAuthError::access_denied("the person denied access"),
         )),
     }
 }
@@ -667,6 +653,17 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn an_error_page_for_an_oauth_fault_keeps_the_fault_to_log() {
+        let fault =
+            crate::telemetry::Fault::error("store error during an OAuth request", "disk full");
+        let response = oauth_page_error(
+            OAuthError::server_error("internal error; retry later").with_fault(fault.clone()),
+        );
+        assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.extensions().get(), Some(&fault));
+    }
 
     proptest! {
         /// A remembered approval never answers a loopback or private-use

@@ -1,46 +1,71 @@
-//! The resource server: every `/mcp` request must carry one of our access
-//! tokens, unexpired, for our audience, with the `mcp` scope, from a grant
-//! that has not been revoked. The verified [`Identity`] is put in the
-//! request's extensions, where tool handlers find it.
+//! The resource server: every request to a protected resource must carry
+//! one of our access tokens, unexpired, for that resource's audience, with
+//! the `mcp` scope, from a grant that has not been revoked. The verified
+//! [`Identity`] is put in the request's extensions, where tool handlers
+//! find it.
 
 use axum::{
     extract::{Request, State},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use http::{HeaderValue, StatusCode, header};
+use http::header;
 use jsonwebtoken::{Algorithm, Validation};
-use serde::{Deserialize, Serialize};
 
+pub use super::access_token::AccessClaims;
 use super::{
     SCOPE_MCP, grants,
-    metadata::protected_resource_url,
+    resource::Resource,
     verified::{self, Verified},
 };
-use crate::app::AppState;
+pub use crate::error::BearerError;
+use crate::{app::AppState, error::BearerChallenge};
 
-/// Who is calling: available to tools through the request's extensions.
+/// Who is calling, verified: the person, the OAuth client they connected,
+/// the token's scopes, and what the person's profile holds. The bearer
+/// check puts it in every request's extensions; a tool reads it from
+/// rmcp's request `Parts` with [`Identity::from_parts`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Identity {
+    /// passgate's stable user id (32 hex digits).
     pub user_id: String,
+    /// The unique, lowercase user name (empty for grants made before it
+    /// was kept).
+    pub user_name: String,
+    /// The person's display name, as at approval.
+    pub display_name: String,
+    /// The OAuth client the call came through.
     pub client_id: String,
+    /// The access token's scopes.
     pub scopes: Vec<String>,
-    /// The account's groups, as administrators set them.
+    /// The account's groups, as administrators (or the identity provider)
+    /// set them, current at every call.
     pub groups: Vec<String>,
 }
 
-/// Access-token claims (RFC 9068 plus `fam`, the grant the token belongs to).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AccessClaims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: String,
-    pub exp: i64,
-    pub iat: i64,
-    pub jti: String,
-    pub client_id: String,
-    pub scope: String,
-    pub fam: String,
+impl Identity {
+    /// The caller of the request these are the parts of.
+    ///
+    /// ```
+    /// use passgate::{Identity, rmcp::{handler::server::common::Extension, model::CallToolResult}};
+    ///
+    /// async fn whoami(Extension(parts): Extension<http::request::Parts>) -> CallToolResult {
+    ///     let who = Identity::from_parts(&parts).map_or("nobody", |i| i.user_name.as_str());
+    ///     CallToolResult::success(vec![passgate::rmcp::model::ContentBlock::text(who)])
+    /// }
+    /// ```
+    ///
+    /// `None` only for a request that did not pass the bearer check, which
+    /// a mounted service never sees.
+    pub fn from_parts(parts: &http::request::Parts) -> Option<&Identity> {
+        parts.extensions.get::<Identity>()
+    }
+
+    /// Does the token carry `scope`?
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
 }
 
 impl Verified {
@@ -48,7 +73,7 @@ impl Verified {
         AccessClaims {
             iss: String::new(),
             sub: v.sub,
-            aud: String::new(),
+            aud: v.aud,
             exp: v.exp,
             iat: 0,
             jti: String::new(),
@@ -59,18 +84,11 @@ impl Verified {
     }
 }
 
-/// Why a token was refused. Becomes a `WWW-Authenticate` challenge.
-#[derive(Debug, PartialEq, Eq)]
-pub enum BearerError {
-    Missing,
-    Invalid(&'static str),
-    InsufficientScope,
-    Unavailable,
-}
-
-/// Verifies a token's signature, issuer, audience, expiry and type.
+/// Verifies a token's signature, issuer, expiry and type, and that it is
+/// for one of this server's resources (revocation accepts any of them).
 pub async fn verify(state: &AppState, token: &str) -> Result<AccessClaims, BearerError> {
-    verify_signed_by(state, token)
+    let audiences = state.resources.urls();
+    verify_signed_by(state, token, &audiences)
         .await
         .map(|(_, claims)| claims)
 }
@@ -79,6 +97,7 @@ pub async fn verify(state: &AppState, token: &str) -> Result<AccessClaims, Beare
 async fn verify_signed_by(
     state: &AppState,
     token: &str,
+    audiences: &[&str],
 ) -> Result<(String, AccessClaims), BearerError> {
     let header =
         jsonwebtoken::decode_header(token).map_err(|_| BearerError::Invalid("malformed token"))?;
@@ -107,7 +126,7 @@ async fn verify_signed_by(
     };
     let mut validation = Validation::new(Algorithm::ES256);
     validation.set_issuer(&[state.config.issuer()]);
-    validation.set_audience(&[state.config.mcp_url()]);
+    validation.set_audience(audiences);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation.leeway = 30;
     jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
@@ -126,17 +145,25 @@ async fn verify_signed_by(
         })
 }
 
-/// Verifies the token and checks that its grant still stands.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<Identity, BearerError> {
+/// Verifies the token for `resource` (its audience) and checks that its
+/// grant still stands.
+pub async fn authenticate(
+    state: &AppState,
+    token: &str,
+    resource: &Resource,
+) -> Result<Identity, BearerError> {
     let memo_key = verified::key(token);
     let claims = match state
         .verified
         .get(&memo_key)
         .filter(|v| state.keys.decoding_key(&v.kid).is_some())
     {
-        Some(v) => Verified::into_claims(v),
+        // The memo remembers the audience too: a token verified for one
+        // resource is not thereby good for another.
+        Some(v) if v.aud == resource.url() => Verified::into_claims(v),
+        Some(_) => return Err(BearerError::Invalid("token is for another audience")),
         None => {
-            let (kid, claims) = verify_signed_by(state, token).await?;
+            let (kid, claims) = verify_signed_by(state, token, &[resource.url()]).await?;
             state.verified.insert(memo_key, &kid, &claims);
             claims
         }
@@ -145,8 +172,8 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Identity, Bea
     if !scopes.iter().any(|s| s == SCOPE_MCP) {
         return Err(BearerError::InsufficientScope);
     }
-    let groups = match grants::get(state.store.as_ref(), &claims.fam).await {
-        Ok(Some(grant)) if grant.user_id == claims.sub => grant.groups,
+    let grant = match grants::get(state.store.as_ref(), &claims.fam).await {
+        Ok(Some(grant)) if grant.user_id == claims.sub => grant,
         Ok(_) => return Err(BearerError::Invalid("access was revoked")),
         Err(e) => {
             tracing::warn!(error = %e, "could not check a grant");
@@ -155,9 +182,11 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Identity, Bea
     };
     Ok(Identity {
         user_id: claims.sub,
+        user_name: grant.user_name,
+        display_name: grant.display_name,
         client_id: claims.client_id,
         scopes,
-        groups,
+        groups: grant.groups,
     })
 }
 
@@ -174,9 +203,32 @@ fn bearer_token(request: &Request) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Middleware for `/mcp`.
+/// What the bearer check of one protected resource needs: the app and
+/// the resource whose audience tokens must name.
+#[derive(Clone)]
+pub struct Guard {
+    pub state: AppState,
+    pub resource: Resource,
+}
+
+/// The refusal of `resource`: its metadata, and the scopes needed (`mcp`
+/// when `scopes` is empty).
+pub fn challenge(resource: &Resource, error: BearerError, scopes: &[&str]) -> BearerChallenge {
+    BearerChallenge {
+        error,
+        resource_metadata: resource.metadata_url().to_owned(),
+        scope: if scopes.is_empty() {
+            SCOPE_MCP.to_owned()
+        } else {
+            scopes.join(" ")
+        },
+    }
+}
+
+/// Middleware for a protected resource: no request reaches its service
+/// without a token for it.
 pub async fn require_token(
-    State(state): State<AppState>,
+    State(guard): State<Guard>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -184,53 +236,13 @@ pub async fn require_token(
     // request is treated as carrying no token.
     let result = match bearer_token(&request) {
         None => Err(BearerError::Missing),
-        Some(token) => authenticate(&state, token).await,
+        Some(token) => authenticate(&guard.state, token, &guard.resource).await,
     };
     match result {
         Ok(identity) => {
             request.extensions_mut().insert(identity);
             next.run(request).await
         }
-        Err(e) => challenge(&state, e),
+        Err(e) => challenge(&guard.resource, e, &[]).into_response(),
     }
-}
-
-/// The 401/403 answer with its `WWW-Authenticate` challenge (RFC 6750 §3,
-/// RFC 9728 §5.1).
-pub fn challenge(state: &AppState, error: BearerError) -> Response {
-    let metadata = protected_resource_url(&state.config);
-    let (status, value, body) = match error {
-        BearerError::Missing => (
-            StatusCode::UNAUTHORIZED,
-            format!(r#"Bearer resource_metadata="{metadata}", scope="{SCOPE_MCP}""#),
-            "authorization required: sign in through this server's OAuth flow",
-        ),
-        BearerError::Invalid(why) => (
-            StatusCode::UNAUTHORIZED,
-            format!(
-                r#"Bearer error="invalid_token", error_description="{why}", resource_metadata="{metadata}", scope="{SCOPE_MCP}""#
-            ),
-            why,
-        ),
-        BearerError::InsufficientScope => (
-            StatusCode::FORBIDDEN,
-            format!(
-                r#"Bearer error="insufficient_scope", scope="{SCOPE_MCP}", resource_metadata="{metadata}", error_description="the token lacks a required scope""#
-            ),
-            "the token lacks a required scope",
-        ),
-        BearerError::Unavailable => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "2")],
-                "storage is busy; retry shortly",
-            )
-                .into_response();
-        }
-    };
-    let mut response = (status, body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    response
 }

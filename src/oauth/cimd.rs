@@ -28,13 +28,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     OAuthError,
-    clients::{Client, ClientSource, validate_redirect_uri},
+    client::{Client, ClientSource, validate_redirect_uri},
 };
 use crate::{
-    app::AppState,
     error::Error,
     ratelimit::{self, LimitedAction},
-    store::NewItem,
+    store::{NewItem, Store},
 };
 
 const MAX_DOCUMENT_BYTES: usize = 10 * 1024;
@@ -419,15 +418,20 @@ enum Cached {
 /// The client described at `url`, from the cache or freshly fetched.
 /// `caller` is the rate-limit subject of whoever made us fetch (their
 /// address): only actual fetches count, cached answers do not.
-pub async fn resolve(state: &AppState, url: &str, caller: &str) -> Result<Client, OAuthError> {
-    let parsed = check_url(&state.cimd, url)?;
-    let key = format!("cimd#{url}");
-    match state.store.get_json::<Cached>(&key, "doc").await? {
+pub async fn resolve(
+    fetcher: &CimdFetcher,
+    store: &dyn Store,
+    url: &str,
+    caller: &str,
+) -> Result<Client, OAuthError> {
+    let parsed = check_url(fetcher, url)?;
+    let key = crate::store::keys::Partition::MetadataDocument(url).key();
+    match store.get_json::<Cached>(&key, "doc").await? {
         Some(Cached::Document(client)) => return Ok(client),
         Some(Cached::Failed { failed }) => return Err(invalid(failed)),
         None => {}
     }
-    match ratelimit::check_subject(state.store.as_ref(), LimitedAction::CimdFetch, caller).await {
+    match ratelimit::check_subject(store, LimitedAction::CimdFetch, caller).await {
         Ok(()) => {}
         Err(Error::RateLimited) => {
             return Err(OAuthError::rate_limited(
@@ -438,11 +442,10 @@ pub async fn resolve(state: &AppState, url: &str, caller: &str) -> Result<Client
         Err(Error::Store(e)) => return Err(e.into()),
         Err(e) => return Err(OAuthError::server_error(e.to_string())),
     }
-    match fetch(&state.cimd, url, parsed.clone()).await {
+    match fetch(fetcher, url, parsed.clone()).await {
         Ok((client, ttl)) => {
             if ttl > 0 {
-                state
-                    .store
+                store
                     .put(
                         NewItem::json(&key, "doc", &Cached::Document(client.clone()))?
                             .expires_in(ttl),
@@ -461,8 +464,7 @@ pub async fn resolve(state: &AppState, url: &str, caller: &str) -> Result<Client
             let cached = Cached::Failed {
                 failed: failure.public.description.clone(),
             };
-            state
-                .store
+            store
                 .put(NewItem::json(&key, "doc", &cached)?.expires_in(FAILURE_CACHE_SECS))
                 .await?;
             Err(failure.public)

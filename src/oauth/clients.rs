@@ -9,9 +9,12 @@
 //! authorization expires after [`UNUSED_REGISTRATION_TTL_SECS`]; the first
 //! issued token makes it (and its copy) permanent.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::OAuthError;
+pub use super::client::{
+    Client, ClientSource, MAX_FIELD_LEN, redirect_uri_allowed, validate_redirect_uri,
+};
 use crate::{
     app::AppState,
     crypto,
@@ -20,66 +23,13 @@ use crate::{
 
 pub const UNUSED_REGISTRATION_TTL_SECS: i64 = 7 * 24 * 3600;
 const MAX_REDIRECT_URIS: usize = 10;
-const MAX_FIELD_LEN: usize = 2000;
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientSource {
-    Registered,
-    MetadataDocument,
-    Configured,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Client {
-    pub client_id: String,
-    pub client_name: String,
-    pub redirect_uris: Vec<String>,
-    pub source: ClientSource,
-    /// Set for confidential clients; the secret itself is never stored.
-    #[serde(default)]
-    pub secret_hash: Option<String>,
-    #[serde(default)]
-    pub created_at: i64,
-    /// Registrations: the address (and `User-Agent`) that registered, which
-    /// tells apart installations that share a name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registered_from: Option<String>,
-}
-
-/// A pre-registered client from the operator's clients file.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ConfiguredClient {
-    pub client_id: String,
-    pub client_name: Option<String>,
-    pub redirect_uris: Vec<String>,
-    #[serde(default)]
-    pub client_secret: Option<String>,
-}
-
-impl ConfiguredClient {
-    pub fn into_client(self) -> Result<Client, String> {
-        for uri in &self.redirect_uris {
-            validate_redirect_uri(uri).map_err(|e| format!("client {}: {e}", self.client_id))?;
-        }
-        Ok(Client {
-            client_name: self.client_name.unwrap_or_else(|| self.client_id.clone()),
-            client_id: self.client_id,
-            redirect_uris: self.redirect_uris,
-            source: ClientSource::Configured,
-            secret_hash: self.client_secret.as_deref().map(crypto::token_hash),
-            created_at: 0,
-            registered_from: None,
-        })
-    }
-}
 
 fn key(client_id: &str) -> String {
-    format!("client#{client_id}")
+    crate::store::keys::Partition::Client(client_id).key()
 }
 
 /// The partition that lists every registration.
-const LISTING: &str = "clients";
+const LISTING: &str = crate::store::keys::CLIENT_LISTING;
 
 /// Every live registration (not configured or metadata-document clients),
 /// oldest id first.
@@ -131,7 +81,7 @@ pub async fn find(
         ));
     }
     if client_id.starts_with("https://") || super::cimd::is_loopback_http(client_id) {
-        return super::cimd::resolve(state, client_id, caller)
+        return super::cimd::resolve(&state.cimd, state.store.as_ref(), client_id, caller)
             .await
             .map(Some);
     }
@@ -164,70 +114,6 @@ pub async fn mark_used(state: &AppState, client: &Client) -> Result<(), OAuthErr
     Ok(())
 }
 
-fn is_loopback_host(host: Option<url::Host<&str>>) -> bool {
-    match host {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-/// Checks a redirect URI at registration: absolute, no fragment, no
-/// credentials, and plain http only on loopback (RFC 8252 §7.3). Native
-/// apps' private-use schemes (`cursor://...`) are allowed; schemes that
-/// would run code in the browser are not.
-pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
-    if uri.len() > MAX_FIELD_LEN {
-        return Err("redirect URI is too long".into());
-    }
-    let url =
-        url::Url::parse(uri).map_err(|_| format!("redirect URI {uri:?} is not an absolute URI"))?;
-    if url.fragment().is_some() {
-        return Err(format!("redirect URI {uri:?} must not contain a fragment"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("redirect URI {uri:?} must not contain credentials"));
-    }
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback_host(url.host()) => Ok(()),
-        "http" => Err(format!(
-            "redirect URI {uri:?} uses plain http on a non-loopback host; use https"
-        )),
-        "javascript" | "data" | "file" | "vbscript" | "blob" | "about" => Err(format!(
-            "redirect URI scheme {:?} is not allowed",
-            url.scheme()
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Does `requested` match one of the client's redirect URIs? Exactly, except
-/// that a loopback http redirect may use any port (RFC 8252 §7.3), since
-/// native clients such as VS Code pick a free port at run time.
-pub fn redirect_uri_allowed(client: &Client, requested: &str) -> bool {
-    if client.redirect_uris.iter().any(|r| r == requested) {
-        return true;
-    }
-    let Ok(req) = url::Url::parse(requested) else {
-        return false;
-    };
-    if req.scheme() != "http" || !is_loopback_host(req.host()) || req.fragment().is_some() {
-        return false;
-    }
-    client.redirect_uris.iter().any(|registered| {
-        url::Url::parse(registered).is_ok_and(|reg| {
-            reg.scheme() == "http"
-                && reg.host() == req.host()
-                && reg.path() == req.path()
-                && reg.query() == req.query()
-                && req.username().is_empty()
-                && req.password().is_none()
-        })
-    })
-}
-
 /// The body of a registration request. Unknown fields are ignored, as
 /// RFC 7591 §2 asks.
 #[derive(Debug, Deserialize)]
@@ -248,21 +134,19 @@ pub async fn register(
     req: RegistrationRequest,
     registered_from: Option<String>,
 ) -> Result<serde_json::Value, OAuthError> {
-    let invalid_metadata = |d: String| OAuthError::new("invalid_client_metadata", d);
+    let invalid_metadata = |d: String| OAuthError::invalid_client_metadata(d);
     if req.redirect_uris.is_empty() {
-        return Err(OAuthError::new(
-            "invalid_redirect_uri",
+        return Err(OAuthError::invalid_redirect_uri(
             "redirect_uris must list at least one redirect URI",
         ));
     }
     if req.redirect_uris.len() > MAX_REDIRECT_URIS {
-        return Err(OAuthError::new(
-            "invalid_redirect_uri",
-            format!("at most {MAX_REDIRECT_URIS} redirect URIs"),
-        ));
+        return Err(OAuthError::invalid_redirect_uri(format!(
+            "at most {MAX_REDIRECT_URIS} redirect URIs"
+        )));
     }
     for uri in &req.redirect_uris {
-        validate_redirect_uri(uri).map_err(|e| OAuthError::new("invalid_redirect_uri", e))?;
+        validate_redirect_uri(uri).map_err(OAuthError::invalid_redirect_uri)?;
     }
     if let Some(types) = &req.grant_types
         && !types.iter().any(|t| t == "authorization_code")
@@ -346,7 +230,8 @@ pub async fn register(
     if let Some(scope) = req.scope.as_deref() {
         // What this client may get, not what it asked for (RFC 7591 §3.2.1:
         // the server may replace requested metadata values).
-        body["scope"] = super::effective_scope(Some(scope)).into();
+        body["scope"] =
+            super::effective_scope(Some(scope), &state.resources.scopes_supported()).into();
     }
     if let Some(secret) = secret {
         body["client_secret"] = secret.into();
@@ -419,17 +304,16 @@ pub async fn register_handler(
     {
         return (
             http::StatusCode::PAYLOAD_TOO_LARGE,
-            OAuthError::new("invalid_client_metadata", "the registration is too large")
-                .into_response(),
+            OAuthError::invalid_client_metadata("the registration is too large").into_response(),
         )
             .into_response();
     }
     let result = async {
         let axum::Json(req) = body.map_err(|e| {
-            OAuthError::new(
-                "invalid_client_metadata",
-                format!("the registration must be a JSON object: {}", e.body_text()),
-            )
+            OAuthError::invalid_client_metadata(format!(
+                "the registration must be a JSON object: {}",
+                e.body_text()
+            ))
         })?;
         crate::ratelimit::check(
             state.store.as_ref(),
@@ -444,8 +328,7 @@ pub async fn register_handler(
                 retry_after_secs: Some(crate::ratelimit::retry_after(
                     crate::ratelimit::LimitedAction::Register,
                 )),
-                ..OAuthError::new(
-                    "invalid_client_metadata",
+                ..OAuthError::invalid_client_metadata(
                     "too many registrations from this address; try again later",
                 )
             },

@@ -31,6 +31,13 @@ pub struct Grant {
     /// per-call grant read gives tools the groups at no extra cost.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// The person's user name and display name at approval, so the
+    /// per-call grant read gives tools their name too (empty for grants
+    /// made before these were kept).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
     /// When the client last refreshed its tokens (kept on the account's
     /// listing copy only, which is what the account page reads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,12 +50,16 @@ pub struct Consent {
     pub approved_at: i64,
 }
 
+fn consents_key(user_id: &str) -> String {
+    crate::store::keys::Partition::Consents(user_id).key()
+}
+
 fn family_key(family: &str) -> String {
-    format!("grant#{family}")
+    crate::store::keys::Partition::Grant(family).key()
 }
 
 fn user_key(user_id: &str) -> String {
-    format!("user#{user_id}")
+    crate::store::keys::Partition::User(user_id).key()
 }
 
 /// The writes that create a family; callers add them to the transaction
@@ -201,7 +212,7 @@ pub async fn revoke(store: &dyn Store, user_id: &str, family: &str) -> Result<()
 /// Forgets a person's consents, then ends every family they hold (used when
 /// an account is disabled or deleted). Returns how many families ended.
 pub async fn revoke_all_for_user(store: &dyn Store, user_id: &str) -> Result<usize, StoreError> {
-    for consent in store.list(&format!("consent#{user_id}")).await? {
+    for consent in store.list(&consents_key(user_id)).await? {
         store.delete(&consent.pk, &consent.sk).await?;
     }
     let grants = list_for_user(store, user_id).await?;
@@ -219,9 +230,7 @@ pub async fn revoke_client_for_user(
     user_id: &str,
     client_id: &str,
 ) -> Result<usize, StoreError> {
-    store
-        .delete(&format!("consent#{user_id}"), client_id)
-        .await?;
+    store.delete(&consents_key(user_id), client_id).await?;
     let grants: Vec<Grant> = list_for_user(store, user_id)
         .await?
         .into_iter()
@@ -238,7 +247,7 @@ pub async fn consent(
     user_id: &str,
     client_id: &str,
 ) -> Result<Option<Consent>, StoreError> {
-    match store.get(&format!("consent#{user_id}"), client_id).await? {
+    match store.get(&consents_key(user_id), client_id).await? {
         Some(item) => item.json().map(Some),
         None => Ok(None),
     }
@@ -252,7 +261,7 @@ pub async fn record_consent(
 ) -> Result<(), StoreError> {
     store
         .put(NewItem::json(
-            format!("consent#{user_id}"),
+            consents_key(user_id),
             client_id,
             &Consent {
                 scope: scope.to_owned(),

@@ -25,7 +25,7 @@ use crate::{
     store::{NewItem, Store, StoreError, now_unix},
 };
 
-const PARTITION: &str = "signing-keys";
+const PARTITION: &str = crate::store::keys::SIGNING_KEYS;
 const PURPOSE: &str = "access-token-signing-key";
 /// Forged tokens with made-up key ids must not turn into store reads.
 const MIN_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
@@ -177,10 +177,18 @@ impl SigningKeys {
         Ok(remove)
     }
 
+    /// Signs an access token (`typ` `at+jwt`, RFC 9068).
     pub fn sign<T: Serialize>(&self, claims: &T) -> String {
+        self.sign_typed("at+jwt", claims)
+    }
+
+    /// Signs a JWT of another type with the active key, so anything that
+    /// verifies against the JWKS can check it, and the type tells it apart
+    /// from an access token.
+    pub fn sign_typed<T: Serialize>(&self, typ: &str, claims: &T) -> String {
         let set = self.inner.read().expect("key set lock");
         let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some("at+jwt".into());
+        header.typ = Some(typ.into());
         header.kid = Some(set.active.kid.clone());
         jsonwebtoken::encode(&header, claims, &set.active.encoding)
             .expect("signing with a validated P-256 key succeeds")

@@ -6,10 +6,10 @@ use axum::{Json, extract::State, response::IntoResponse};
 use http::header;
 use serde_json::{Value, json};
 
-use super::SCOPE_MCP;
+use super::resource::{Resource, Resources};
 use crate::{app::AppState, config::Config};
 
-pub fn authorization_server(config: &Config) -> Value {
+pub fn authorization_server(config: &Config, resources: &Resources) -> Value {
     json!({
         "issuer": config.issuer(),
         "authorization_endpoint": config.url("/authorize"),
@@ -17,7 +17,7 @@ pub fn authorization_server(config: &Config) -> Value {
         "registration_endpoint": config.url("/register"),
         "revocation_endpoint": config.url("/revoke"),
         "jwks_uri": config.url("/.well-known/jwks.json"),
-        "scopes_supported": [SCOPE_MCP],
+        "scopes_supported": resources.scopes_supported(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -30,19 +30,16 @@ pub fn authorization_server(config: &Config) -> Value {
     })
 }
 
-pub fn protected_resource(config: &Config) -> Value {
+/// One resource's metadata (RFC 9728 §2): its `resource` is exactly the
+/// audience its bearer check accepts.
+pub fn protected_resource(config: &Config, resource: &Resource) -> Value {
     json!({
-        "resource": config.mcp_url(),
+        "resource": resource.url(),
         "authorization_servers": [config.issuer()],
-        "scopes_supported": [SCOPE_MCP],
+        "scopes_supported": resource.scopes(),
         "bearer_methods_supported": ["header"],
-        "resource_name": "passgate MCP server",
+        "resource_name": resource.name(),
     })
-}
-
-/// The absolute URL clients are pointed at in `WWW-Authenticate`.
-pub fn protected_resource_url(config: &Config) -> String {
-    config.url("/.well-known/oauth-protected-resource/mcp")
 }
 
 fn cacheable(body: Value) -> impl IntoResponse {
@@ -56,11 +53,27 @@ fn cacheable(body: Value) -> impl IntoResponse {
 }
 
 pub async fn authorization_server_handler(State(state): State<AppState>) -> impl IntoResponse {
-    cacheable(authorization_server(&state.config))
+    cacheable(authorization_server(&state.config, &state.resources))
 }
 
-pub async fn protected_resource_handler(State(state): State<AppState>) -> impl IntoResponse {
-    cacheable(protected_resource(&state.config))
+/// The metadata of the primary resource, also served at the bare
+/// `/.well-known/oauth-protected-resource` for clients that try only that.
+pub async fn primary_protected_resource_handler(
+    State(state): State<AppState>,
+) -> impl IntoResponse {
+    cacheable(protected_resource(&state.config, state.resources.primary()))
+}
+
+/// The handler for one resource's metadata document.
+pub fn protected_resource_handler(
+    config: &Config,
+    resource: &Resource,
+) -> axum::routing::MethodRouter<AppState> {
+    let body = protected_resource(config, resource);
+    axum::routing::get(move || {
+        let body = body.clone();
+        async move { cacheable(body) }
+    })
 }
 
 pub async fn jwks_handler(State(state): State<AppState>) -> impl IntoResponse {

@@ -7,18 +7,24 @@
 //! copy, which is refreshed from the store when an unknown key id appears.
 
 pub mod access;
+pub mod access_token;
 pub mod authorize;
 pub mod bearer;
 pub mod cimd;
 pub mod cli;
+pub mod client;
 pub mod clients;
+pub mod codes;
 pub mod grants;
 pub mod keys;
 pub mod metadata;
 pub mod params;
+pub mod resource;
 pub mod revoke;
 pub mod token;
 pub mod verified;
+
+use crate::telemetry::Fault;
 
 /// The one scope passgate grants: use the MCP server's tools.
 pub const SCOPE_MCP: &str = "mcp";
@@ -36,24 +42,81 @@ pub const PENDING_AUTHORIZATION_TTL_SECS: i64 = 15 * 60;
 /// gets the same answer again instead of having its session revoked.
 pub const REPLAY_GRACE_SECS: i64 = 30;
 
+/// Every OAuth error code passgate answers with (RFC 6749 §4.1.2.1 and
+/// §5.2, RFC 7591 §3.2.2, RFC 8707 §2), serialised as the RFC's text. The
+/// status each one gets is decided in `error.rs` alone, by an exhaustive
+/// match, so a new code cannot be added without choosing its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    InvalidScope,
+    InvalidTarget,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    AccessDenied,
+    InvalidClientMetadata,
+    InvalidRedirectUri,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+impl OAuthErrorCode {
+    /// The code as the RFCs spell it: the `error` member of a JSON answer
+    /// and the `error` parameter of an error redirect.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::AccessDenied => "access_denied",
+            Self::InvalidClientMetadata => "invalid_client_metadata",
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+impl serde::Serialize for OAuthErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for OAuthErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An OAuth error (RFC 6749 §5.2, RFC 7591 §3.2.2, RFC 8707). Carries no
 /// HTTP knowledge beyond the code; `error.rs` maps it to a response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {description}")]
 pub struct OAuthError {
-    pub code: &'static str,
+    pub code: OAuthErrorCode,
     pub description: String,
     /// Set when the request was refused for coming too often: the seconds
     /// until the client may try again (answered as 429 with `Retry-After`).
     pub retry_after_secs: Option<i64>,
+    /// Our own fault behind a `server_error` or `temporarily_unavailable`:
+    /// for the log only, never for the client.
+    pub fault: Option<Fault>,
 }
 
 impl OAuthError {
-    pub fn new(code: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(code: OAuthErrorCode, description: impl Into<String>) -> Self {
         Self {
             code,
             description: description.into(),
             retry_after_secs: None,
+            fault: None,
         }
     }
     /// Too many requests from this caller. `temporarily_unavailable`
@@ -65,22 +128,47 @@ impl OAuthError {
         }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
-        Self::new("invalid_request", d)
+        Self::new(OAuthErrorCode::InvalidRequest, d)
     }
     pub fn invalid_grant(d: impl Into<String>) -> Self {
-        Self::new("invalid_grant", d)
+        Self::new(OAuthErrorCode::InvalidGrant, d)
     }
     pub fn invalid_client(d: impl Into<String>) -> Self {
-        Self::new("invalid_client", d)
+        Self::new(OAuthErrorCode::InvalidClient, d)
+    }
+    pub fn invalid_scope(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidScope, d)
     }
     pub fn invalid_target(d: impl Into<String>) -> Self {
-        Self::new("invalid_target", d)
+        Self::new(OAuthErrorCode::InvalidTarget, d)
+    }
+    pub fn unsupported_grant_type(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::UnsupportedGrantType, d)
+    }
+    pub fn unsupported_response_type(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::UnsupportedResponseType, d)
+    }
+    pub fn access_denied(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::AccessDenied, d)
+    }
+    pub fn invalid_client_metadata(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidClientMetadata, d)
+    }
+    pub fn invalid_redirect_uri(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidRedirectUri, d)
     }
     pub fn server_error(d: impl Into<String>) -> Self {
-        Self::new("server_error", d)
+        Self::new(OAuthErrorCode::ServerError, d)
     }
     pub fn temporarily_unavailable(d: impl Into<String>) -> Self {
-        Self::new("temporarily_unavailable", d)
+        Self::new(OAuthErrorCode::TemporarilyUnavailable, d)
+    }
+    /// Attaches the fault behind this answer, for the log.
+    pub fn with_fault(self, fault: Fault) -> Self {
+        Self {
+            fault: Some(fault),
+            ..self
+        }
     }
 }
 
@@ -90,26 +178,29 @@ impl From<crate::store::StoreError> for OAuthError {
         // credentials on it.
         match e {
             crate::store::StoreError::Unavailable(_) => {
-                tracing::warn!(error = %e, "store unavailable during an OAuth request");
-                Self::temporarily_unavailable("storage is busy; retry shortly")
+                Self::temporarily_unavailable("storage is busy; retry shortly").with_fault(
+                    Fault::warn("store unavailable during an OAuth request", e.to_string()),
+                )
             }
-            other => {
-                tracing::error!(error = %other, "store error during an OAuth request");
-                Self::server_error("internal error; retry later")
-            }
+            other => Self::server_error("internal error; retry later").with_fault(Fault::error(
+                "store error during an OAuth request",
+                other.to_string(),
+            )),
         }
     }
 }
 
-/// Parses a space-separated scope string, keeps the scopes we know, and
+/// Parses a space-separated scope string, keeps the scopes some resource
+/// supports (`supported`, see `resource::Resources::scopes_supported`), and
 /// falls back to the default. Unknown scopes (Claude asks for `claudeai`)
 /// are dropped rather than refused, as RFC 6749 §3.3 allows.
-pub fn effective_scope(requested: Option<&str>) -> String {
-    let known: Vec<&str> = requested
-        .unwrap_or("")
-        .split(' ')
-        .filter(|s| *s == SCOPE_MCP)
-        .collect();
+pub fn effective_scope(requested: Option<&str>, supported: &[String]) -> String {
+    let mut known: Vec<&str> = Vec::new();
+    for s in requested.unwrap_or("").split(' ') {
+        if supported.iter().any(|k| k == s) && !known.contains(&s) {
+            known.push(s);
+        }
+    }
     if known.is_empty() {
         SCOPE_MCP.to_owned()
     } else {
@@ -117,100 +208,45 @@ pub fn effective_scope(requested: Option<&str>) -> String {
     }
 }
 
-/// True when `resource` names our MCP endpoint. Query parameters are
-/// ignored because ChatGPT appends some; the scheme, host, port and path
-/// must match exactly and a fragment is never allowed (RFC 8707 §2).
-pub fn resource_matches(resource: &str, mcp_url: &str) -> bool {
-    let (Ok(given), Ok(ours)) = (url::Url::parse(resource), url::Url::parse(mcp_url)) else {
-        return false;
-    };
-    given.fragment().is_none()
-        && given.scheme() == ours.scheme()
-        && given.host() == ours.host()
-        && given.port_or_known_default() == ours.port_or_known_default()
-        && given.path().trim_end_matches('/') == ours.path()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn scopes_are_lenient_with_unknown_ones() {
-        assert_eq!(effective_scope(None), "mcp");
-        assert_eq!(effective_scope(Some("claudeai")), "mcp");
-        assert_eq!(effective_scope(Some("mcp offline_access")), "mcp");
+    fn error_codes_are_spelled_as_the_rfcs_spell_them() {
+        use OAuthErrorCode::*;
+        let spelled = [
+            (InvalidRequest, "invalid_request"),
+            (InvalidClient, "invalid_client"),
+            (InvalidGrant, "invalid_grant"),
+            (InvalidScope, "invalid_scope"),
+            (InvalidTarget, "invalid_target"),
+            (UnsupportedGrantType, "unsupported_grant_type"),
+            (UnsupportedResponseType, "unsupported_response_type"),
+            (AccessDenied, "access_denied"),
+            (InvalidClientMetadata, "invalid_client_metadata"),
+            (InvalidRedirectUri, "invalid_redirect_uri"),
+            (ServerError, "server_error"),
+            (TemporarilyUnavailable, "temporarily_unavailable"),
+        ];
+        for (code, text) in spelled {
+            assert_eq!(code.to_string(), text);
+            assert_eq!(serde_json::to_value(code).unwrap(), text);
+        }
     }
 
     #[test]
-    fn resource_matching() {
-        let ours = "https://mcp.example.com/mcp";
-        assert!(resource_matches("https://mcp.example.com/mcp", ours));
-        assert!(resource_matches("https://mcp.example.com:443/mcp", ours));
-        assert!(resource_matches(
-            "https://mcp.example.com/mcp?chatgpt=1",
-            ours
-        ));
-        assert!(resource_matches("https://mcp.example.com/mcp/", ours));
-        assert!(!resource_matches("https://mcp.example.com/mcp#x", ours));
-        assert!(!resource_matches("https://mcp.example.com/other", ours));
-        assert!(!resource_matches("https://evil.example.com/mcp", ours));
-        assert!(!resource_matches("http://mcp.example.com/mcp", ours));
-        assert!(!resource_matches("not a url", ours));
-    }
-
-    mod properties {
-        use proptest::prelude::*;
-
-        use super::*;
-
-        proptest! {
-            /// The same resource written differently still names it: case
-            /// of scheme and host, an explicit default port, a trailing
-            /// slash, an added query (ChatGPT adds some).
-            #[test]
-            fn canonical_variants_of_our_resource_match(
-                host in "[a-z]{1,10}(\\.[a-z]{1,5}){0,2}",
-                upper_scheme in any::<bool>(),
-                upper_host in any::<bool>(),
-                explicit_port in any::<bool>(),
-                slash in any::<bool>(),
-                query in prop::option::of("[a-z]{1,5}=[a-z0-9]{0,5}"),
-            ) {
-                let ours = format!("https://{host}/mcp");
-                let scheme = if upper_scheme { "HTTPS" } else { "https" };
-                let h = if upper_host { host.to_ascii_uppercase() } else { host.clone() };
-                let port = if explicit_port { ":443" } else { "" };
-                let slash = if slash { "/" } else { "" };
-                let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-                let variant = format!("{scheme}://{h}{port}/mcp{slash}{query}");
-                prop_assert!(resource_matches(&variant, &ours), "{}", variant);
-            }
-
-            /// Another scheme, host, port or path, or any fragment, names
-            /// another resource.
-            #[test]
-            fn other_resources_do_not_match(
-                host in "[a-z]{1,10}\\.example",
-                other in "[a-z]{1,10}",
-                port in 1u16..,
-                fragment in "[a-z]{0,5}",
-            ) {
-                let ours = format!("https://{host}/mcp");
-                let mut others = vec![
-                    format!("http://{host}/mcp"),
-                    format!("https://{other}.{host}/mcp"),
-                    format!("https://{host}/mcp/{other}"),
-                    format!("https://{host}/{other}"),
-                    format!("https://{host}/mcp#{fragment}"),
-                ];
-                if port != 443 {
-                    others.push(format!("https://{host}:{port}/mcp"));
-                }
-                for other in others {
-                    prop_assert!(!resource_matches(&other, &ours), "{}", other);
-                }
-            }
-        }
+    fn scopes_are_lenient_with_unknown_ones() {
+        let supported = [SCOPE_MCP.to_owned(), "notes.delete".to_owned()];
+        assert_eq!(effective_scope(None, &supported), "mcp");
+        assert_eq!(effective_scope(Some("claudeai"), &supported), "mcp");
+        assert_eq!(
+            effective_scope(Some("mcp offline_access"), &supported),
+            "mcp"
+        );
+        assert_eq!(
+            effective_scope(Some("notes.delete mcp notes.delete"), &supported),
+            "notes.delete mcp"
+        );
     }
 }

@@ -14,7 +14,7 @@ use super::{
     OAuthError, bearer, grants,
     token::{RefreshToken, client_of_request},
 };
-use crate::{app::AppState, crypto, net::ClientAddr};
+use crate::{app::AppState, net::ClientAddr};
 
 #[derive(Debug, Deserialize)]
 pub struct RevokeForm {
@@ -61,11 +61,14 @@ async fn handle(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let store = state.store.as_ref();
-    let rt_key = format!("rt#{}", crypto::token_hash(&token));
+    let rt_key = crate::store::keys::Partition::RefreshToken(&token).key();
     if let Some(record) = store.get_json::<RefreshToken>(&rt_key, "rt").await? {
         // A client may only revoke its own tokens (RFC 7009 §2.1).
         if record.client_id == client.client_id {
             grants::revoke(store, &record.user_id, &record.family).await?;
+            // Dead now, but stored for up to 30 days: a client that revokes
+            // each token it replaces would otherwise leave one per sign-in.
+            store.delete(&rt_key, "rt").await?;
         }
         return Ok(());
     }

@@ -27,12 +27,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ACCESS_TOKEN_TTL_SECS, OAuthError, REFRESH_TOKEN_TTL_SECS, REPLAY_GRACE_SECS, access,
-    authorize::{CodeGrant, code_key},
-    bearer::AccessClaims,
+    access_token::AccessClaims,
     clients::{self, Client},
+    codes::{CodeGrant, Redeemed, code_key},
     grants,
     params::Params,
-    resource_matches,
 };
 use crate::{
     app::AppState,
@@ -45,15 +44,6 @@ const SEAL_PURPOSE: &str = "token-response";
 /// How long a used code or rotated refresh token is remembered, to detect
 /// replays after the grace window.
 const REPLAY_MEMORY_SECS: i64 = 24 * 3600;
-
-/// The first redemption of a code or refresh token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Redeemed {
-    pub at: i64,
-    pub family: String,
-    /// The token response, sealed with the item key as context.
-    pub sealed_response: String,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefreshToken {
@@ -218,26 +208,25 @@ async fn handle(
         form.client_secret.as_deref(),
     )
     .await?;
-    // Several resources are fine as long as each is ours: the one token
-    // serves them all (RFC 8707 §2).
-    let mcp_url = state.config.mcp_url();
-    if form
-        .resources
-        .iter()
-        .any(|r| !resource_matches(r, &mcp_url))
+    // Several resources are fine as long as each names the same one of
+    // ours: the one token serves them all (RFC 8707 §2).
+    if !form.resources.is_empty()
+        && state
+            .resources
+            .named_by(form.resources.iter().map(String::as_str))
+            .is_none()
     {
         return Err(OAuthError::invalid_target(format!(
-            "this server only issues tokens for {}",
-            state.config.mcp_url()
+            "this server issues tokens for {} (one at a time)",
+            state.resources.urls().join(", ")
         )));
     }
     match form.grant_type.as_deref() {
         Some("authorization_code") => redeem_code(state, &client, form).await,
         Some("refresh_token") => refresh(state, &client, form).await,
-        Some(other) => Err(OAuthError::new(
-            "unsupported_grant_type",
-            format!("grant_type {other:?} is not supported"),
-        )),
+        Some(other) => Err(OAuthError::unsupported_grant_type(format!(
+            "grant_type {other:?} is not supported"
+        ))),
         None => Err(OAuthError::invalid_request("grant_type is required")),
     }
 }
@@ -247,18 +236,35 @@ struct Issued {
     refresh_item: NewItem,
 }
 
+/// The audience of a token for a grant whose resource is `granted`: a
+/// token request may name that resource again, not another one.
+fn audience(form: &TokenForm, granted: &str) -> Result<String, OAuthError> {
+    if form
+        .resources
+        .iter()
+        .all(|r| super::resource::resource_matches(r, granted))
+    {
+        Ok(granted.to_owned())
+    } else {
+        Err(OAuthError::invalid_target(format!(
+            "this grant is for {granted}, not another resource"
+        )))
+    }
+}
+
 fn issue(
     state: &AppState,
     family: &str,
     user_id: &str,
     client_id: &str,
     scope: &str,
+    resource: &str,
 ) -> Result<Issued, OAuthError> {
     let now = now_unix();
     let claims = AccessClaims {
         iss: state.config.issuer(),
         sub: user_id.to_owned(),
-        aud: state.config.mcp_url(),
+        aud: resource.to_owned(),
         exp: now + ACCESS_TOKEN_TTL_SECS,
         iat: now,
         jti: crypto::random_id(),
@@ -272,7 +278,7 @@ fn issue(
         client_id: client_id.to_owned(),
         user_id: user_id.to_owned(),
         scope: scope.to_owned(),
-        resource: state.config.mcp_url(),
+        resource: resource.to_owned(),
         redeemed: None,
     };
     let refresh_item = NewItem::json(refresh_key(&refresh_token), "rt", &record)?
@@ -290,7 +296,7 @@ fn issue(
 }
 
 fn refresh_key(token: &str) -> String {
-    format!("rt#{}", crypto::token_hash(token))
+    crate::store::keys::Partition::RefreshToken(token).key()
 }
 
 fn seal(state: &AppState, context: &str, response: &TokenResponse) -> Result<String, OAuthError> {
@@ -352,10 +358,12 @@ async fn redeem_code(
 ) -> Result<TokenResponse, OAuthError> {
     let code = form
         .code
+        .clone()
         .filter(|c| !c.is_empty())
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let verifier = form
         .code_verifier
+        .clone()
         .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
     if !is_valid_code_verifier(&verifier) {
         return Err(OAuthError::invalid_request(
@@ -427,6 +435,7 @@ async fn redeem_code(
             &grant.user_id,
             &client.client_id,
             &grant.scope,
+            &audience(&form, &grant.resource)?,
         )?;
         let redeemed = Redeemed {
             at: now_unix(),
@@ -461,6 +470,7 @@ async fn refresh(
 ) -> Result<TokenResponse, OAuthError> {
     let token = form
         .refresh_token
+        .clone()
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let key = refresh_key(&token);
@@ -503,8 +513,7 @@ async fn refresh(
                     .filter(|s| family.scope.split(' ').any(|g| g == *s))
                     .collect();
                 if narrowed.is_empty() {
-                    return Err(OAuthError::new(
-                        "invalid_scope",
+                    return Err(OAuthError::invalid_scope(
                         "the requested scope was not granted",
                     ));
                 }
@@ -518,6 +527,7 @@ async fn refresh(
             &record.user_id,
             &client.client_id,
             &scope,
+            &audience(&form, &record.resource)?,
         )?;
         let redeemed = Redeemed {
             at: now_unix(),

@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Mutex};
 
 use sha2::{Digest, Sha256};
 
-use super::bearer::AccessClaims;
+use super::access_token::AccessClaims;
 use crate::store::now_unix;
 
 const CAPACITY: usize = 10_000;
@@ -20,6 +20,8 @@ const CAPACITY: usize = 10_000;
 pub struct Verified {
     pub kid: String,
     pub sub: String,
+    /// The audience: the one resource the token was verified for.
+    pub aud: String,
     pub client_id: String,
     pub scope: String,
     pub fam: String,
@@ -57,11 +59,63 @@ impl VerifiedTokens {
             Verified {
                 kid: kid.to_owned(),
                 sub: claims.sub.clone(),
+                aud: claims.aud.clone(),
                 client_id: claims.client_id.clone(),
                 scope: claims.scope.clone(),
                 fam: claims.fam.clone(),
                 exp: claims.exp,
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(n: usize, exp: i64) -> AccessClaims {
+        AccessClaims {
+            iss: String::new(),
+            sub: format!("user-{n}"),
+            aud: String::new(),
+            exp,
+            iat: 0,
+            jti: String::new(),
+            client_id: "client".into(),
+            scope: "mcp".into(),
+            fam: format!("family-{n}"),
+        }
+    }
+
+    /// A long run mints far more tokens than the memo holds: its memory is
+    /// bounded by the capacity, live tokens or not.
+    #[test]
+    fn the_memo_never_holds_more_than_its_capacity() {
+        let memo = VerifiedTokens::default();
+        let live = now_unix() + 3600;
+        for n in 0..CAPACITY * 2 + 7 {
+            memo.insert(key(&format!("token-{n}")), "kid", &claims(n, live));
+            assert!(memo.entries.lock().unwrap().len() <= CAPACITY, "after {n}");
+        }
+        let last = key(&format!("token-{}", CAPACITY * 2 + 6));
+        assert_eq!(
+            memo.get(&last).map(|v| v.sub),
+            Some(format!("user-{}", CAPACITY * 2 + 6))
+        );
+    }
+
+    /// Expired entries make room first, so live ones survive a full memo.
+    #[test]
+    fn a_full_memo_drops_expired_tokens_before_live_ones() {
+        let memo = VerifiedTokens::default();
+        let now = now_unix();
+        memo.insert(key("live"), "kid", &claims(0, now + 3600));
+        for n in 1..CAPACITY {
+            memo.insert(key(&format!("old-{n}")), "kid", &claims(n, now - 1));
+        }
+        memo.insert(key("new"), "kid", &claims(CAPACITY, now + 3600));
+        assert_eq!(memo.entries.lock().unwrap().len(), 2);
+        assert!(memo.get(&key("live")).is_some());
+        assert!(memo.get(&key("new")).is_some());
     }
 }

@@ -20,6 +20,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+pub mod keys;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;

@@ -26,6 +26,24 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (pk, sk)
     ) WITHOUT ROWID;
     CREATE INDEX items_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;",
+    // 2: the same table with rowids. WITHOUT ROWID keeps rows in the key's
+    // B-tree, where a row over about 1 KB (every code and refresh token
+    // once used: they keep their sealed answer) spills into an overflow
+    // page of its own; the file held about one item per 4 KB page. Rows of
+    // a rowid table stay inline up to about 4 KB.
+    "CREATE TABLE items_rowid (
+        pk TEXT NOT NULL,
+        sk TEXT NOT NULL,
+        value BLOB NOT NULL,
+        version INTEGER NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (pk, sk)
+    );
+    INSERT INTO items_rowid (pk, sk, value, version, expires_at)
+        SELECT pk, sk, value, version, expires_at FROM items;
+    DROP TABLE items;
+    ALTER TABLE items_rowid RENAME TO items;
+    CREATE INDEX items_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;",
 ];
 
 pub struct SqliteStore {

@@ -69,7 +69,7 @@ struct Attempt {
 }
 
 fn state_key(state: &str) -> String {
-    format!("upstream-state#{}", token_hash(state))
+    crate::store::keys::Partition::OidcAttempt(state).key()
 }
 
 impl From<UpstreamError> for Error {
@@ -102,18 +102,6 @@ fn provider(state: &AppState) -> Result<&Provider, Error> {
         .upstream
         .as_deref()
         .ok_or_else(|| Error::NotFound("No identity provider is configured here.".into()))
-}
-
-/// The HTML for the "Sign in with <provider>" button on `/login`.
-pub fn sign_in_button(provider: &Provider, next: &str) -> String {
-    format!(
-        r#"<form method="post" action="/login/upstream">
-<input type="hidden" name="next" value="{next}">
-<div class="actions"><button type="submit">Sign in with {name}</button></div>
-</form>"#,
-        next = crate::pages::escape(next),
-        name = crate::pages::escape(&provider.config.name),
-    )
 }
 
 #[derive(Deserialize)]
@@ -239,7 +227,7 @@ pub async fn callback(
         .check_response_issuer(&metadata, q.iss.as_deref())
         .inspect_err(|e| tracing::warn!(error = %e, "upstream sign-in answer refused"))?;
     if let Some(error) = q.error {
-        if error == "access_denied" {
+        if error == crate::oauth::OAuthErrorCode::AccessDenied.as_str() {
             return Err(Error::SignInCancelled {
                 provider: provider.config.name.clone(),
                 retry: attempt.next,
@@ -309,7 +297,7 @@ pub async fn callback(
     }
     if !user.is_admin() && identity.is_listed_admin(provider) {
         user = users::set_role(state.store.as_ref(), &user.id, Role::Admin).await?;
-        tracing::info!(user = %user.name, "made an administrator: listed in --upstream-admin-emails or --upstream-admin-groups");
+        tracing::info!(user = %user.name, "made an administrator: listed in --oidc-admin-emails or --oidc-admin-groups");
     }
     // The provider is the authority on its people's groups: copied at each
     // sign-in (names passgate cannot hold are left out), so tools see them.
@@ -322,6 +310,9 @@ pub async fn callback(
     let groups = users::parse_groups(&groups.join(",")).unwrap_or_default();
     if user.groups != groups {
         user = users::set_groups(state.store.as_ref(), &user.id, groups).await?;
+    }
+    if user.email != identity.email {
+        user = users::set_email(state.store.as_ref(), &user.id, identity.email.clone()).await?;
     }
     let cookie = signin::start_session(&state, &headers, &user.id, None).await?;
     tracing::info!(user = %user.name, "signed in through the upstream provider");
@@ -419,8 +410,8 @@ impl Identity {
         self.email.as_deref().or(self.unverified_email.as_deref())
     }
 
-    /// A verified email in `--upstream-admin-emails`, or a group in
-    /// `--upstream-admin-groups`.
+    /// A verified email in `--oidc-admin-emails`, or a group in
+    /// `--oidc-admin-groups`.
     fn is_listed_admin(&self, provider: &Provider) -> bool {
         let c = &provider.config;
         self.email
@@ -523,10 +514,12 @@ struct Link {
 
 fn link_key(provider: &Provider, subject: &str) -> String {
     let c = &provider.config;
-    format!(
-        "upstream-link#{}",
-        token_hash(&format!("{}\n{}\n{}", c.issuer, c.subject_claim, subject))
-    )
+    crate::store::keys::Partition::OidcLink {
+        issuer: &c.issuer,
+        claim: &c.subject_claim,
+        subject,
+    }
+    .key()
 }
 
 /// The passgate account linked to this upstream identity, created on the
@@ -576,6 +569,7 @@ async fn find_or_create_user(
             disabled: false,
             created_at: now_unix(),
             groups: Vec::new(),
+            email: identity.email.clone(),
         };
         let mut writes = users::new_user_writes(&user)?;
         let new_link = NewItem::json(

@@ -210,16 +210,13 @@ impl Provider {
         if metadata.issuer != configured {
             let hint = if configured.trim_end_matches('/') == metadata.issuer {
                 format!(
-                    " Remove the trailing slash: --upstream-issuer {}",
+                    " Remove the trailing slash: --oidc-issuer {}",
                     metadata.issuer
                 )
             } else if metadata.issuer.trim_end_matches('/') == configured {
-                format!(
-                    " Add the trailing slash: --upstream-issuer {}",
-                    metadata.issuer
-                )
+                format!(" Add the trailing slash: --oidc-issuer {}", metadata.issuer)
             } else {
-                " Set --upstream-issuer to the issuer the provider names.".to_owned()
+                " Set --oidc-issuer to the issuer the provider names.".to_owned()
             };
             return Err(UpstreamError::BadAnswer(format!(
                 "The identity provider calls itself {} in its discovery document, not {configured} as configured; its ID tokens would never match.{hint}",
@@ -233,7 +230,7 @@ impl Provider {
                 .unwrap_or_else(|| vec!["client_secret_basic".into()]);
             if !methods.iter().any(|m| m == "none") {
                 return Err(UpstreamError::BadAnswer(format!(
-                    "The identity provider accepts only authenticated clients at its token endpoint ({}), and passgate has no client secret: set --upstream-client-secret (PASSGATE_UPSTREAM_CLIENT_SECRET).",
+                    "The identity provider accepts only authenticated clients at its token endpoint ({}), and passgate has no client secret: set --oidc-client-secret (PASSGATE_OIDC_CLIENT_SECRET).",
                     methods.join(", ")
                 )));
             }
@@ -260,7 +257,7 @@ impl Provider {
         if status.is_client_error() && !matches!(status.as_u16(), 408 | 429) {
             // The provider answers, but has no discovery document there.
             return Err(UpstreamError::BadAnswer(format!(
-                "There is no OpenID discovery document at {url} (it answered {status}); check --upstream-issuer."
+                "There is no OpenID discovery document at {url} (it answered {status}); check --oidc-issuer."
             )));
         }
         if !status.is_success() {
@@ -408,16 +405,18 @@ impl Provider {
             let error = serde_json::from_slice::<TokenErrorResponse>(&body)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| status.to_string());
-            return Err(if error == "invalid_grant" {
-                UpstreamError::Refused(
+            return Err(
+                if error == crate::oauth::OAuthErrorCode::InvalidGrant.as_str() {
+                    UpstreamError::Refused(
                     "The identity provider refused the sign-in (it expired or was already used)."
                         .into(),
                 )
-            } else {
-                UpstreamError::BadAnswer(format!(
-                    "The identity provider refused passgate's code exchange ({error}); check passgate's client id and secret there."
-                ))
-            });
+                } else {
+                    UpstreamError::BadAnswer(format!(
+                        "The identity provider refused passgate's code exchange ({error}); check passgate's client id and secret there."
+                    ))
+                },
+            );
         }
         let tokens: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
             UpstreamError::BadAnswer(

@@ -12,6 +12,8 @@ use passgate::{
     config::Config,
     crypto::MasterKey,
     login::{self, SignedIn, invitations},
+    mcp::ProtectedMcp,
+    oauth::resource::Resources,
     routes,
     store::{Store, sqlite::SqliteStore},
     users::Role,
@@ -94,6 +96,26 @@ impl TestApp {
             router: routes::router(state.clone()),
             state,
             _guard: guard,
+        }
+    }
+
+    /// An app whose protected MCP endpoints are `endpoints(state)` instead
+    /// of the demo alone; `state` is the router's, with their resources.
+    pub async fn with_endpoints(endpoints: impl FnOnce(&AppState) -> Vec<ProtectedMcp>) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open(&dir.path().join("passgate.sqlite3")).expect("store");
+        let config = Config::for_public_url(ORIGIN).expect("valid public URL");
+        let key = MasterKey::from_secret(&MasterKey::generate_secret()).expect("master key");
+        let mut state = AppState::build(config, Arc::new(store), key)
+            .await
+            .expect("app state");
+        let endpoints = endpoints(&state);
+        state.resources = Resources::new(endpoints.iter().map(|e| e.resource().clone()).collect())
+            .expect("valid resources");
+        Self {
+            router: routes::router_with(state.clone(), endpoints).expect("valid endpoints"),
+            state,
+            _guard: Box::new(dir),
         }
     }
 

@@ -10,12 +10,15 @@
 
 pub mod app;
 pub mod authenticator;
+pub mod backends;
 pub mod lambda;
 pub mod moto;
 pub mod oauth;
 pub mod postgres;
 pub mod process;
 pub mod remote;
+#[cfg(feature = "aws")]
+pub mod sigv4;
 
 use passgate::users::Role;
 use serde_json::{Value, json};

@@ -61,6 +61,8 @@ impl TestApp {
             created_at: now_unix(),
             redirect_uri: "http://127.0.0.1:33418/callback".into(),
             groups: Vec::new(),
+            user_name: String::new(),
+            display_name: String::new(),
             last_used_at: None,
         };
         self.store()

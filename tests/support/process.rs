@@ -68,6 +68,32 @@ impl Passgate {
         server
     }
 
+    /// As [`Passgate::start`], listening on `port` (chosen before start, so
+    /// that peers started earlier can be told the URL), its public URL
+    /// `http://localhost:<port>` unless `public_url` is given, with `env`
+    /// and `PASSGATE_LOG` set to `filter`.
+    pub fn start_on(
+        port: u16,
+        data_dir: &Path,
+        public_url: Option<&str>,
+        extra: &[&str],
+        filter: &str,
+        env: &[(&str, &str)],
+    ) -> Passgate {
+        let server = Self::spawn_on(port, data_dir, public_url, extra, filter, env);
+        server.wait_for("/readyz");
+        server
+    }
+
+    /// As [`Passgate::start_on`], but only waits until the process answers
+    /// (`/healthz`): for gateway backends that are away or broken, which
+    /// keep `/readyz` from answering 200.
+    pub fn start_on_alive(port: u16, data_dir: &Path, extra: &[&str], filter: &str) -> Passgate {
+        let server = Self::spawn_on(port, data_dir, None, extra, filter, &[]);
+        server.wait_for("/healthz");
+        server
+    }
+
     fn start_full(
         data_dir: &Path,
         public_url: Option<&str>,
@@ -87,7 +113,17 @@ impl Passgate {
         filter: &str,
         env: &[(&str, &str)],
     ) -> Passgate {
-        let port = free_port();
+        Self::spawn_on(free_port(), data_dir, public_url, extra, filter, env)
+    }
+
+    fn spawn_on(
+        port: u16,
+        data_dir: &Path,
+        public_url: Option<&str>,
+        extra: &[&str],
+        filter: &str,
+        env: &[(&str, &str)],
+    ) -> Passgate {
         let base = public_url
             .map(str::to_owned)
             .unwrap_or_else(|| format!("http://localhost:{port}"));

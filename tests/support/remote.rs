@@ -462,22 +462,28 @@ pub async fn rotating_sign_in_flows(
     }
 }
 
-/// Calls `add(a, 1)` on a running passgate's `/mcp` with a bearer token and
-/// checks the exact sum.
-pub async fn call_add(base: &str, token: &str, a: i64) {
-    let response = reqwest::Client::new()
+/// A `tools/call` of `tool` on a running passgate's `/mcp`, as a
+/// 2025-11-25 client with a bearer token sends it.
+pub async fn call_tool(base: &str, token: &str, tool: &str, arguments: Value) -> reqwest::Response {
+    reqwest::Client::new()
         .post(format!("{base}/mcp"))
         .bearer_auth(token)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2025-11-25")
         .body(
-            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":a,"b":1}}})
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":tool,"arguments":arguments}})
                 .to_string(),
         )
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Calls `add(a, 1)` on a running passgate's `/mcp` with a bearer token and
+/// checks the exact sum.
+pub async fn call_add(base: &str, token: &str, a: i64) {
+    let response = call_tool(base, token, "add", json!({"a": a, "b": 1})).await;
     assert_eq!(response.status(), 200, "mcp call with a token");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["result"]["structuredContent"]["result"], a + 1);

@@ -19,6 +19,9 @@ const DEFAULTS = {
   logRetentionDays: 30,
   logLevel: 'info',
   cognitoDomainPrefix: undefined, // derived from the stack name and account
+  backendUrl: undefined, // the MCP server passgate protects (PASSGATE_BACKEND)
+  backendFunctionArn: undefined, // that server's Lambda, for a Function URL with AWS_IAM auth
+  gatewayConfig: undefined, // a gateway file (several backends), shipped in a layer
 };
 
 function parseBool(name, value) {
@@ -68,6 +71,34 @@ function parseDomainPrefix(value) {
   return prefix;
 }
 
+// The backend passgate forwards /mcp to: an absolute https URL (http only
+// for loopback, which a Lambda cannot reach anyway, so https).
+function parseBackendUrl(value) {
+  let url;
+  try {
+    url = new URL(String(value));
+  } catch {
+    throw new Error(`context backendUrl is not a URL: ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== 'https:' || url.username || url.password || url.hash) {
+    throw new Error(`context backendUrl must be an https URL like https://abc.lambda-url.eu-west-1.on.aws/mcp, got ${JSON.stringify(value)}`);
+  }
+  return url.href;
+}
+
+// An unqualified Lambda function ARN; its region and account come from it.
+const FUNCTION_ARN = /^arn:(aws[a-z-]*):lambda:([a-z0-9-]+):(\d{12}):function:([A-Za-z0-9_-]{1,64})$/;
+
+function parseFunctionArn(value) {
+  const m = FUNCTION_ARN.exec(String(value));
+  if (!m) {
+    throw new Error(
+      `context backendFunctionArn must be a function ARN like arn:aws:lambda:eu-west-1:123456789012:function:my-mcp, got ${JSON.stringify(value)}`,
+    );
+  }
+  return { arn: m[0], partition: m[1], region: m[2], account: m[3], name: m[4] };
+}
+
 /** Reads and validates the deployment options from a construct node's context. */
 function optionsFromContext(node) {
   const get = (key) => {
@@ -92,6 +123,9 @@ function optionsFromContext(node) {
   }
   if (get('logLevel') !== undefined) opts.logLevel = String(get('logLevel'));
   if (get('cognitoDomainPrefix') !== undefined) opts.cognitoDomainPrefix = parseDomainPrefix(get('cognitoDomainPrefix'));
+  if (get('backendUrl') !== undefined) opts.backendUrl = String(get('backendUrl'));
+  if (get('backendFunctionArn') !== undefined) opts.backendFunctionArn = String(get('backendFunctionArn'));
+  if (get('gatewayConfig') !== undefined) opts.gatewayConfig = String(get('gatewayConfig'));
   return resolveDefaults(opts);
 }
 
@@ -100,6 +134,27 @@ function resolveDefaults(opts) {
   const o = { ...DEFAULTS, ...opts };
   oneOf('identity', o.identity, IDENTITIES);
   if (o.deletionProtection === undefined) o.deletionProtection = o.removalPolicy === 'retain';
+  if (o.backendUrl !== undefined) o.backendUrl = parseBackendUrl(o.backendUrl);
+  if (o.backendFunctionArn !== undefined) {
+    o.backendFunction = parseFunctionArn(o.backendFunctionArn);
+    const host = new URL(o.backendUrl ?? 'https://none').hostname;
+    // A Function URL is <id>.lambda-url.<region>.on.aws; its function's ARN
+    // names the same region (the URL id cannot be derived from the ARN).
+    if (o.backendUrl === undefined && o.gatewayConfig === undefined) {
+      throw new Error('context backendFunctionArn needs backendUrl (the function\'s URL) or a gatewayConfig that signs for it');
+    }
+    if (o.backendUrl !== undefined && !host.endsWith(`.lambda-url.${o.backendFunction.region}.on.aws`)) {
+      throw new Error(
+        `context backendUrl must be the Function URL of backendFunctionArn (https://<id>.lambda-url.${o.backendFunction.region}.on.aws/...), got ${JSON.stringify(o.backendUrl)}`,
+      );
+    }
+  }
+  if (o.gatewayConfig !== undefined) {
+    const fs = require('node:fs');
+    if (!fs.statSync(o.gatewayConfig, { throwIfNoEntry: false })?.isFile()) {
+      throw new Error(`context gatewayConfig must name a gateway file (TOML, docs/gateway.md), got ${JSON.stringify(o.gatewayConfig)}`);
+    }
+  }
   return o;
 }
 

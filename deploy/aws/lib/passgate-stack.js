@@ -8,6 +8,8 @@
 // fixed name: the function knows only that literal name, and the secret
 // (created after the URL and the client) holds the values that need them.
 
+const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { Aws, ArnFormat, CfnOutput, Duration, Fn, RemovalPolicy, SecretValue, Stack, Tags, Token } = require('aws-cdk-lib');
 const cognito = require('aws-cdk-lib/aws-cognito');
@@ -46,6 +48,9 @@ const TABLE_ACTIONS = [
   'dynamodb:ConditionCheckItem',
   'dynamodb:Query',
 ];
+
+// Where Lambda mounts a layer's files; the gateway file's layer holds only it.
+const GATEWAY_CONFIG_PATH = '/opt/passgate/gateway.toml';
 
 // Longest region name in use (e.g. ap-southeast-2), for the length check of
 // the passkey relying-party id while the region is still a token.
@@ -137,6 +142,29 @@ class PassgateStack extends Stack {
       }),
     );
 
+    if (opts.backendFunction) {
+      // An AWS_IAM Function URL checks both actions (since October 2025):
+      // InvokeFunctionUrl, and InvokeFunction as reached through the URL.
+      // Neither lets passgate call the function any other way.
+      const { arn } = opts.backendFunction;
+      role.addToPolicy(
+        new iam.PolicyStatement({
+          sid: 'InvokeBackendUrl',
+          actions: ['lambda:InvokeFunctionUrl'],
+          resources: [arn],
+          conditions: { StringEquals: { 'lambda:FunctionUrlAuthType': 'AWS_IAM' } },
+        }),
+      );
+      role.addToPolicy(
+        new iam.PolicyStatement({
+          sid: 'InvokeBackendViaUrl',
+          actions: ['lambda:InvokeFunction'],
+          resources: [arn],
+          conditions: { Bool: { 'lambda:InvokedViaFunctionUrl': 'true' } },
+        }),
+      );
+    }
+
     const environment = {
       PASSGATE_STORE: 'dynamodb',
       PASSGATE_DYNAMODB_TABLE: table.tableName,
@@ -152,12 +180,23 @@ class PassgateStack extends Stack {
     if (opts.identity === 'cognito') {
       idp = this.createUserPool(opts, removalPolicy);
       Object.assign(environment, {
-        PASSGATE_UPSTREAM_PRESET: 'cognito',
-        PASSGATE_UPSTREAM_ISSUER: `https://cognito-idp.${Aws.REGION}.${Aws.URL_SUFFIX}/${idp.pool.userPoolId}`,
-        PASSGATE_UPSTREAM_DOMAIN: idp.baseUrl,
-        PASSGATE_UPSTREAM_SCOPES: 'openid email profile',
+        PASSGATE_OIDC_PRESET: 'cognito',
+        PASSGATE_OIDC_ISSUER: `https://cognito-idp.${Aws.REGION}.${Aws.URL_SUFFIX}/${idp.pool.userPoolId}`,
+        PASSGATE_OIDC_DOMAIN: idp.baseUrl,
+        PASSGATE_OIDC_SCOPES: 'openid email profile',
         PASSGATE_PASSKEYS: 'false',
       });
+    }
+
+    if (opts.backendUrl) environment.PASSGATE_BACKEND = opts.backendUrl;
+    if (opts.backendUrl && opts.backendFunction) {
+      environment.PASSGATE_BACKEND_SIGV4_SERVICE = 'lambda';
+      environment.PASSGATE_BACKEND_SIGV4_REGION = opts.backendFunction.region;
+    }
+    const layers = [];
+    if (opts.gatewayConfig) {
+      layers.push(this.gatewayConfigLayer(opts.gatewayConfig));
+      environment.PASSGATE_GATEWAY_CONFIG = GATEWAY_CONFIG_PATH;
     }
 
     const functionProps = {
@@ -169,6 +208,7 @@ class PassgateStack extends Stack {
       logGroup,
       environment,
       reservedConcurrentExecutions: opts.reservedConcurrency,
+      ...(layers.length ? { layers } : {}),
     };
     const fn = opts.skipBuild
       ? new lambda.Function(this, 'Function', {
@@ -180,17 +220,22 @@ class PassgateStack extends Stack {
       : new RustFunction(this, 'Function', { ...functionProps, ...RUST_BUILD });
 
     // passgate authenticates every request itself (OAuth bearer tokens).
-    const functionUrl = fn.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.NONE });
+    // RESPONSE_STREAM: a backend's server-sent events reach the client as
+    // they come (the binary streams its responses; src/lambda.rs).
+    const functionUrl = fn.addFunctionUrl({
+      authType: lambda.FunctionUrlAuthType.NONE,
+      invokeMode: lambda.InvokeMode.RESPONSE_STREAM,
+    });
     // The Function URL ends with "/"; passgate's public URL is an origin.
     const publicUrl = opts.publicUrl ?? `https://${Fn.select(2, Fn.split('/', functionUrl.url))}`;
 
     const settings = { PASSGATE_PUBLIC_URL: SecretValue.unsafePlainText(publicUrl) };
     if (idp) {
       const client = this.createAppClient(idp, publicUrl);
-      settings.PASSGATE_UPSTREAM_CLIENT_ID = SecretValue.unsafePlainText(client.userPoolClientId);
+      settings.PASSGATE_OIDC_CLIENT_ID = SecretValue.unsafePlainText(client.userPoolClientId);
       // The CloudFormation attribute, not client.userPoolClientSecret, which
       // would add a custom resource that calls DescribeUserPoolClient.
-      settings.PASSGATE_UPSTREAM_CLIENT_SECRET = SecretValue.resourceAttribute(
+      settings.PASSGATE_OIDC_CLIENT_SECRET = SecretValue.resourceAttribute(
         client.node.defaultChild.attrClientSecret,
       );
       idp.client = client;
@@ -204,6 +249,18 @@ class PassgateStack extends Stack {
     });
 
     this.outputs({ publicUrl, functionUrl, table, masterKey, settingsSecretName, logGroup, idp });
+  }
+
+  // The gateway file, alone in a layer (a copy, so the asset is that file
+  // and nothing beside it).
+  gatewayConfigLayer(file) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'passgate-gateway-'));
+    fs.mkdirSync(path.join(dir, 'passgate'));
+    fs.copyFileSync(file, path.join(dir, 'passgate', 'gateway.toml'));
+    return new lambda.LayerVersion(this, 'GatewayConfig', {
+      code: lambda.Code.fromAsset(dir),
+      description: 'passgate gateway file (routes to the MCP servers it protects)',
+    });
   }
 
   createUserPool(opts, removalPolicy) {
@@ -333,4 +390,4 @@ class PassgateStack extends Stack {
   }
 }
 
-module.exports = { PassgateStack, RUST_BUILD, TABLE_ACTIONS };
+module.exports = { PassgateStack, RUST_BUILD, TABLE_ACTIONS, GATEWAY_CONFIG_PATH };

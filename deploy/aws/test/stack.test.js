@@ -10,7 +10,7 @@ const { Template, Match } = require('aws-cdk-lib/assertions');
 const cxapi = require('aws-cdk-lib/cx-api');
 const { Bundling } = require('cargo-lambda-cdk/lib/bundling');
 const { createApp } = require('../lib/app');
-const { PassgateStack, RUST_BUILD, TABLE_ACTIONS } = require('../lib/passgate-stack');
+const { PassgateStack, RUST_BUILD, TABLE_ACTIONS, GATEWAY_CONFIG_PATH } = require('../lib/passgate-stack');
 
 // Context as the CLI passes it: strings.
 function synth(context = {}) {
@@ -145,6 +145,16 @@ for (const identity of IDENTITIES) {
         AuthType: 'NONE',
         TargetFunctionArn: { 'Fn::GetAtt': [fn, 'Arn'] },
       });
+    });
+
+    it('streams responses through its Function URL', () => {
+      // The binary answers in streaming mode (lambda_http's streaming run):
+      // a BUFFERED URL would not deliver its responses.
+      const url = onlyId(json, 'AWS::Lambda::Url');
+      assert.equal(json.Resources[url].Properties.InvokeMode, 'RESPONSE_STREAM');
+    });
+
+    it('lets anyone invoke it through the URL only', () => {
       template.hasResourceProperties('AWS::Lambda::Permission', {
         Action: 'lambda:InvokeFunctionUrl',
         Principal: '*',
@@ -263,7 +273,7 @@ describe('identity=passkeys', () => {
     assert.equal(Object.values(json.Resources).filter((r) => r.Type.startsWith('AWS::Cognito::')).length, 0);
     const vars = env(json);
     assert.equal(vars.PASSGATE_PASSKEYS, undefined);
-    assert.ok(Object.keys(vars).every((k) => !k.startsWith('PASSGATE_UPSTREAM_')));
+    assert.ok(Object.keys(vars).every((k) => !k.startsWith('PASSGATE_OIDC_') && !k.startsWith('PASSGATE_UPSTREAM_')));
   });
 
   it('keeps only the public URL in the settings secret', () => {
@@ -338,23 +348,23 @@ describe('identity=cognito', () => {
 
   it('configures passgate as an OIDC proxy for the pool', () => {
     const vars = env(json);
-    assert.equal(vars.PASSGATE_UPSTREAM_PRESET, 'cognito');
-    assert.equal(vars.PASSGATE_UPSTREAM_SCOPES, 'openid email profile');
+    assert.equal(vars.PASSGATE_OIDC_PRESET, 'cognito');
+    assert.equal(vars.PASSGATE_OIDC_SCOPES, 'openid email profile');
     assert.equal(vars.PASSGATE_PASSKEYS, 'false');
-    assert.deepEqual(vars.PASSGATE_UPSTREAM_ISSUER, {
+    assert.deepEqual(vars.PASSGATE_OIDC_ISSUER, {
       'Fn::Join': ['', ['https://cognito-idp.', { Ref: 'AWS::Region' }, '.', { Ref: 'AWS::URLSuffix' }, '/', { Ref: pool }]],
     });
     const [first, ...rest] = rpId['Fn::Join'][1];
-    assert.deepEqual(vars.PASSGATE_UPSTREAM_DOMAIN, { 'Fn::Join': ['', [`https://${first}`, ...rest]] });
-    assert.equal(vars.PASSGATE_UPSTREAM_CLIENT_ID, undefined);
-    assert.equal(vars.PASSGATE_UPSTREAM_CLIENT_SECRET, undefined);
+    assert.deepEqual(vars.PASSGATE_OIDC_DOMAIN, { 'Fn::Join': ['', [`https://${first}`, ...rest]] });
+    assert.equal(vars.PASSGATE_OIDC_CLIENT_ID, undefined);
+    assert.equal(vars.PASSGATE_OIDC_CLIENT_SECRET, undefined);
   });
 
   it('puts the client id and secret into the settings secret', () => {
     assert.deepEqual(settingsSecret(json), {
       PASSGATE_PUBLIC_URL: `https://<Select [2,{'Fn::Split':['/',{'Fn::GetAtt':['${url}','FunctionUrl']}]}]>`,
-      PASSGATE_UPSTREAM_CLIENT_ID: `<${client}>`,
-      PASSGATE_UPSTREAM_CLIENT_SECRET: `<${client}.ClientSecret>`,
+      PASSGATE_OIDC_CLIENT_ID: `<${client}>`,
+      PASSGATE_OIDC_CLIENT_SECRET: `<${client}.ClientSecret>`,
     });
   });
 
@@ -427,6 +437,111 @@ describe('context options', () => {
     assert.throws(() => synth({ identity: 'cognito', stackName: 'P'.repeat(13) }), /63 characters/);
     synth({ identity: 'cognito', cognitoDomainPrefix: 'a'.repeat(25) });
     synth({ identity: 'cognito', stackName: 'P'.repeat(12) });
+  });
+});
+
+describe('a protected backend', () => {
+  const BACKEND_ARN = 'arn:aws:lambda:eu-west-1:123456789012:function:my-fastmcp';
+  const BACKEND_URL = 'https://abcdefghij0123456789abcdefghij01.lambda-url.eu-west-1.on.aws/mcp';
+
+  const policyStatements = (json) =>
+    logicalIds(json, 'AWS::IAM::Policy').flatMap((id) => json.Resources[id].Properties.PolicyDocument.Statement);
+
+  // The template with the given environment variables, policy statements
+  // (by Sid) and resource types taken out, and the function's layers.
+  function without(json, { vars = [], sids = [], types = [] }) {
+    const copy = structuredClone(json);
+    const fn = copy.Resources[onlyId(copy, 'AWS::Lambda::Function')];
+    for (const v of vars) delete fn.Properties.Environment.Variables[v];
+    delete fn.Properties.Layers;
+    for (const id of logicalIds(copy, 'AWS::IAM::Policy')) {
+      const doc = copy.Resources[id].Properties.PolicyDocument;
+      doc.Statement = doc.Statement.filter((s) => !sids.includes(s.Sid));
+    }
+    for (const [id, r] of Object.entries(copy.Resources)) if (types.includes(r.Type)) delete copy.Resources[id];
+    return copy;
+  }
+
+  const plain = synth().json;
+
+  it('forwards to backendUrl, streaming, and changes nothing else', () => {
+    const { json } = synth({ backendUrl: 'https://mcp.internal.example.com/mcp' });
+    assert.equal(env(json).PASSGATE_BACKEND, 'https://mcp.internal.example.com/mcp');
+    assert.equal(env(json).PASSGATE_BACKEND_SIGV4_SERVICE, undefined);
+    assert.equal(json.Resources[onlyId(json, 'AWS::Lambda::Url')].Properties.InvokeMode, 'RESPONSE_STREAM');
+    assert.deepEqual(without(json, { vars: ['PASSGATE_BACKEND'] }), plain);
+  });
+
+  it('signs for an IAM Function URL and may invoke exactly that function through its URL', () => {
+    const { json } = synth({ backendUrl: BACKEND_URL, backendFunctionArn: BACKEND_ARN });
+    const vars = env(json);
+    assert.equal(vars.PASSGATE_BACKEND, BACKEND_URL);
+    assert.equal(vars.PASSGATE_BACKEND_SIGV4_SERVICE, 'lambda');
+    assert.equal(vars.PASSGATE_BACKEND_SIGV4_REGION, 'eu-west-1');
+    const lambdaStatements = policyStatements(json).filter((s) => [].concat(s.Action).some((a) => a.startsWith('lambda:')));
+    assert.deepEqual(lambdaStatements, [
+      {
+        Sid: 'InvokeBackendUrl',
+        Effect: 'Allow',
+        Action: 'lambda:InvokeFunctionUrl',
+        Resource: BACKEND_ARN,
+        Condition: { StringEquals: { 'lambda:FunctionUrlAuthType': 'AWS_IAM' } },
+      },
+      {
+        Sid: 'InvokeBackendViaUrl',
+        Effect: 'Allow',
+        Action: 'lambda:InvokeFunction',
+        Resource: BACKEND_ARN,
+        Condition: { Bool: { 'lambda:InvokedViaFunctionUrl': 'true' } },
+      },
+    ]);
+    assert.equal(json.Resources[onlyId(json, 'AWS::Lambda::Url')].Properties.InvokeMode, 'RESPONSE_STREAM');
+    // Everything else is the plain stack's: no other grant, resource or setting.
+    assert.deepEqual(
+      without(json, {
+        vars: ['PASSGATE_BACKEND', 'PASSGATE_BACKEND_SIGV4_SERVICE', 'PASSGATE_BACKEND_SIGV4_REGION'],
+        sids: ['InvokeBackendUrl', 'InvokeBackendViaUrl'],
+      }),
+      plain,
+    );
+  });
+
+  it('ships a gateway file in a layer of its own and points passgate at it', () => {
+    const dir = fs.mkdtempSync(require('node:path').join(require('node:os').tmpdir(), 'gw-test-'));
+    const file = require('node:path').join(dir, 'gateway.toml');
+    fs.writeFileSync(file, '[[route]]\nname = "notes"\nurl = "https://notes.example.com/mcp"\n');
+    const { json } = synth({ gatewayConfig: file });
+    assert.equal(env(json).PASSGATE_GATEWAY_CONFIG, GATEWAY_CONFIG_PATH);
+    const layer = onlyId(json, 'AWS::Lambda::LayerVersion');
+    const fn = json.Resources[onlyId(json, 'AWS::Lambda::Function')];
+    assert.deepEqual(fn.Properties.Layers, [{ Ref: layer }]);
+    assert.deepEqual(
+      without(json, { vars: ['PASSGATE_GATEWAY_CONFIG'], types: ['AWS::Lambda::LayerVersion'] }),
+      plain,
+    );
+    // A file whose route signs for a Function URL: the grant, and no
+    // single-backend setting.
+    const signed = synth({ gatewayConfig: file, backendFunctionArn: BACKEND_ARN }).json;
+    assert.deepEqual(
+      policyStatements(signed).filter((s) => s.Sid?.startsWith('InvokeBackend')).map((s) => s.Resource),
+      [BACKEND_ARN, BACKEND_ARN],
+    );
+    assert.equal(env(signed).PASSGATE_BACKEND, undefined);
+  });
+
+  it('refuses what it cannot deploy, naming the option', () => {
+    assert.throws(() => synth({ backendUrl: 'http://mcp.example.com/mcp' }), /backendUrl must be an https URL/);
+    assert.throws(() => synth({ backendUrl: 'not a url' }), /backendUrl is not a URL/);
+    assert.throws(() => synth({ backendFunctionArn: BACKEND_ARN }), /needs backendUrl/);
+    assert.throws(
+      () => synth({ backendUrl: BACKEND_URL, backendFunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:*' }),
+      /backendFunctionArn must be a function ARN/,
+    );
+    assert.throws(
+      () => synth({ backendUrl: BACKEND_URL.replace('eu-west-1', 'us-east-1'), backendFunctionArn: BACKEND_ARN }),
+      /Function URL of backendFunctionArn/,
+    );
+    assert.throws(() => synth({ gatewayConfig: '/nonexistent/gateway.toml' }), /gatewayConfig must name a gateway file/);
   });
 });
 

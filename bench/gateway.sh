@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The gateway benchmark, in one command: a fast MCP backend alone, passgate
+# in front of it (`--backend`), and FastMCP's own proxy in front of it, on
+# loopback, in one run. Writes its section of docs/benchmarks.md.
+#
+#   bench/gateway.sh                                   # about 2 minutes after the builds
+#   BENCH_DURATION=3 BENCH_ROUNDS=3 bench/gateway.sh   # shorter load runs
+#
+# Needs wrk and the test virtualenv (scripts/install-test-deps.sh), whose
+# FastMCP is pinned at the version bench/run.sh measures. Nothing here is
+# part of the test suite, and nothing asserts timings in tests.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
+ROOT="$PASSGATE_ROOT"
+cd "$ROOT"
+
+FASTMCP_VERSION="$(sed -n 's/^FASTMCP_VERSION="\(.*\)"$/\1/p' bench/run.sh)"
+VENV="$PASSGATE_TOOLS/venv"
+
+command -v wrk >/dev/null 2>&1 || {
+  echo "wrk is missing: apt-get install wrk (or scripts/install-test-deps.sh)" >&2
+  exit 1
+}
+
+echo "== building (release)"
+# Examples first, the server last and on its own, so that the measured
+# binary is exactly what `cargo build --release` makes.
+cargo build --release --quiet --example bench_token --example bench_backend
+cargo build --release --quiet --bin passgate
+
+"$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('fastmcp') != '$FASTMCP_VERSION')" || {
+  echo "the test virtualenv lacks FastMCP $FASTMCP_VERSION: run scripts/install-test-deps.sh" >&2
+  exit 1
+}
+
+exec "$VENV/bin/python" "$ROOT/bench/gateway.py" \
+  --root "$ROOT" \
+  --passgate "$ROOT/target/release/passgate" \
+  --token-tool "$ROOT/target/release/examples/bench_token" \
+  --backend "$ROOT/target/release/examples/bench_backend" \
+  --python "$VENV/bin/python" \
+  --duration "${BENCH_DURATION:-5}" \
+  --rounds "${BENCH_ROUNDS:-3}" \
+  --out "$ROOT/docs/benchmarks.md"

@@ -1,0 +1,184 @@
+//! The gateway: passgate in front of someone else's Streamable HTTP MCP
+//! server (docs/gateway.md). Each route is its own protected resource with
+//! its own token audience; the backend never sees the client's credentials,
+//! only an identity JWT passgate signs for it, the operator's static
+//! headers, and a session id opened from the sealed one the client holds.
+//!
+//! Layering: this module uses `app`, `config`, `crypto`, `store`, `users`,
+//! `oauth::bearer` (the caller's `Identity`) and the protected-resource
+//! seam (`mcp::ProtectedMcp`, `oauth::resource`); the route table mounts
+//! its endpoints (`Gateway::endpoints`) behind the Origin and bearer checks.
+
+pub mod backend;
+pub mod config;
+mod headers;
+mod identity;
+mod inspect;
+mod proxy;
+mod session;
+#[cfg(feature = "aws")]
+pub mod sigv4;
+pub mod stdio;
+
+use std::{sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+
+use axum::routing::any;
+
+use self::backend::Backend;
+use crate::{
+    app::AppState,
+    config::Config,
+    mcp::ProtectedMcp,
+    oauth::resource::{InvalidResourcePath, Resource},
+};
+
+pub use config::{GatewayConfigError, RouteConfig};
+
+/// One protected backend as served.
+#[derive(Debug)]
+pub struct Route {
+    pub config: RouteConfig,
+    pub backend: Backend,
+}
+
+impl Route {
+    /// How the account page and logs name the route.
+    pub fn label(&self) -> &str {
+        if self.config.name.is_empty() {
+            "mcp"
+        } else {
+            &self.config.name
+        }
+    }
+}
+
+/// Every route.
+#[derive(Clone)]
+pub struct Gateway {
+    routes: Arc<Vec<Arc<Route>>>,
+}
+
+/// The one HTTP client every route shares. Redirects are never followed (a
+/// backend must not send passgate, and the identity it carries, elsewhere),
+/// and no proxy from the environment sees the identity JWT or the static
+/// credentials.
+fn backend_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .expect("a client without TLS settings of its own builds")
+}
+
+impl Gateway {
+    /// The routes `--backend` and `--gateway-config` declare; `None` when
+    /// neither is set. Fails naming what is wrong, never printing a secret.
+    pub fn load(config: &Config) -> Result<Option<Self>, GatewayConfigError> {
+        if config.backend.is_none() && config.gateway_config.is_none() {
+            return Ok(None);
+        }
+        let routes = config::load(
+            config.backend.as_ref(),
+            config
+                .backend_sigv4
+                .clone()
+                .map(|(service, region)| config::SigV4Route { service, region }),
+            config.gateway_config.as_deref(),
+        )?;
+        Ok(Some(Self::new(routes)))
+    }
+
+    pub fn new(routes: Vec<RouteConfig>) -> Self {
+        let client = backend_client();
+        let routes = routes
+            .into_iter()
+            .map(|config| {
+                let backend = match &config.stdio {
+                    Some(stdio) => Backend::command(stdio::StdioBackend::new(
+                        &config.name,
+                        stdio.clone(),
+                        CancellationToken::new(),
+                    )),
+                    None => Backend::http(
+                        config.url.clone(),
+                        config.timeout,
+                        client.clone(),
+                        #[cfg(feature = "aws")]
+                        config.sigv4.as_ref().and_then(|s| {
+                            let service = sigv4::SigV4Service::named(&s.service)?;
+                            Some(sigv4::SigV4Signer::from_environment(service, &s.region))
+                        }),
+                    ),
+                };
+                Arc::new(Route { config, backend })
+            })
+            .collect();
+        Self {
+            routes: Arc::new(routes),
+        }
+    }
+
+    /// The routes whose backend is a command: they need a long-running
+    /// process (`passgate serve`), which Lambda is not.
+    pub fn stdio_routes(&self) -> impl Iterator<Item = &str> {
+        self.routes
+            .iter()
+            .filter(|r| r.config.stdio.is_some())
+            .map(|r| r.label())
+    }
+
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// True when a backend is served at `/mcp` (then the demo tools are not).
+    pub fn serves_mcp(&self) -> bool {
+        self.routes.iter().any(|r| r.config.name.is_empty())
+    }
+
+    /// Every route as a protected MCP endpoint: its own resource (path,
+    /// token audience, metadata) in front of the forwarding handler, so the
+    /// route table puts the `Origin` and bearer checks before it.
+    pub fn endpoints(&self, state: &AppState) -> Result<Vec<ProtectedMcp>, InvalidResourcePath> {
+        self.routes
+            .iter()
+            .map(|route| {
+                let resource = Resource::new(
+                    &state.config,
+                    &route.config.path(),
+                    format!("{} (through passgate)", route.label()),
+                )?;
+                if let Some(stdio) = route.backend.stdio() {
+                    // The children end with the application.
+                    let (app, children) = (state.shutdown.clone(), stdio.shutdown_token());
+                    tokio::spawn(async move {
+                        app.cancelled().await;
+                        children.cancel();
+                    });
+                }
+                let forward = any(proxy::forward).with_state(proxy::RouteState {
+                    app: state.clone(),
+                    route: route.clone(),
+                });
+                Ok(ProtectedMcp::new(resource, forward))
+            })
+            .collect()
+    }
+
+    /// Readiness: every backend answers HTTP at all (any status) within two
+    /// seconds. The probe is an `OPTIONS` request carrying no identity.
+    pub async fn check_backends(&self) -> Result<(), String> {
+        for route in self.routes.iter() {
+            if !route.backend.probe().await {
+                return Err(format!(
+                    "the backend of route {} is unreachable",
+                    route.label()
+                ));
+            }
+        }
+        Ok(())
+    }
+}

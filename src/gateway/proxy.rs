@@ -1,0 +1,421 @@
+//! The forwarding handler: one short path from the client's request to the
+//! backend and back. The body is read (policy is decided on it), responses
+//! are streamed: SSE event by event, never buffered, except that a
+//! `tools/list` answer on a route with a tool policy is rewritten without
+//! the denied tools.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+};
+use futures_util::{Stream, StreamExt, stream};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use serde_json::Value;
+
+use super::{
+    Route,
+    backend::BackendError,
+    config::Caller,
+    headers::{HOP_BY_HOP, is_client_only},
+    identity,
+    inspect::{self, Message, Refused},
+    session,
+};
+use crate::{
+    app::AppState,
+    error::{GatewayRefusal, JsonRpcRefusal},
+    oauth::bearer::Identity,
+    users,
+};
+
+const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+/// Largest `tools/list` JSON answer passgate reads to filter it.
+const MAX_FILTERED_BODY: usize = 16 * 1024 * 1024;
+
+/// What a route's handler needs.
+#[derive(Clone)]
+pub struct RouteState {
+    pub app: AppState,
+    pub route: Arc<Route>,
+}
+
+/// The hop-by-hop headers, plus the ones `Connection` names.
+fn connection_scoped(headers: &HeaderMap) -> Vec<String> {
+    let mut names: Vec<String> = HOP_BY_HOP.iter().map(|s| (*s).to_owned()).collect();
+    for value in headers.get_all(header::CONNECTION) {
+        if let Ok(v) = value.to_str() {
+            names.extend(v.split(',').map(|n| n.trim().to_ascii_lowercase()));
+        }
+    }
+    names
+}
+
+/// `POST`, `GET` and `DELETE` on a route. The bearer check in front (the
+/// route's own audience) put the caller's identity in the extensions.
+pub async fn forward(State(rs): State<RouteState>, request: Request) -> Response {
+    let started = Instant::now();
+    let Some(identity) = request.extensions().get::<Identity>().cloned() else {
+        // Unreachable through the route table, which always checks first.
+        return GatewayRefusal::NotAdmitted.into_response();
+    };
+    let mut call = Message::default();
+    let response = match proceed(&rs, &identity, request, &mut call).await {
+        Ok(response) => response,
+        Err(refusal) => refusal.answering(call.id.clone()),
+    };
+    // What happened, never what was said: no arguments, results or headers.
+    tracing::info!(
+        route = rs.route.label(),
+        user = %identity.user_id,
+        client = %identity.client_id,
+        method = call.method.as_deref().unwrap_or("-"),
+        tool = call.tool.as_deref().unwrap_or("-"),
+        era = if call.per_request_era { "2026-07-28" } else { "2025-11-25" },
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "gateway call"
+    );
+    response
+}
+
+async fn proceed(
+    rs: &RouteState,
+    identity: &Identity,
+    request: Request,
+    call: &mut Message,
+) -> Result<Response, GatewayRefusal> {
+    let route = &rs.route;
+    let config = &route.config;
+    let user = match users::get(rs.app.store.as_ref(), &identity.user_id).await {
+        Ok(Some(user)) if !user.disabled => user,
+        Ok(_) => return Err(GatewayRefusal::NotAdmitted),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read an account");
+            return Err(GatewayRefusal::Unavailable);
+        }
+    };
+    let caller = Caller {
+        name: &user.name,
+        role: user.role.as_str(),
+        email: identity::email(&user),
+        groups: &identity.groups,
+    };
+    if !config.access.admits(&caller) {
+        return Err(GatewayRefusal::NotAdmitted);
+    }
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let body = match method {
+        Method::POST => {
+            let bytes = read_body(body).await?;
+            *call = inspect::inspect(&parts.headers, &bytes).map_err(|r| match r {
+                Refused::NotJson => GatewayRefusal::Rpc(JsonRpcRefusal::ParseError),
+                Refused::NotJsonRpc => GatewayRefusal::Rpc(JsonRpcRefusal::InvalidRequest),
+                Refused::HeaderMismatch(why) => {
+                    // The refusal still answers the request it refuses.
+                    call.id = inspect::request_id(&bytes);
+                    GatewayRefusal::HeaderMismatch(why)
+                }
+            })?;
+            if let Some(tool) = &call.tool
+                && !config.tools.allows(tool)
+            {
+                return Err(GatewayRefusal::ToolDenied {
+                    id: call.id.clone(),
+                });
+            }
+            bytes
+        }
+        Method::GET | Method::DELETE => Bytes::new(),
+        _ => return Err(GatewayRefusal::MethodNotAllowed),
+    };
+    // A command's children speak to the person directly: no identity JWT,
+    // no sealed backend session (their own ids are bound to the person).
+    if let Some(stdio) = route.backend.stdio() {
+        let served = super::stdio::serve(stdio, &user.id, &method, &parts.headers, &body).await;
+        return Ok(served.unwrap_or_else(IntoResponse::into_response));
+    }
+    let route_key = config.path();
+    let backend_session = match parts.headers.get(SESSION_HEADER) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| session::open(&rs.app.master_key, &route_key, &user.id, v))
+                .ok_or(GatewayRefusal::UnknownSession)?,
+        ),
+    };
+
+    let mut headers = HeaderMap::new();
+    let scoped = connection_scoped(&parts.headers);
+    for (name, value) in &parts.headers {
+        let n = name.as_str();
+        if !is_client_only(n) && !scoped.iter().any(|s| s == n) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    for (name, _) in &config.headers {
+        headers.remove(name);
+    }
+    if let Some(id) = backend_session {
+        let value = HeaderValue::from_str(&id).map_err(|_| GatewayRefusal::UnknownSession)?;
+        headers.insert(SESSION_HEADER, value);
+    }
+    identity::add_headers(
+        &rs.app,
+        &mut headers,
+        route.backend.audience(),
+        identity,
+        &user,
+        config.forward_user_headers,
+    );
+    for (name, value) in &config.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+
+    let mut outgoing = http::Request::new(body);
+    *outgoing.method_mut() = method.clone();
+    *outgoing.headers_mut() = headers;
+    let response = route.backend.send(outgoing).await.map_err(|e| match e {
+        BackendError::Timeout => GatewayRefusal::BackendTimeout,
+        BackendError::Unreachable => GatewayRefusal::BackendUnreachable,
+    })?;
+    relay(rs, &user.id, call, &method, response).await
+}
+
+async fn read_body(body: Body) -> Result<Bytes, GatewayRefusal> {
+    // The body limit layer outside caps the size: over it, reading fails.
+    axum::body::to_bytes(body, usize::MAX).await.map_err(|e| {
+        let too_large =
+            std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                e.source()
+            })
+            .any(|e| e.is::<http_body_util::LengthLimitError>());
+        GatewayRefusal::Rpc(if too_large {
+            JsonRpcRefusal::BodyTooLarge
+        } else {
+            JsonRpcRefusal::BodyUnreadable
+        })
+    })
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+async fn relay(
+    rs: &RouteState,
+    user_id: &str,
+    call: &Message,
+    method: &Method,
+    response: Response,
+) -> Result<Response, GatewayRefusal> {
+    let route = &rs.route;
+    let status = response.status();
+    if status.is_redirection() {
+        tracing::warn!(
+            route = route.label(),
+            status = status.as_u16(),
+            "the backend answered with a redirect (not followed)"
+        );
+        return Err(GatewayRefusal::BackendInvalid);
+    }
+    if matches!(status.as_u16(), 401 | 403 | 407) {
+        // The client's token was not sent: this is about passgate's own
+        // credentials, and relaying the challenge would send the client
+        // to the backend's authorization server.
+        tracing::warn!(
+            route = route.label(),
+            status = status.as_u16(),
+            "the backend refused passgate's credentials"
+        );
+        return Err(GatewayRefusal::BackendInvalid);
+    }
+    let media = media_type(response.headers());
+    let sse = media == "text/event-stream";
+    let json = media == "application/json" || media.ends_with("+json");
+    if status.is_success()
+        && *method != Method::DELETE
+        && status != StatusCode::ACCEPTED
+        && !sse
+        && !json
+    {
+        tracing::warn!(
+            route = route.label(),
+            "the backend's answer is neither JSON nor an event stream"
+        );
+        return Err(GatewayRefusal::BackendInvalid);
+    }
+
+    let mut headers = HeaderMap::new();
+    let scoped = connection_scoped(response.headers());
+    for (name, value) in response.headers() {
+        let n = name.as_str();
+        let dropped = scoped.iter().any(|s| s == n)
+            || matches!(
+                n,
+                "content-length" | "set-cookie" | "www-authenticate" | "mcp-session-id"
+            );
+        if !dropped {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(backend_id) = response.headers().get(SESSION_HEADER) {
+        let sealed = backend_id
+            .to_str()
+            .ok()
+            .and_then(|id| session::seal(&rs.app.master_key, &route.config.path(), user_id, id))
+            .and_then(|id| HeaderValue::from_str(&id).ok())
+            .ok_or(GatewayRefusal::BackendInvalid)?;
+        headers.insert(SESSION_HEADER, sealed);
+    }
+
+    let filter = call.method.as_deref() == Some("tools/list") && !route.config.tools.is_open();
+    let response = response.into_body();
+    let body = if sse {
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        let events = response.into_data_stream();
+        if filter {
+            Body::from_stream(filtered_events(events, rs.route.clone(), call.id.clone()))
+        } else {
+            Body::from_stream(until_error(events, rs.route.clone()))
+        }
+    } else if filter && json && status.is_success() {
+        let bytes = read_limited(response).await?;
+        let mut message: Value =
+            serde_json::from_slice(&bytes).map_err(|_| GatewayRefusal::BackendInvalid)?;
+        inspect::filter_tools_list(&mut message, |t| route.config.tools.allows(t));
+        Body::from(serde_json::to_vec(&message).map_err(|_| GatewayRefusal::BackendInvalid)?)
+    } else {
+        response
+    };
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+async fn read_limited(body: Body) -> Result<Bytes, GatewayRefusal> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| GatewayRefusal::BackendInvalid)?;
+        if buf.len() + chunk.len() > MAX_FILTERED_BODY {
+            return Err(GatewayRefusal::BackendInvalid);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
+}
+
+/// An event stream that ends where the backend's connection broke: the
+/// client sees the events that arrived whole, then the end of the stream
+/// (and may resume), not a broken response.
+fn until_error(
+    events: impl Stream<Item = Result<Bytes, axum::Error>> + Send + 'static,
+    route: Arc<Route>,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    events
+        .take_while(move |chunk| {
+            if let Err(e) = chunk {
+                tracing::warn!(route = route.label(), error = %e, "the backend's event stream broke off");
+            }
+            std::future::ready(chunk.is_ok())
+        })
+        .map(|chunk| Ok(chunk.unwrap_or_default()))
+}
+
+/// The event stream with denied tools removed from the answer to `id`,
+/// passed on event by event as each one completes.
+fn filtered_events(
+    events: impl Stream<Item = Result<Bytes, axum::Error>> + Send + 'static,
+    route: Arc<Route>,
+    id: Option<Value>,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let events = Box::pin(until_error(events, route.clone()));
+    stream::unfold(
+        (events, Vec::<u8>::new(), false),
+        move |(mut events, mut buf, mut ended)| {
+            let route = route.clone();
+            let id = id.clone();
+            async move {
+                loop {
+                    if let Some(end) = event_end(&buf) {
+                        let rest = buf.split_off(end);
+                        let event = std::mem::replace(&mut buf, rest);
+                        let event = filter_event(&event, &route, id.as_ref());
+                        return Some((Ok(event), (events, buf, ended)));
+                    }
+                    if ended {
+                        if buf.is_empty() {
+                            return None;
+                        }
+                        let tail = std::mem::take(&mut buf);
+                        return Some((Ok(Bytes::from(tail)), (events, buf, ended)));
+                    }
+                    match events.next().await {
+                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                        _ => ended = true,
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Where the first complete event (ending in a blank line) ends.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn filter_event(event: &[u8], route: &Route, id: Option<&Value>) -> Bytes {
+    let original = || Bytes::copy_from_slice(event);
+    let Ok(text) = std::str::from_utf8(event) else {
+        return original();
+    };
+    let mut data = String::new();
+    let mut other = Vec::new();
+    for line in text.lines() {
+        match line.strip_prefix("data:") {
+            Some(d) => {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(d.strip_prefix(' ').unwrap_or(d));
+            }
+            None if !line.is_empty() => other.push(line),
+            None => {}
+        }
+    }
+    let Ok(mut message) = serde_json::from_str::<Value>(&data) else {
+        return original();
+    };
+    if message.get("id") != id
+        || !inspect::filter_tools_list(&mut message, |t| route.config.tools.allows(t))
+    {
+        return original();
+    }
+    let mut out = String::new();
+    for line in other {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("data: ");
+    out.push_str(&message.to_string());
+    out.push_str("\n\n");
+    Bytes::from(out)
+}

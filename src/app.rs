@@ -1,7 +1,10 @@
 //! Shared application state, built once per process (or per Lambda execution
 //! environment) and cloned cheaply into every request.
 
-use std::sync::Arc;
+use std::{
+    ops::{Deref, DerefMut},
+    sync::Arc,
+};
 
 use tokio_util::sync::CancellationToken;
 
@@ -26,8 +29,33 @@ impl axum::extract::FromRef<AppState> for Arc<Config> {
     }
 }
 
+/// The services, behind one `Arc`: axum clones a handler's state for every
+/// request, and several layers hold their own copy, so a clone must cost one
+/// reference count (field by field it was a dozen, one of them a
+/// cancellation token's lock). Reads go through `Deref`; setting a field
+/// (`state.resources = ...`, only while the application is put together)
+/// copies the services first if another clone already shares them, so a
+/// clone never sees another's changes, as with a plain struct.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut App {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// What every handler shares (through [`AppState`]).
+#[derive(Clone)]
+pub struct App {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub master_key: MasterKey,
@@ -78,7 +106,7 @@ impl AppState {
         } else {
             CimdFetcher::new()
         };
-        Ok(Self {
+        Ok(Self(Arc::new(App {
             resources: Resources::only_mcp(&config),
             config: Arc::new(config),
             store,
@@ -89,6 +117,6 @@ impl AppState {
             upstream,
             verified: Arc::default(),
             shutdown: CancellationToken::new(),
-        })
+        })))
     }
 }

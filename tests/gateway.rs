@@ -592,6 +592,45 @@ async fn client_credentials_and_spoofed_identity_never_reach_the_backend() {
     gw.backend.assert_clean();
 }
 
+/// One signature serves a caller's calls while its assertion has time to
+/// run; anything it states that differs (person, groups, route) gets its own.
+#[tokio::test]
+async fn an_identity_assertion_is_shared_only_by_calls_it_describes() {
+    let gw = Gw::start().await;
+    let (alice, token) = gw.person("alice", &["staff"], "/mcp/a").await;
+    let identity = |gw: &Gw| {
+        gw.backend.seen().last().unwrap().headers["x-passgate-identity"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut sent = Vec::new();
+    for token in [&token, &token] {
+        let (status, _, body) = gw.call("/mcp/a", token, tools_call("add"), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        sent.push(identity(&gw));
+    }
+    assert_eq!(sent[0], sent[1], "the same caller's second call reuses it");
+
+    let other_groups = gw.token(&alice, &["admins".to_owned()], "/mcp/a").await;
+    let (_, bob) = gw.person("bob", &["staff"], "/mcp/a").await;
+    let alice_on_b = gw.token(&alice, &["staff".to_owned()], "/mcp/b").await;
+    for (path, token) in [
+        ("/mcp/a", &other_groups),
+        ("/mcp/a", &bob),
+        ("/mcp/b", &alice_on_b),
+    ] {
+        let (status, _, body) = gw.call(path, token, tools_call("add"), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let jwt = identity(&gw);
+        assert!(!sent.contains(&jwt), "{path}: another caller's assertion");
+        sent.push(jwt);
+    }
+    // check_request verified each one against the JWKS and its audience.
+    gw.backend.assert_clean();
+    assert_eq!(gw.backend.count(), 5);
+}
+
 #[tokio::test]
 async fn each_route_is_its_own_protected_resource() {
     let gw = Gw::start().await;

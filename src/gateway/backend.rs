@@ -128,6 +128,7 @@ impl HttpBackend {
     }
 
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Body>, BackendError> {
+        #[cfg_attr(not(feature = "aws"), allow(unused_mut))]
         let (mut parts, body) = request.into_parts();
         #[cfg(feature = "aws")]
         if let Some(signer) = &self.signer {

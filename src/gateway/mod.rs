@@ -162,6 +162,7 @@ impl Gateway {
                 let forward = any(proxy::forward).with_state(proxy::RouteState {
                     app: state.clone(),
                     route: route.clone(),
+                    assertions: Default::default(),
                 });
                 Ok(ProtectedMcp::new(resource, forward))
             })

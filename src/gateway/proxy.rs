@@ -40,6 +40,8 @@ const MAX_FILTERED_BODY: usize = 16 * 1024 * 1024;
 pub struct RouteState {
     pub app: AppState,
     pub route: Arc<Route>,
+    /// The identity assertions this route's backend was sent.
+    pub assertions: Arc<identity::Assertions>,
 }
 
 /// The hop-by-hop headers, plus the ones `Connection` names.
@@ -167,6 +169,7 @@ async fn proceed(
     }
     identity::add_headers(
         &rs.app,
+        &rs.assertions,
         &mut headers,
         route.backend.audience(),
         identity,

@@ -1,6 +1,7 @@
 //! Small, well-known building blocks over audited crates: random tokens,
 //! token hashing, constant-time comparison, and authenticated encryption
-//! under the master secret. No primitive is implemented here.
+//! and message tags under the master secret. No primitive is implemented
+//! here.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chacha20poly1305::{
@@ -8,6 +9,7 @@ use chacha20poly1305::{
     aead::{Aead, KeyInit, Payload},
 };
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use rand::{RngCore, rngs::OsRng};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -73,12 +75,38 @@ impl MasterKey {
         random_token(32)
     }
 
-    fn cipher(&self, purpose: &str) -> XChaCha20Poly1305 {
+    fn derived(&self, purpose: &str) -> [u8; 32] {
         let hk = Hkdf::<Sha256>::new(Some(b"passgate master key v1"), &self.ikm);
         let mut key = [0u8; 32];
         hk.expand(purpose.as_bytes(), &mut key)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
-        XChaCha20Poly1305::new(&key.into())
+        key
+    }
+
+    fn cipher(&self, purpose: &str) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&self.derived(purpose).into())
+    }
+
+    fn mac(&self, purpose: &str, message: &[u8]) -> Hmac<Sha256> {
+        // The purpose is prefixed so that a tag key never equals a cipher key.
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.derived(&format!("tag {purpose}")))
+                .expect("HMAC takes a key of any length");
+        mac.update(message);
+        mac
+    }
+
+    /// An HMAC-SHA256 tag of `message` for `purpose`, base64url: proof that
+    /// passgate made the message, checkable by any instance.
+    pub fn tag(&self, purpose: &str, message: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(purpose, message).finalize().into_bytes())
+    }
+
+    /// Whether `tag` is [`Self::tag`] of `message` (compared in constant time).
+    pub fn verify_tag(&self, purpose: &str, message: &[u8], tag: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(tag)
+            .is_ok_and(|tag| self.mac(purpose, message).verify_slice(&tag).is_ok())
     }
 
     /// Encrypts `plaintext` for `purpose`; `context` (such as the item's key)

@@ -134,17 +134,25 @@ fn tokens(response: &TestResponse) -> Value {
 
 /// Moves a used code or refresh token's first use back in time, as if the
 /// grace window had passed.
+/// Moves the stored first redemption of a code (field `redeemed`) or of a
+/// refresh chain's last rotation (`previous`) an hour into the past.
 async fn age_redemption(app: &TestApp, pk: &str, sk: &str) {
     let store: &dyn Store = app.store();
     let item = store.get(pk, sk).await.unwrap().unwrap();
     let mut value: Value = item.json().unwrap();
-    value["redeemed"]["at"] = json!(value["redeemed"]["at"].as_i64().unwrap() - 3600);
+    let field = if sk == "rt" { "previous" } else { "redeemed" };
+    value[field]["at"] = json!(value[field]["at"].as_i64().unwrap() - 3600);
     let new = passgate::store::NewItem::json(pk, sk, &value).unwrap();
     store.replace(new, item.version).await.unwrap();
 }
 
 fn hash(token: &str) -> String {
     passgate::crypto::token_hash(token)
+}
+
+/// The store key of the refresh chain a refresh token belongs to.
+fn chain_key(token: &str) -> String {
+    format!("rt-chain#{}", token.split('.').next().unwrap())
 }
 
 #[tokio::test]
@@ -230,9 +238,9 @@ async fn a_revoked_refresh_token_is_forgotten_by_its_own_client_only() {
     let (code, verifier) = code_for(&app, &mut grace, &client).await;
     let issued = tokens(&redeem(&app, &client, &code, &verifier).await);
     let token = issued["refresh_token"].as_str().unwrap();
-    let key = format!("rt#{}", passgate::crypto::token_hash(token));
+    let key = chain_key(token);
     let stored = || async { app.store().get(&key, "rt").await.unwrap() };
-    assert!(stored().await.is_some(), "the refresh token is stored");
+    assert!(stored().await.is_some(), "the refresh chain is stored");
 
     for (by, forgotten) in [(&other, false), (&client, true)] {
         let revoked = app
@@ -416,12 +424,141 @@ async fn refresh_reuse_inside_grace_is_tolerated_and_after_it_revokes() {
     let b = tokens(&refresh(&app, &client, &old).await);
     assert_eq!(a, b, "a repeated refresh gets the same answer");
 
-    age_redemption(&app, &format!("rt#{}", hash(&old)), "rt").await;
+    age_redemption(&app, &chain_key(&old), "rt").await;
     let late = refresh(&app, &client, &old).await;
     assert_eq!(late.json()["error"], "invalid_grant");
     // The whole family is gone, including the newest refresh token.
     let newest = refresh(&app, &client, a["refresh_token"].as_str().unwrap()).await;
     assert_eq!(newest.json()["error"], "invalid_grant");
+}
+
+/// Rotation replaces the family's one chain record instead of leaving a
+/// record per used token, and still recognises every older token as a
+/// replay: an hour later, the token three rotations back ends the family.
+#[tokio::test]
+async fn rotation_keeps_one_record_per_family_and_still_catches_old_tokens() {
+    let app = TestApp::new().await;
+    let mut hana = person(&app, "hana").await;
+    let client = app.register(REDIRECT).await;
+    let (code, verifier) = code_for(&app, &mut hana, &client).await;
+    let first = tokens(&redeem(&app, &client, &code, &verifier).await);
+    let mut chain = vec![first["refresh_token"].as_str().unwrap().to_owned()];
+    for _ in 0..4 {
+        let next = tokens(&refresh(&app, &client, chain.last().unwrap()).await);
+        chain.push(next["refresh_token"].as_str().unwrap().to_owned());
+    }
+    let store: &dyn Store = app.store();
+    let key = chain_key(&chain[0]);
+    assert!(chain.iter().all(|t| chain_key(t) == key), "one family");
+    let record: Value = store
+        .get(&key, "rt")
+        .await
+        .unwrap()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(record["generation"], 4);
+    for token in &chain {
+        assert!(
+            store
+                .get(&format!("rt#{}", hash(token)), "rt")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    // The used code is kept only as long as the code was valid.
+    let code_item = store
+        .get(&format!("code#{}", hash(&code)), "code")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        code_item.expires_at.unwrap()
+            <= passgate::store::now_unix() + passgate::oauth::CODE_TTL_SECS
+    );
+
+    let old = refresh(&app, &client, &chain[1]).await;
+    assert_eq!(old.json()["error"], "invalid_grant", "{}", old.body);
+    let newest = refresh(&app, &client, chain.last().unwrap()).await;
+    assert_eq!(newest.json()["error"], "invalid_grant", "the family ended");
+    assert!(
+        store.get(&key, "rt").await.unwrap().is_none(),
+        "and its chain with it"
+    );
+}
+
+/// A token whose tag does not verify is not passgate's: refused, and it
+/// cannot end anyone's family by naming it.
+#[tokio::test]
+async fn a_forged_chain_token_is_refused_and_ends_nothing() {
+    let app = TestApp::new().await;
+    let mut ines = person(&app, "ines").await;
+    let client = app.register(REDIRECT).await;
+    let (code, verifier) = code_for(&app, &mut ines, &client).await;
+    let first = tokens(&redeem(&app, &client, &code, &verifier).await);
+    let live = first["refresh_token"].as_str().unwrap();
+    let parts: Vec<&str> = live.split('.').collect();
+    assert_eq!(parts.len(), 3, "family.generation.tag");
+    let tag = passgate::crypto::random_token(32);
+    for forged in [
+        format!("{}.{}.{tag}", parts[0], parts[1]),
+        format!("{}.7.{}", parts[0], parts[2]),
+    ] {
+        let r = refresh(&app, &client, &forged).await;
+        assert_eq!(r.json()["error"], "invalid_grant", "{}", r.body);
+        let revoked = app
+            .post_form("/revoke", &[("client_id", &client), ("token", &forged)])
+            .await;
+        assert_eq!(revoked.status, StatusCode::OK);
+    }
+    let r = refresh(&app, &client, live).await;
+    assert_eq!(r.status, StatusCode::OK, "the family lives: {}", r.body);
+}
+
+/// A refresh token stored the way passgate stored them before chains still
+/// refreshes, once, and is replaced by the first token of a chain.
+#[tokio::test]
+async fn a_refresh_token_from_before_chains_still_refreshes_into_a_chain() {
+    let app = TestApp::new().await;
+    let mut jun = person(&app, "jun").await;
+    let client = app.register(REDIRECT).await;
+    let (code, verifier) = code_for(&app, &mut jun, &client).await;
+    let first = tokens(&redeem(&app, &client, &code, &verifier).await);
+    let store: &dyn Store = app.store();
+    // The family as it was before chains: its token stored under its hash.
+    let key = chain_key(first["refresh_token"].as_str().unwrap());
+    let chain: Value = store
+        .get(&key, "rt")
+        .await
+        .unwrap()
+        .unwrap()
+        .json()
+        .unwrap();
+    store.delete(&key, "rt").await.unwrap();
+    let legacy = passgate::crypto::random_token(32);
+    let record = json!({
+        "family": chain["family"], "client_id": chain["client_id"], "user_id": chain["user_id"],
+        "scope": chain["scope"], "resource": chain["resource"],
+    });
+    let item = passgate::store::NewItem::json(format!("rt#{}", hash(&legacy)), "rt", &record)
+        .unwrap()
+        .expires_in(3600);
+    store
+        .transact(vec![passgate::store::Write::Insert(item)])
+        .await
+        .unwrap();
+
+    let next = tokens(&refresh(&app, &client, &legacy).await);
+    let chained = next["refresh_token"].as_str().unwrap();
+    assert_eq!(chain_key(chained), key);
+    let again = tokens(&refresh(&app, &client, &legacy).await);
+    assert_eq!(
+        again, next,
+        "a repeat inside the grace window gets the same answer"
+    );
+    let r = refresh(&app, &client, chained).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
 /// 50 refreshes of one refresh token at once: one rotation wins, the others

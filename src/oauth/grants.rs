@@ -193,7 +193,8 @@ pub async fn touch_write(
     }))
 }
 
-/// Ends one family. Idempotent.
+/// Ends one family, and forgets its refresh chain (dead with it, and
+/// otherwise kept its 30 days). Idempotent.
 pub async fn revoke(store: &dyn Store, user_id: &str, family: &str) -> Result<(), StoreError> {
     store
         .transact(vec![
@@ -204,6 +205,10 @@ pub async fn revoke(store: &dyn Store, user_id: &str, family: &str) -> Result<()
             Write::Delete {
                 pk: user_key(user_id),
                 sk: family_key(family),
+            },
+            Write::Delete {
+                pk: crate::store::keys::Partition::RefreshChain(family).key(),
+                sk: "rt".into(),
             },
         ])
         .await

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::{
     OAuthError, bearer, grants,
-    token::{RefreshToken, client_of_request},
+    token::{self, RefreshChain, RefreshToken, client_of_request},
 };
 use crate::{app::AppState, net::ClientAddr};
 
@@ -61,6 +61,18 @@ async fn handle(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let store = state.store.as_ref();
+    if let Some((family, _)) = token::chained(state, &token) {
+        // Any generation names the family; a client may only revoke its
+        // own tokens (RFC 7009 §2.1). Ending the family forgets the chain.
+        if let Some(chain) = store
+            .get_json::<RefreshChain>(&token::chain_key(&family), "rt")
+            .await?
+            && chain.client_id == client.client_id
+        {
+            grants::revoke(store, &chain.user_id, &family).await?;
+        }
+        return Ok(());
+    }
     let rt_key = crate::store::keys::Partition::RefreshToken(&token).key();
     if let Some(record) = store.get_json::<RefreshToken>(&rt_key, "rt").await? {
         // A client may only revoke its own tokens (RFC 7009 §2.1).

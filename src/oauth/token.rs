@@ -13,7 +13,22 @@
 //! at approval, permanent in the same conditional write, so a family ended
 //! after the code was issued can never be redeemed.
 //!
-//! Keys: `rt#<sha256(token)>` / `rt`.
+//! A family's refresh tokens form a chain kept in one record that every
+//! rotation replaces: a token is `<family>.<generation>.<tag>`, the tag an
+//! HMAC under the master key, so passgate recognises its own old tokens
+//! without remembering each one. Presenting the current generation
+//! rotates; the one before it, within the grace window, gets the stored
+//! answer; any older one (or the one before, later) is a replay and ends
+//! the family, for as long as the family lives. Rotating leaves nothing
+//! behind, where one record per used token, kept a day to recognise
+//! replays, made the store grow with every refresh. A used code is kept
+//! only as long as the code was valid (at least the grace window): a code
+//! is redeemed within seconds of being issued, so that is when a replay
+//! can race the client.
+//!
+//! Keys: `rt-chain#<family>` / `rt`; `rt#<sha256(token)>` / `rt` for
+//! refresh tokens from before chains (still redeemed; their replacement
+//! starts a chain).
 
 use axum::{
     Json,
@@ -41,10 +56,28 @@ use crate::{
 };
 
 const SEAL_PURPOSE: &str = "token-response";
-/// How long a used code or rotated refresh token is remembered, to detect
-/// replays after the grace window.
-const REPLAY_MEMORY_SECS: i64 = 24 * 3600;
+const CHAIN_TAG_PURPOSE: &str = "refresh-token chain";
+/// How long a rotated refresh token from before chains is remembered, to
+/// detect replays after the grace window.
+const LEGACY_REPLAY_MEMORY_SECS: i64 = 24 * 3600;
 
+/// A token family's refresh state: one record, replaced at each rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshChain {
+    pub family: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub resource: String,
+    /// The generation of the family's one live refresh token.
+    pub generation: u64,
+    /// The answer of the rotation that made `generation`, for a client that
+    /// repeats it within the grace window.
+    #[serde(default)]
+    pub previous: Option<Redeemed>,
+}
+
+/// A refresh token from before chains, stored under its hash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefreshToken {
     pub family: String,
@@ -233,7 +266,41 @@ async fn handle(
 
 struct Issued {
     response: TokenResponse,
-    refresh_item: NewItem,
+    /// The family's chain at the new token's generation (`previous` unset).
+    chain: RefreshChain,
+}
+
+impl Issued {
+    /// The chain record, live as long as its newest token.
+    fn chain_item(&self) -> Result<NewItem, OAuthError> {
+        Ok(
+            NewItem::json(chain_key(&self.chain.family), "rt", &self.chain)?
+                .expires_in(REFRESH_TOKEN_TTL_SECS),
+        )
+    }
+}
+
+pub fn chain_key(family: &str) -> String {
+    crate::store::keys::Partition::RefreshChain(family).key()
+}
+
+fn chained_token(state: &AppState, family: &str, generation: u64) -> String {
+    let body = format!("{family}.{generation}");
+    let tag = state.master_key.tag(CHAIN_TAG_PURPOSE, body.as_bytes());
+    format!("{body}.{tag}")
+}
+
+/// The family and generation of a chained refresh token passgate issued
+/// (its tag verifies); `None` for anything else, tokens from before chains
+/// included.
+pub fn chained(state: &AppState, token: &str) -> Option<(String, u64)> {
+    let (body, tag) = token.rsplit_once('.')?;
+    let (family, generation) = body.split_once('.')?;
+    let generation = generation.parse().ok()?;
+    state
+        .master_key
+        .verify_tag(CHAIN_TAG_PURPOSE, body.as_bytes(), tag)
+        .then(|| (family.to_owned(), generation))
 }
 
 /// The audience of a token for a grant whose resource is `granted`: a
@@ -255,6 +322,7 @@ fn audience(form: &TokenForm, granted: &str) -> Result<String, OAuthError> {
 fn issue(
     state: &AppState,
     family: &str,
+    generation: u64,
     user_id: &str,
     client_id: &str,
     scope: &str,
@@ -272,26 +340,24 @@ fn issue(
         scope: scope.to_owned(),
         fam: family.to_owned(),
     };
-    let refresh_token = crypto::random_token(32);
-    let record = RefreshToken {
+    let chain = RefreshChain {
         family: family.to_owned(),
         client_id: client_id.to_owned(),
         user_id: user_id.to_owned(),
         scope: scope.to_owned(),
         resource: resource.to_owned(),
-        redeemed: None,
+        generation,
+        previous: None,
     };
-    let refresh_item = NewItem::json(refresh_key(&refresh_token), "rt", &record)?
-        .expires_in(REFRESH_TOKEN_TTL_SECS);
     Ok(Issued {
         response: TokenResponse {
             access_token: state.keys.sign(&claims),
             token_type: "Bearer".into(),
             expires_in: ACCESS_TOKEN_TTL_SECS,
-            refresh_token,
+            refresh_token: chained_token(state, family, generation),
             scope: scope.to_owned(),
         },
-        refresh_item,
+        chain,
     })
 }
 
@@ -334,17 +400,30 @@ async fn replayed(
     {
         return Ok(response);
     }
-    grants::revoke(state.store.as_ref(), user_id, &redeemed.family).await?;
-    tracing::warn!(family = %redeemed.family, "{what} reused after the grace window; its tokens were revoked");
+    reused(state, user_id, &redeemed.family, what).await
+}
+
+/// A code or refresh token used again after the grace window: theft, so
+/// the family ends (RFC 9700 §4.14.2).
+async fn reused(
+    state: &AppState,
+    user_id: &str,
+    family: &str,
+    what: &str,
+) -> Result<TokenResponse, OAuthError> {
+    grants::revoke(state.store.as_ref(), user_id, family).await?;
+    tracing::warn!(family = %family, "{what} reused after the grace window; its tokens were revoked");
     Err(OAuthError::invalid_grant(format!(
         "this {what} was already used; the tokens issued for it have been revoked"
     )))
 }
 
 /// Marks a code or refresh token as used, conditional on nobody else having
-/// done so first. Kept a while longer so that late replays are recognised.
-fn used_write<T: Serialize>(item: &Item, used: &T) -> Result<Write, OAuthError> {
-    let new = NewItem::json(item.pk.clone(), item.sk.clone(), used)?.expires_in(REPLAY_MEMORY_SECS);
+/// done so first, and keeps the mark until `keep_until` (at least the grace
+/// window) so that replays are recognised.
+fn used_write<T: Serialize>(item: &Item, used: &T, keep_until: i64) -> Result<Write, OAuthError> {
+    let keep_until = keep_until.max(now_unix() + REPLAY_GRACE_SECS);
+    let new = NewItem::json(item.pk.clone(), item.sk.clone(), used)?.expires_at(keep_until);
     Ok(Write::Replace {
         item: new,
         expected_version: item.version,
@@ -432,6 +511,7 @@ async fn redeem_code(
         let issued = issue(
             state,
             &family.family,
+            0,
             &grant.user_id,
             &client.client_id,
             &grant.scope,
@@ -444,9 +524,10 @@ async fn redeem_code(
         };
         let mut used = grant.clone();
         used.redeemed = Some(redeemed);
+        let code_expiry = item.expires_at.unwrap_or_default();
         let mut writes = vec![
-            used_write(&item, &used)?,
-            Write::Insert(issued.refresh_item),
+            used_write(&item, &used, code_expiry)?,
+            Write::Insert(issued.chain_item()?),
         ];
         writes.extend(family_writes);
         match state.store.transact(writes).await {
@@ -473,11 +554,148 @@ async fn refresh(
         .clone()
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-    let key = refresh_key(&token);
+    match chained(state, &token) {
+        Some((family, generation)) => {
+            refresh_chained(state, client, &form, &family, generation).await
+        }
+        None => refresh_legacy(state, client, &form, &token).await,
+    }
+}
+
+fn unknown_refresh_token() -> OAuthError {
+    OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")
+}
+
+/// What a rotation may grant: `None` from `form.scope` keeps `scope`; the
+/// family must be live and nothing must have ended the person's or the
+/// client's access since it began.
+async fn rotation_scope(
+    state: &AppState,
+    client: &Client,
+    form: &TokenForm,
+    family: &str,
+    user_id: &str,
+    scope: &str,
+) -> Result<String, OAuthError> {
+    let Some(family) = grants::get(state.store.as_ref(), family).await? else {
+        return Err(OAuthError::invalid_grant(
+            "access was revoked; sign in again",
+        ));
+    };
+    if let Some(ended) = access::ended(
+        state.store.as_ref(),
+        user_id,
+        &client.client_id,
+        family.created_at,
+    )
+    .await?
+    {
+        return Err(OAuthError::invalid_grant(format!(
+            "{}; sign in again",
+            ended.describe()
+        )));
+    }
+    // A refresh may narrow the scope, never widen it (RFC 6749 §6).
+    match form.scope.as_deref() {
+        Some(requested) => {
+            let narrowed: Vec<&str> = requested
+                .split(' ')
+                .filter(|s| family.scope.split(' ').any(|g| g == *s))
+                .collect();
+            if narrowed.is_empty() {
+                return Err(OAuthError::invalid_scope(
+                    "the requested scope was not granted",
+                ));
+            }
+            Ok(narrowed.join(" "))
+        }
+        None => Ok(scope.to_owned()),
+    }
+}
+
+async fn refresh_chained(
+    state: &AppState,
+    client: &Client,
+    form: &TokenForm,
+    family: &str,
+    generation: u64,
+) -> Result<TokenResponse, OAuthError> {
+    let key = chain_key(family);
+    // What the answer to this generation's rotation is sealed with.
+    let context = format!("{key}#{generation}");
     for _ in 0..2 {
-        let item = state.store.get(&key, "rt").await?.ok_or_else(|| {
-            OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")
-        })?;
+        let item = state
+            .store
+            .get(&key, "rt")
+            .await?
+            .ok_or_else(unknown_refresh_token)?;
+        let chain: RefreshChain = item.json()?;
+        if chain.client_id != client.client_id {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was issued to another client",
+            ));
+        }
+        if generation != chain.generation {
+            return match &chain.previous {
+                Some(redeemed) if generation + 1 == chain.generation => {
+                    replayed(state, &context, &chain.user_id, redeemed, "refresh token").await
+                }
+                _ if generation < chain.generation => {
+                    reused(state, &chain.user_id, family, "refresh token").await
+                }
+                // Newer than any issued: the chain was ended and begun
+                // again, which never happens to a family.
+                _ => Err(unknown_refresh_token()),
+            };
+        }
+        let scope =
+            rotation_scope(state, client, form, family, &chain.user_id, &chain.scope).await?;
+        let issued = issue(
+            state,
+            family,
+            generation + 1,
+            &chain.user_id,
+            &client.client_id,
+            &scope,
+            &audience(form, &chain.resource)?,
+        )?;
+        let mut next = issued.chain.clone();
+        next.previous = Some(Redeemed {
+            at: now_unix(),
+            family: family.to_owned(),
+            sealed_response: seal(state, &context, &issued.response)?,
+        });
+        let mut writes = vec![Write::Replace {
+            item: NewItem::json(key.clone(), "rt", &next)?.expires_in(REFRESH_TOKEN_TTL_SECS),
+            expected_version: item.version,
+        }];
+        writes.extend(grants::touch_write(state.store.as_ref(), &chain.user_id, family).await?);
+        match state.store.transact(writes).await {
+            Ok(()) => return Ok(issued.response),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(OAuthError::temporarily_unavailable(
+        "concurrent use of this refresh token; retry",
+    ))
+}
+
+/// A refresh token from before chains: redeemed as it always was, and
+/// replaced by the first token of a chain.
+async fn refresh_legacy(
+    state: &AppState,
+    client: &Client,
+    form: &TokenForm,
+    token: &str,
+) -> Result<TokenResponse, OAuthError> {
+    let key = refresh_key(token);
+    for _ in 0..2 {
+        let item = state
+            .store
+            .get(&key, "rt")
+            .await?
+            .ok_or_else(unknown_refresh_token)?;
         let record: RefreshToken = item.json()?;
         if record.client_id != client.client_id {
             return Err(OAuthError::invalid_grant(
@@ -487,47 +705,23 @@ async fn refresh(
         if let Some(redeemed) = &record.redeemed {
             return replayed(state, &key, &record.user_id, redeemed, "refresh token").await;
         }
-        let Some(family) = grants::get(state.store.as_ref(), &record.family).await? else {
-            return Err(OAuthError::invalid_grant(
-                "access was revoked; sign in again",
-            ));
-        };
-        if let Some(ended) = access::ended(
-            state.store.as_ref(),
+        let scope = rotation_scope(
+            state,
+            client,
+            form,
+            &record.family,
             &record.user_id,
-            &client.client_id,
-            family.created_at,
+            &record.scope,
         )
-        .await?
-        {
-            return Err(OAuthError::invalid_grant(format!(
-                "{}; sign in again",
-                ended.describe()
-            )));
-        }
-        // A refresh may narrow the scope, never widen it (RFC 6749 §6).
-        let scope = match form.scope.as_deref() {
-            Some(requested) => {
-                let narrowed: Vec<&str> = requested
-                    .split(' ')
-                    .filter(|s| family.scope.split(' ').any(|g| g == *s))
-                    .collect();
-                if narrowed.is_empty() {
-                    return Err(OAuthError::invalid_scope(
-                        "the requested scope was not granted",
-                    ));
-                }
-                narrowed.join(" ")
-            }
-            None => record.scope.clone(),
-        };
+        .await?;
         let issued = issue(
             state,
             &record.family,
+            0,
             &record.user_id,
             &client.client_id,
             &scope,
-            &audience(&form, &record.resource)?,
+            &audience(form, &record.resource)?,
         )?;
         let redeemed = Redeemed {
             at: now_unix(),
@@ -537,8 +731,8 @@ async fn refresh(
         let mut used = record.clone();
         used.redeemed = Some(redeemed);
         let mut writes = vec![
-            used_write(&item, &used)?,
-            Write::Insert(issued.refresh_item),
+            used_write(&item, &used, now_unix() + LEGACY_REPLAY_MEMORY_SECS)?,
+            Write::Insert(issued.chain_item()?),
         ];
         writes.extend(
             grants::touch_write(state.store.as_ref(), &record.user_id, &record.family).await?,

@@ -31,8 +31,10 @@ pub enum Partition<'a> {
     PendingListing,
     /// An authorization code, by the code (stored hashed).
     Code(&'a str),
-    /// A refresh token, by the token (stored hashed).
+    /// A refresh token from before chains, by the token (stored hashed).
     RefreshToken(&'a str),
+    /// A token family's refresh chain, by family id.
+    RefreshChain(&'a str),
     /// A token family, by family id.
     Grant(&'a str),
     /// A person's items: the account, its passkeys, sessions and grants.
@@ -83,6 +85,7 @@ impl Partition<'_> {
             Self::PendingListing => PENDING_LISTING.to_owned(),
             Self::Code(code) => format!("code#{}", token_hash(code)),
             Self::RefreshToken(token) => format!("rt#{}", token_hash(token)),
+            Self::RefreshChain(family) => format!("rt-chain#{family}"),
             Self::Grant(family) => format!("grant#{family}"),
             Self::User(id) => format!("user#{id}"),
             Self::Username(name) => format!("username#{name}"),
@@ -135,6 +138,7 @@ mod tests {
             (Partition::PendingListing, "authz-pending".to_owned()),
             (Partition::Code("t"), format!("code#{t}")),
             (Partition::RefreshToken("t"), format!("rt#{t}")),
+            (Partition::RefreshChain("f1"), "rt-chain#f1".to_owned()),
             (Partition::Grant("f1"), "grant#f1".to_owned()),
             (Partition::User("u1"), "user#u1".to_owned()),
             (Partition::Username("ada"), "username#ada".to_owned()),

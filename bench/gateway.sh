@@ -24,9 +24,11 @@ command -v wrk >/dev/null 2>&1 || {
 
 echo "== building (release)"
 # Examples first, the server last and on its own, so that the measured
-# binary is exactly what `cargo build --release` makes.
-cargo build --release --quiet --example bench_token --example bench_backend
-cargo build --release --quiet --bin passgate
+# binary is exactly what `cargo build --release` makes. `--features
+# postgres`, as bench/run.sh and bench/soak.sh build it: one binary for all
+# three (and one build).
+cargo build --release --quiet --features postgres --example bench_token --example bench_backend
+cargo build --release --quiet --features postgres --bin passgate
 
 "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('fastmcp') != '$FASTMCP_VERSION')" || {
   echo "the test virtualenv lacks FastMCP $FASTMCP_VERSION: run scripts/install-test-deps.sh" >&2

@@ -262,6 +262,30 @@ async fn backend_handler(
             ([(header::CONTENT_TYPE, "text/event-stream")], Body::from_stream(events)).into_response()
         }
         "tools/list" => axum::Json(json_rpc(&id, json!({"tools": [{"name": "secret_read"}, {"name": "multiply"}]}))).into_response(),
+        // 2026-07-28's multi round-trip: the first call asks for input with
+        // an opaque `requestState` bound to the caller; the retry must bring
+        // it back unchanged, from the same caller.
+        "tools/call" if body["params"]["name"] == "book" => {
+            let sub = identity_sub(&headers);
+            let state = format!("st\u{e9}+/= \"{sub}\"");
+            match body["params"]["requestState"].as_str() {
+                None => axum::Json(json_rpc(
+                    &id,
+                    json!({"inputRequests": {"confirm": {"method": "elicitation/create",
+                        "params": {"message": "Book it?", "requestedSchema": {"type": "object"}}}},
+                        "requestState": state}),
+                ))
+                .into_response(),
+                Some(back) if back == state => axum::Json(json_rpc(
+                    &id,
+                    json!({"content": [{"type": "text", "text": format!("booked for {sub}")}]}),
+                ))
+                .into_response(),
+                Some(_) => axum::Json(json!({"jsonrpc": "2.0", "id": id,
+                    "error": {"code": -32602, "message": "requestState is not this caller's"}}))
+                .into_response(),
+            }
+        }
         "tools/call" => axum::Json(json_rpc(
             &id,
             json!({"content": [{"type": "text", "text": format!("session={session}")}]}),
@@ -269,6 +293,22 @@ async fn backend_handler(
         .into_response(),
         _ => StatusCode::ACCEPTED.into_response(),
     }
+}
+
+/// The `sub` of the identity assertion (check_request verified it).
+fn identity_sub(headers: &HeaderMap) -> String {
+    let jwt = headers
+        .get("x-passgate-identity")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    jwt.split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, p).ok()
+        })
+        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+        .and_then(|c| c["sub"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 async fn start_backend() -> Backend {
@@ -589,6 +629,56 @@ async fn client_credentials_and_spoofed_identity_never_reach_the_backend() {
             .headers
             .contains_key("x-forwarded-user")
     );
+    gw.backend.assert_clean();
+}
+
+/// 2026-07-28: an `InputRequiredResult` reaches the client as the backend
+/// wrote it, and the retry's `requestState` reaches the backend unchanged,
+/// with the same caller's identity (backends bind the state to it); another
+/// person replaying that state is someone else to the backend.
+#[tokio::test]
+async fn input_required_results_and_their_request_state_pass_unchanged() {
+    let gw = Gw::start().await;
+    let (alice, token) = gw.person("alice", &[], "/mcp/b").await;
+    let (_, bob) = gw.person("bob", &[], "/mcp/b").await;
+    let era = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "book"),
+    ];
+    let call = |state: Option<&str>| {
+        let mut params = json!({"name": "book", "arguments": {},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}});
+        if let Some(state) = state {
+            params["requestState"] = json!(state);
+            params["inputResponses"] = json!({"confirm": {"action": "accept", "content": {}}});
+        }
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params})
+    };
+    let (status, _, body) = gw.call("/mcp/b", &token, call(None), &era).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first: Value = serde_json::from_str(&body).unwrap();
+    let state = first["result"]["requestState"].as_str().unwrap().to_owned();
+    assert_eq!(
+        state,
+        format!("st\u{e9}+/= \"{alice}\""),
+        "relayed byte for byte"
+    );
+    assert!(first["result"]["inputRequests"]["confirm"].is_object());
+
+    let (status, _, body) = gw.call("/mcp/b", &token, call(Some(&state)), &era).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sent = gw.backend.seen().last().unwrap().body.clone();
+    assert_eq!(sent, call(Some(&state)), "the retry is forwarded as sent");
+    let done: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        done["result"]["content"][0]["text"],
+        format!("booked for {alice}")
+    );
+
+    let (_, _, body) = gw.call("/mcp/b", &bob, call(Some(&state)), &era).await;
+    let stolen: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stolen["error"]["code"], -32602, "{body}");
     gw.backend.assert_clean();
 }
 

@@ -377,11 +377,7 @@ pub fn transport_config(
 }
 
 /// The tower service that answers `/mcp` for a given handler.
-pub fn service<H>(
-    handler: H,
-    config: &Config,
-    shutdown: CancellationToken,
-) -> StreamableHttpService<H, NeverSessionManager>
+pub fn service<H>(handler: H, config: &Config, shutdown: CancellationToken) -> SharedService<H>
 where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
@@ -394,16 +390,57 @@ pub fn service_from<H, F>(
     factory: F,
     config: &Config,
     shutdown: CancellationToken,
-) -> StreamableHttpService<H, NeverSessionManager>
+) -> SharedService<H>
 where
     H: ServerHandler + Send + 'static,
     F: Fn() -> H + Send + Sync + 'static,
 {
-    StreamableHttpService::new(
+    SharedService(Arc::new(StreamableHttpService::new(
         move || Ok(factory()),
         Arc::new(NeverSessionManager::default()),
         transport_config(config, shutdown),
-    )
+    )))
+}
+
+/// rmcp's Streamable HTTP service behind one `Arc`, answering through its
+/// public `handle`. axum and tower clone a service for every request, and
+/// rmcp's clone copies its whole configuration (allowed hosts, a
+/// cancellation token, which takes a lock): several times per request,
+/// about a tenth of a demo `tools/call` (docs/benchmarks.md). The protocol
+/// stays entirely rmcp's.
+pub struct SharedService<H>(Arc<StreamableHttpService<H, NeverSessionManager>>);
+
+impl<H> Clone for SharedService<H> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<H, B> tower::Service<http::Request<B>> for SharedService<H>
+where
+    H: ServerHandler + Send + 'static,
+    B: axum::body::HttpBody + Send + 'static,
+    B::Error: std::fmt::Display,
+    B::Data: Send + 'static,
+{
+    type Response =
+        http::Response<http_body_util::combinators::BoxBody<axum::body::Bytes, Infallible>>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { Ok(service.handle(request).await) })
+    }
 }
 
 /// One entry of the `Origin` allow-list.

@@ -123,9 +123,12 @@ fn first_admin_link(output: &str, public: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A dead or stuck function fails the test within a minute instead of
+/// hanging it: the whole exchange, streamed body included, has that long.
 async fn post(token: &str, url: &str, message: &Value) -> reqwest::Response {
     reqwest::Client::new()
         .post(url)
+        .timeout(std::time::Duration::from_secs(60))
         .bearer_auth(token)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")

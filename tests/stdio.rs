@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use support::{
     authenticator::SoftAuthenticator,
-    process::{Passgate, invite, node, python},
+    process::{Passgate, children_of, invite, node, python, zombies_of},
     remote::{McpClient, RemoteBrowser, approve_consent, enroll, sign_in},
 };
 
@@ -56,49 +56,6 @@ stdio = {{ command = {node:?}, args = [{everything:?}, "stdio"], max_children = 
     let path = dir.join("gateway.toml");
     std::fs::write(&path, toml).unwrap();
     path
-}
-
-/// passgate's children whose command line contains `marker`.
-fn children_of(parent: u32, marker: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let mut fields = after.split(' ');
-        let state = fields.next().unwrap();
-        let ppid: u32 = fields.next().unwrap().parse().unwrap();
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        // A zombie counts: it is a child nobody reaped.
-        let _ = state;
-        if ppid == parent && String::from_utf8_lossy(&cmdline).contains(marker) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-fn zombies_of(parent: u32) -> usize {
-    let mut n = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let mut fields = stat[close + 2..].split(' ');
-        let state = fields.next().unwrap_or("");
-        let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if ppid == parent && state == "Z" {
-            n += 1;
-        }
-    }
-    n
 }
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {

@@ -11,7 +11,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use passgate::gateway::stdio::{Relayed, StdioBackend, StdioConfig, StdioError, StdioRoute};
 use serde_json::{Value, json};
-use support::process::{node, python};
+use support::process::{node, python, running_children_of};
 use tokio_util::sync::CancellationToken;
 
 /// Where tests/js's packages are: `PASSGATE_JS_MODULES` or tests/js/node_modules.
@@ -51,28 +51,9 @@ fn route(settings: StdioConfig) -> StdioRoute {
 
 /// This process's children running `marker` (what the engine started;
 /// the two tests run side by side), from /proc.
+/// This test process's children running a command that contains `marker`.
 fn children_running(marker: &str) -> Vec<u32> {
-    let me = std::process::id();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The fields after the parenthesised name: state, ppid, ...
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let mut fields = after.split(' ');
-        let state = fields.next().unwrap();
-        let ppid: u32 = fields.next().unwrap().parse().unwrap();
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let runs_marker = String::from_utf8_lossy(&cmdline).contains(marker);
-        if ppid == me && state != "Z" && runs_marker {
-            found.push(pid);
-        }
-    }
-    found
+    running_children_of(std::process::id(), marker)
 }
 
 /// Waits (generously, for a loaded machine) until `check` holds.

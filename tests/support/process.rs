@@ -304,3 +304,66 @@ pub fn python() -> PathBuf {
     );
     python
 }
+
+/// One entry of `/proc`: a process, its parent, its state (`'Z'` for a
+/// zombie nobody reaped) and its command line.
+struct ProcEntry {
+    pid: u32,
+    ppid: u32,
+    state: char,
+    cmdline: String,
+}
+
+fn proc_table() -> Vec<ProcEntry> {
+    let mut table = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the parenthesised name: state, ppid, ...
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let mut fields = stat[close + 2..].split(' ');
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        table.push(ProcEntry {
+            pid,
+            ppid,
+            state,
+            cmdline: String::from_utf8_lossy(&cmdline).into_owned(),
+        });
+    }
+    table
+}
+
+/// The children of `parent` whose command line contains `marker`, zombies
+/// included: a zombie is a child nobody reaped.
+pub fn children_of(parent: u32, marker: &str) -> Vec<u32> {
+    proc_table()
+        .into_iter()
+        .filter(|p| p.ppid == parent && p.cmdline.contains(marker))
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// [`children_of`] without the zombies: the children still running.
+pub fn running_children_of(parent: u32, marker: &str) -> Vec<u32> {
+    proc_table()
+        .into_iter()
+        .filter(|p| p.ppid == parent && p.state != 'Z' && p.cmdline.contains(marker))
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// How many children of `parent` are zombies.
+pub fn zombies_of(parent: u32) -> usize {
+    proc_table()
+        .iter()
+        .filter(|p| p.ppid == parent && p.state == 'Z')
+        .count()
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The gateway benchmark, in one command: a fast MCP backend alone, passgate
 # in front of it (`--backend`), and FastMCP's own proxy in front of it, on
-# loopback, in one run. Writes its section of docs/benchmarks.md.
+# loopback, in one run; then a stdio route against the same command run
+# directly (bench/stdio.py). Each writes its section of docs/benchmarks.md.
 #
 #   bench/gateway.sh                                   # about 2 minutes after the builds
 #   BENCH_DURATION=3 BENCH_ROUNDS=3 bench/gateway.sh   # shorter load runs
@@ -35,12 +36,22 @@ cargo build --release --quiet --features postgres --bin passgate
   exit 1
 }
 
-exec "$VENV/bin/python" "$ROOT/bench/gateway.py" \
+"$VENV/bin/python" "$ROOT/bench/gateway.py" \
   --root "$ROOT" \
   --passgate "$ROOT/target/release/passgate" \
   --token-tool "$ROOT/target/release/examples/bench_token" \
   --backend "$ROOT/target/release/examples/bench_backend" \
   --python "$VENV/bin/python" \
   --duration "${BENCH_DURATION:-5}" \
+  --rounds "${BENCH_ROUNDS:-3}" \
+  --out "$ROOT/docs/benchmarks.md"
+
+# A stdio route against the same server run directly over stdio.
+exec "$VENV/bin/python" "$ROOT/bench/stdio.py" \
+  --root "$ROOT" \
+  --passgate "$ROOT/target/release/passgate" \
+  --token-tool "$ROOT/target/release/examples/bench_token" \
+  --python "$VENV/bin/python" \
+  --calls "${BENCH_STDIO_CALLS:-200}" \
   --rounds "${BENCH_ROUNDS:-3}" \
   --out "$ROOT/docs/benchmarks.md"

@@ -31,6 +31,7 @@ use crate::{
     app::AppState,
     config::{Config, ConfiguredClient},
     crypto::{self, MasterKey},
+    gateway,
     login::cookies,
     mcp,
     oauth::{
@@ -85,10 +86,13 @@ pub enum Target {
     /// `POST /mcp` past the bearer check: header lines (`name: value`), an
     /// empty line, then the JSON-RPC body.
     Mcp,
+    /// The gateway's sealed `Mcp-Session-Id` as a client sends it back
+    /// (`gateway::session::open`), and the input as a backend's own id.
+    GatewaySession,
 }
 
 impl Target {
-    pub const ALL: [Target; 9] = [
+    pub const ALL: [Target; 10] = [
         Target::Token,
         Target::Authorize,
         Target::Register,
@@ -98,6 +102,7 @@ impl Target {
         Target::Cookies,
         Target::Bearer,
         Target::Mcp,
+        Target::GatewaySession,
     ];
 
     pub fn name(self) -> &'static str {
@@ -111,6 +116,7 @@ impl Target {
             Target::Cookies => "cookies",
             Target::Bearer => "bearer",
             Target::Mcp => "mcp",
+            Target::GatewaySession => "gateway_session",
         }
     }
 
@@ -252,6 +258,10 @@ impl Harness {
             Target::Cookies => self.cookies(data),
             Target::Bearer => self.bearer(data),
             Target::Mcp => Some(self.mcp(data)),
+            Target::GatewaySession => {
+                gateway_session(&self.state.master_key, data);
+                None
+            }
         }
     }
 
@@ -551,6 +561,27 @@ fn metadata_document(data: &[u8]) {
             );
         }
         assert!(client.client_name.chars().count() <= 200);
+    }
+}
+
+/// Nothing a client makes up opens as a session (the harness's master key
+/// is new in every process, so no stored input was sealed under it), and
+/// any backend id passgate agrees to seal opens again only for its own
+/// route and account.
+fn gateway_session(key: &MasterKey, data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    assert_eq!(
+        gateway::session::open(key, "/mcp/a", "u1", &text),
+        None,
+        "a made-up session id opened"
+    );
+    if let Some(sealed) = gateway::session::seal(key, "/mcp/a", "u1", &text) {
+        assert_eq!(
+            gateway::session::open(key, "/mcp/a", "u1", &sealed).as_deref(),
+            Some(&*text)
+        );
+        assert_eq!(gateway::session::open(key, "/mcp/b", "u1", &sealed), None);
+        assert_eq!(gateway::session::open(key, "/mcp/a", "u2", &sealed), None);
     }
 }
 

@@ -15,7 +15,7 @@ mod headers;
 mod identity;
 mod inspect;
 mod proxy;
-mod session;
+pub(crate) mod session;
 #[cfg(feature = "aws")]
 pub mod sigv4;
 pub mod stdio;

@@ -15,6 +15,12 @@ use super::access_token::AccessClaims;
 use crate::store::now_unix;
 
 const CAPACITY: usize = 10_000;
+/// How long a verification is remembered at most. Memory then holds the
+/// tokens used in the last few minutes rather than every token issued in
+/// the hour (the soak's resident memory grew with those, docs/reliability.md),
+/// and a token in use is checked again once per this long: one ES256
+/// verification, about 50 µs, every five minutes.
+const REMEMBER_SECS: i64 = 300;
 
 #[derive(Clone)]
 pub struct Verified {
@@ -26,11 +32,20 @@ pub struct Verified {
     pub scope: String,
     pub fam: String,
     pub exp: i64,
+    /// When this process stops trusting its memory of the check.
+    until: i64,
 }
 
 #[derive(Default)]
 pub struct VerifiedTokens {
-    entries: Mutex<HashMap<[u8; 32], Verified>>,
+    memo: Mutex<Memo>,
+}
+
+#[derive(Default)]
+struct Memo {
+    entries: HashMap<[u8; 32], Verified>,
+    /// When entries past their time are next dropped.
+    next_sweep: i64,
 }
 
 pub fn key(token: &str) -> [u8; 32] {
@@ -39,22 +54,32 @@ pub fn key(token: &str) -> [u8; 32] {
 
 impl VerifiedTokens {
     pub fn get(&self, key: &[u8; 32]) -> Option<Verified> {
-        let entries = self.entries.lock().ok()?;
-        entries.get(key).filter(|v| v.exp > now_unix()).cloned()
+        self.get_at(key, now_unix())
+    }
+
+    fn get_at(&self, key: &[u8; 32], now: i64) -> Option<Verified> {
+        let memo = self.memo.lock().ok()?;
+        memo.entries.get(key).filter(|v| v.until > now).cloned()
     }
 
     pub fn insert(&self, key: [u8; 32], kid: &str, claims: &AccessClaims) {
-        let Ok(mut entries) = self.entries.lock() else {
+        self.insert_at(key, kid, claims, now_unix());
+    }
+
+    fn insert_at(&self, key: [u8; 32], kid: &str, claims: &AccessClaims, now: i64) {
+        let Ok(mut memo) = self.memo.lock() else {
             return;
         };
-        if entries.len() >= CAPACITY {
-            let now = now_unix();
-            entries.retain(|_, v| v.exp > now);
-            if entries.len() >= CAPACITY {
-                entries.clear();
-            }
+        // Entries past their time are dropped once in a while, not only
+        // when the memo is full, so memory follows the tokens in use.
+        if now >= memo.next_sweep || memo.entries.len() >= CAPACITY {
+            memo.entries.retain(|_, v| v.until > now);
+            memo.next_sweep = now + REMEMBER_SECS;
         }
-        entries.insert(
+        if memo.entries.len() >= CAPACITY {
+            memo.entries.clear();
+        }
+        memo.entries.insert(
             key,
             Verified {
                 kid: kid.to_owned(),
@@ -64,8 +89,14 @@ impl VerifiedTokens {
                 scope: claims.scope.clone(),
                 fam: claims.fam.clone(),
                 exp: claims.exp,
+                until: claims.exp.min(now + REMEMBER_SECS),
             },
         );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.memo.lock().unwrap().entries.len()
     }
 }
 
@@ -95,7 +126,7 @@ mod tests {
         let live = now_unix() + 3600;
         for n in 0..CAPACITY * 2 + 7 {
             memo.insert(key(&format!("token-{n}")), "kid", &claims(n, live));
-            assert!(memo.entries.lock().unwrap().len() <= CAPACITY, "after {n}");
+            assert!(memo.len() <= CAPACITY, "after {n}");
         }
         let last = key(&format!("token-{}", CAPACITY * 2 + 6));
         assert_eq!(
@@ -114,8 +145,29 @@ mod tests {
             memo.insert(key(&format!("old-{n}")), "kid", &claims(n, now - 1));
         }
         memo.insert(key("new"), "kid", &claims(CAPACITY, now + 3600));
-        assert_eq!(memo.entries.lock().unwrap().len(), 2);
+        assert_eq!(memo.len(), 2);
         assert!(memo.get(&key("live")).is_some());
         assert!(memo.get(&key("new")).is_some());
+    }
+
+    /// A token in use is checked again after `REMEMBER_SECS`, and the memo
+    /// lets go of what was verified long ago although the token lives on:
+    /// memory follows the tokens in use, not the tokens issued.
+    #[test]
+    fn a_verification_is_remembered_for_minutes_not_for_the_tokens_hour() {
+        let memo = VerifiedTokens::default();
+        let start = now_unix();
+        let hour = start + 3600;
+        for n in 0..100 {
+            memo.insert_at(key(&format!("early-{n}")), "kid", &claims(n, hour), start);
+        }
+        assert!(memo.get_at(&key("early-0"), start + REMEMBER_SECS - 1).is_some());
+        assert!(memo.get_at(&key("early-0"), start + REMEMBER_SECS).is_none());
+        let later = start + REMEMBER_SECS + 1;
+        memo.insert_at(key("later"), "kid", &claims(100, hour), later);
+        assert_eq!(memo.len(), 1, "the early ones were dropped");
+        // Never past the token's own expiry.
+        memo.insert_at(key("short"), "kid", &claims(101, later + 10), later);
+        assert!(memo.get_at(&key("short"), later + 10).is_none());
     }
 }

@@ -278,9 +278,14 @@ async fn stdio_routes_serve_signed_in_people_one_child_each_and_reap_them_all() 
         .await;
     assert_eq!(response.status(), 404);
 
-    // Idle past the timeout: every child is stopped and reaped.
-    eventually("every idle child stopped", || time_children().is_empty()).await;
-    assert_eq!(zombies_of(pid), 0, "unreaped children");
+    // Idle past the timeout: every child is stopped and reaped. A child
+    // that has exited is a zombie (with an empty command line) until
+    // passgate's wait returns, which on a loaded machine takes a moment:
+    // one left for good fails the wait.
+    eventually("every idle child stopped and reaped", || {
+        time_children().is_empty() && zombies_of(pid) == 0
+    })
+    .await;
     let log = server.output();
     assert!(log.contains("stopped an idle stdio server"), "{log}");
     for secret in [stolen.token.as_str(), alice.as_str()] {

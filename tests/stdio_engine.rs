@@ -11,7 +11,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use passgate::gateway::stdio::{Relayed, StdioBackend, StdioConfig, StdioError, StdioRoute};
 use serde_json::{Value, json};
-use support::process::{node, python, running_children_of};
+use support::process::{children_of, node, python};
 use tokio_util::sync::CancellationToken;
 
 /// Where tests/js's packages are: `PASSGATE_JS_MODULES` or tests/js/node_modules.
@@ -53,7 +53,7 @@ fn route(settings: StdioConfig) -> StdioRoute {
 /// the two tests run side by side), from /proc.
 /// This test process's children running a command that contains `marker`.
 fn children_running(marker: &str) -> Vec<u32> {
-    running_children_of(std::process::id(), marker)
+    children_of(std::process::id(), marker)
 }
 
 /// Waits (generously, for a loaded machine) until `check` holds.

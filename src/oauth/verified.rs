@@ -161,8 +161,14 @@ mod tests {
         for n in 0..100 {
             memo.insert_at(key(&format!("early-{n}")), "kid", &claims(n, hour), start);
         }
-        assert!(memo.get_at(&key("early-0"), start + REMEMBER_SECS - 1).is_some());
-        assert!(memo.get_at(&key("early-0"), start + REMEMBER_SECS).is_none());
+        assert!(
+            memo.get_at(&key("early-0"), start + REMEMBER_SECS - 1)
+                .is_some()
+        );
+        assert!(
+            memo.get_at(&key("early-0"), start + REMEMBER_SECS)
+                .is_none()
+        );
         let later = start + REMEMBER_SECS + 1;
         memo.insert_at(key("later"), "kid", &claims(100, hour), later);
         assert_eq!(memo.len(), 1, "the early ones were dropped");

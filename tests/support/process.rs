@@ -341,21 +341,13 @@ fn proc_table() -> Vec<ProcEntry> {
     table
 }
 
-/// The children of `parent` whose command line contains `marker`, zombies
-/// included: a zombie is a child nobody reaped.
+/// The children of `parent` whose command line contains `marker`. A child
+/// that has exited has an empty command line until it is reaped, so it is
+/// not among them: count those with [`zombies_of`].
 pub fn children_of(parent: u32, marker: &str) -> Vec<u32> {
-    children_where(parent, marker, |_| true)
-}
-
-/// [`children_of`] without the zombies: the children still running.
-pub fn running_children_of(parent: u32, marker: &str) -> Vec<u32> {
-    children_where(parent, marker, |state| state != 'Z')
-}
-
-fn children_where(parent: u32, marker: &str, state_ok: impl Fn(char) -> bool) -> Vec<u32> {
     proc_table()
         .into_iter()
-        .filter(|p| p.ppid == parent && state_ok(p.state) && p.cmdline.contains(marker))
+        .filter(|p| p.ppid == parent && p.state != 'Z' && p.cmdline.contains(marker))
         .map(|p| p.pid)
         .collect()
 }

@@ -2,7 +2,9 @@
 # The gateway benchmark, in one command: a fast MCP backend alone, passgate
 # in front of it (`--backend`), and FastMCP's own proxy in front of it, on
 # loopback, in one run; then a stdio route against the same command run
-# directly (bench/stdio.py). Each writes its section of docs/benchmarks.md.
+# directly (bench/stdio.py), and the first SSE event through the Lambda
+# build beside the server build (bench/lambda_sse.py). Each writes its
+# section of docs/benchmarks.md.
 #
 #   bench/gateway.sh                                   # about 2 minutes after the builds
 #   BENCH_DURATION=3 BENCH_ROUNDS=3 bench/gateway.sh   # shorter load runs
@@ -30,6 +32,12 @@ echo "== building (release)"
 # three (and one build).
 cargo build --release --quiet --features postgres --example bench_token --example bench_backend
 cargo build --release --quiet --features postgres --bin passgate
+# The Lambda build in its own target directory, as bench/run.sh builds it,
+# and a token tool that reads its DynamoDB table: the test build's, whose
+# speed is not measured (and which is usually there already).
+cargo build --release --quiet --features lambda,dynamodb --bin passgate \
+  --target-dir "$ROOT/target/bench-lambda"
+cargo build --quiet --all-features --example bench_token
 
 "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('fastmcp') != '$FASTMCP_VERSION')" || {
   echo "the test virtualenv lacks FastMCP $FASTMCP_VERSION: run scripts/install-test-deps.sh" >&2
@@ -47,11 +55,22 @@ cargo build --release --quiet --features postgres --bin passgate
   --out "$ROOT/docs/benchmarks.md"
 
 # A stdio route against the same server run directly over stdio.
-exec "$VENV/bin/python" "$ROOT/bench/stdio.py" \
+"$VENV/bin/python" "$ROOT/bench/stdio.py" \
   --root "$ROOT" \
   --passgate "$ROOT/target/release/passgate" \
   --token-tool "$ROOT/target/release/examples/bench_token" \
   --python "$VENV/bin/python" \
   --calls "${BENCH_STDIO_CALLS:-200}" \
   --rounds "${BENCH_ROUNDS:-3}" \
+  --out "$ROOT/docs/benchmarks.md"
+
+# The first SSE event through the Lambda build beside the server build.
+exec "$VENV/bin/python" "$ROOT/bench/lambda_sse.py" \
+  --root "$ROOT" \
+  --passgate "$ROOT/target/release/passgate" \
+  --lambda-passgate "$ROOT/target/bench-lambda/release/passgate" \
+  --token-tool "$ROOT/target/debug/examples/bench_token" \
+  --backend "$ROOT/target/release/examples/bench_backend" \
+  --python "$VENV/bin/python" \
+  --samples "${BENCH_SSE_SAMPLES:-30}" \
   --out "$ROOT/docs/benchmarks.md"

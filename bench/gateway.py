@@ -73,9 +73,11 @@ def first_call(url: str, token: str) -> None:
     conn.close()
 
 
-def first_event_ms(port: int, path: str, token: str | None) -> float:
-    """Milliseconds from the backend's send of its first SSE event to its arrival here."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def first_event_ms(port: int, path: str, token: str | None, host: str | None = None) -> float:
+    """Milliseconds from the backend's send of its first SSE event to its
+    arrival here; `host`, when given, is the `Host` header (a Function URL's
+    emulation routes by it)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {
         "content-type": "application/json",
         "accept": "application/json, text/event-stream",
@@ -83,6 +85,8 @@ def first_event_ms(port: int, path: str, token: str | None) -> float:
     }
     if token:
         headers["authorization"] = f"Bearer {token}"
+    if host:
+        headers["host"] = host
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                        "params": {"name": "stream", "arguments": {}}})
     conn.request("POST", path, body=body, headers=headers)
@@ -258,14 +262,7 @@ def main() -> int:
     ]
     report = "\n".join(lines)
     print(report)
-    with open(args.out) as f:
-        doc = f.read()
-    if BEGIN in doc and END in doc:
-        doc = doc[: doc.index(BEGIN)] + report + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.replace(run.MARKER, report + "\n\n" + run.MARKER)
-    with open(args.out, "w") as f:
-        f.write(doc)
+    run.write_section(args.out, BEGIN, END, report)
     return 0
 
 

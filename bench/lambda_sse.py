@@ -11,8 +11,6 @@ nothing asserts timings.
 """
 
 import argparse
-import http.client
-import json
 import os
 import secrets
 import statistics
@@ -25,33 +23,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import probe  # noqa: E402
 import run  # noqa: E402
+from gateway import first_event_ms  # noqa: E402  (bench/gateway.py)
 
 BEGIN = "<!-- bench/lambda_sse.py writes from here... -->"
 END = "<!-- ...to here (Lambda SSE). -->"
 TABLE = "passgate"
-
-
-def first_event_ms(port: int, host: str, token: str) -> float:
-    """Milliseconds from the backend's send of its first event to its arrival here."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Host": host, "content-type": "application/json",
-               "accept": "application/json, text/event-stream",
-               "mcp-protocol-version": "2025-11-25", "authorization": f"Bearer {token}"}
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                       "params": {"name": "stream", "arguments": {}}})
-    conn.request("POST", "/mcp", body=body, headers=headers)
-    response = conn.getresponse()
-    if response.status != 200:
-        raise run.BenchFailure(f"SSE through {host}: {response.status} {response.read()[:300]!r}")
-    line = b""
-    while not line.startswith(b"data:"):
-        line = response.fp.readline()
-        if not line:
-            raise run.BenchFailure(f"SSE through {host}: the stream ended before its first event")
-    arrived = time.time_ns()
-    sent = json.loads(line[5:])["params"]["sent_unix_ns"]
-    conn.close()
-    return (arrived - sent) / 1e6
 
 
 def main() -> None:
@@ -131,11 +107,11 @@ def main() -> None:
             "lambda": (lambda_port, f"localhost:{lambda_port}", lambda_token),
         }
         for port, host, token in targets.values():
-            first_event_ms(port, host, token)  # warm-up, checked
+            first_event_ms(port, "/mcp", token, host)  # warm-up, checked
         samples: dict[str, list[float]] = {name: [] for name in targets}
         for _ in range(args.samples):
             for name, (port, host, token) in targets.items():
-                samples[name].append(first_event_ms(port, host, token))
+                samples[name].append(first_event_ms(port, "/mcp", token, host))
         run.log("first event (ms): " + "  ".join(
             f"{n} median {statistics.median(s):.2f} max {max(s):.2f}" for n, s in samples.items()))
     finally:
@@ -171,16 +147,8 @@ def main() -> None:
         "streamed answer), not buffering, which would show the backend's full second of hold.",
         END,
     ]
-    section = "\n".join(lines) + "\n"
-    with open(args.out) as f:
-        doc = f.read()
-    if BEGIN in doc and END in doc:
-        doc = doc[: doc.index(BEGIN)] + section + doc[doc.index(END) + len(END) + 1:]
-    else:
-        marker = "<!-- bench/run.sh writes everything below this line; edit above it only. -->"
-        doc = doc.replace(marker, section + "\n" + marker)
-    with open(args.out, "w") as f:
-        f.write(doc)
+    section = "\n".join(lines)
+    run.write_section(args.out, BEGIN, END, section)
     print(section)
 
 

@@ -316,6 +316,20 @@ def machine_info(root: str) -> dict:
     }
 
 
+def write_section(path: str, begin: str, end: str, section: str) -> None:
+    """Replaces the text between `begin` and `end` (both included) in the
+    document at `path` with `section`, or puts it above `MARKER` the first
+    time."""
+    with open(path) as f:
+        doc = f.read()
+    if begin in doc and end in doc:
+        doc = doc[: doc.index(begin)] + section + doc[doc.index(end) + len(end):]
+    else:
+        doc = doc.replace(MARKER, section + "\n\n" + MARKER)
+    with open(path, "w") as f:
+        f.write(doc)
+
+
 # ---------------------------------------------------------------- formatting
 
 

@@ -198,16 +198,8 @@ def main() -> None:
         "read, and the hop through the child's pipes. The server's own work is the same in both.",
         END,
     ]
-    section = "\n".join(lines) + "\n"
-    with open(args.out) as f:
-        doc = f.read()
-    if BEGIN in doc and END in doc:
-        doc = doc[: doc.index(BEGIN)] + section + doc[doc.index(END) + len(END) + 1:]
-    else:
-        marker = "<!-- bench/run.sh writes everything below this line; edit above it only. -->"
-        doc = doc.replace(marker, section + "\n" + marker)
-    with open(args.out, "w") as f:
-        f.write(doc)
+    section = "\n".join(lines)
+    run.write_section(args.out, BEGIN, END, section)
     print(section)
 
 

@@ -838,52 +838,37 @@ async fn header_body_mismatches_are_refused_before_any_policy() {
             "name": name, "arguments": {},
             "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}})
     };
+    let era_call = |tool: &'static str, version: &'static str, name: &'static str| {
+        let (gw, token) = (&gw, &token);
+        async move {
+            let headers = [
+                ("mcp-protocol-version", version),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", name),
+            ];
+            gw.call("/mcp/a", token, call(tool), &headers).await
+        }
+    };
     let before = gw.backend.count();
-    // The headers name an allowed tool, the body a denied one.
-    let (status, _, body) = gw
-        .call(
-            "/mcp/a",
-            &token,
-            call("secret_delete"),
-            &[
-                ("mcp-protocol-version", "2026-07-28"),
-                ("mcp-method", "tools/call"),
-                ("mcp-name", "add"),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let body: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(body["error"]["code"], -32020);
-    // The version header disagrees with _meta.
-    let (status, _, body) = gw
-        .call(
-            "/mcp/a",
-            &token,
-            call("add"),
-            &[
-                ("mcp-protocol-version", "2025-11-25"),
-                ("mcp-method", "tools/call"),
-                ("mcp-name", "add"),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body.contains("-32020"), "{body}");
+    // The headers name an allowed tool, the body a denied one; then the
+    // version header disagrees with _meta.
+    for (tool, version, name) in [
+        ("secret_delete", "2026-07-28", "add"),
+        ("add", "2025-11-25", "add"),
+    ] {
+        let (status, _, body) = era_call(tool, version, name).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"]["code"], -32020, "{tool} {version} {name}");
+    }
     // Consistent headers (one base64-encoded) for a denied tool: refused by
     // policy without the name, never forwarded.
-    let (status, _, body) = gw
-        .call(
-            "/mcp/a",
-            &token,
-            call("secret_delete"),
-            &[
-                ("mcp-protocol-version", "2026-07-28"),
-                ("mcp-method", "tools/call"),
-                ("mcp-name", "=?base64?c2VjcmV0X2RlbGV0ZQ==?="),
-            ],
-        )
-        .await;
+    let (status, _, body) = era_call(
+        "secret_delete",
+        "2026-07-28",
+        "=?base64?c2VjcmV0X2RlbGV0ZQ==?=",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let parsed: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(parsed["id"], 5);

@@ -19,7 +19,7 @@ const CAPACITY: usize = 10_000;
 /// tokens used in the last few minutes rather than every token issued in
 /// the hour (the soak's resident memory grew with those, docs/reliability.md),
 /// and a token in use is checked again once per this long: one ES256
-/// verification, about 50 µs, every five minutes.
+/// verification (68 µs in docs/benchmarks.md) every five minutes.
 const REMEMBER_SECS: i64 = 300;
 
 #[derive(Clone)]

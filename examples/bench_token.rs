@@ -16,6 +16,7 @@
 
 use clap::Parser;
 use passgate::{
+    accounts::users::{self, Role, User},
     bootstrap,
     config::{CommonArgs, Config},
     crypto,
@@ -26,7 +27,6 @@ use passgate::{
         keys::SigningKeys,
     },
     store::now_unix,
-    users::{self, Role, User},
 };
 
 #[derive(Parser)]

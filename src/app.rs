@@ -18,8 +18,8 @@ use crate::{
         resource::Resources,
         verified::VerifiedTokens,
     },
+    oidc::provider::Provider,
     store::Store,
-    upstream::provider::Provider,
 };
 
 /// What the client-address extractor (`net::ClientAddr`) reads.
@@ -64,7 +64,7 @@ pub struct App {
     /// Clients the operator configured (not stored: they are configuration).
     pub configured_clients: Arc<Vec<Client>>,
     /// The upstream OpenID provider people may sign in with, if configured.
-    pub upstream: Option<Arc<Provider>>,
+    pub oidc: Option<Arc<Provider>>,
     /// Access tokens already verified by this process (an optimization;
     /// see `oauth::verified`).
     pub verified: Arc<VerifiedTokens>,
@@ -86,7 +86,7 @@ impl AppState {
         let keys = SigningKeys::load_or_create(store.as_ref(), &master_key).await?;
         let configured_clients =
             Arc::new(client::configured(&config.clients).map_err(anyhow::Error::msg)?);
-        let upstream = match config.upstream.clone() {
+        let oidc = match config.oidc.clone() {
             Some(c) => {
                 let provider = Arc::new(Provider::new(c)?);
                 provider.warm_up().await.map_err(|e| {
@@ -114,7 +114,7 @@ impl AppState {
             keys,
             cimd,
             configured_clients,
-            upstream,
+            oidc,
             verified: Arc::default(),
             shutdown: CancellationToken::new(),
         })))

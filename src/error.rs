@@ -44,7 +44,7 @@ pub enum Error {
     /// An upstream identity provider is unreachable or too slow (503);
     /// `retry`, a local path, is where signing in again should lead.
     #[error("{message}")]
-    UpstreamUnavailable {
+    ProviderUnavailable {
         message: String,
         retry: Option<String>,
     },
@@ -121,7 +121,7 @@ impl Error {
                 m.clone(),
                 pick("Start again from the application you came from.", ""),
             ),
-            Error::UpstreamUnavailable { message, .. } => (
+            Error::ProviderUnavailable { message, .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 message.clone(),
                 "Try again in a moment.",
@@ -153,7 +153,7 @@ impl Error {
             | Error::Csrf
             | Error::RateLimited
             | Error::Gone(_)
-            | Error::UpstreamUnavailable { .. }
+            | Error::ProviderUnavailable { .. }
             | Error::BadGateway(_)
             | Error::SignInCancelled { .. } => None,
         }
@@ -182,7 +182,7 @@ impl IntoResponse for Error {
                 )
                 .into_response();
             }
-            Error::UpstreamUnavailable {
+            Error::ProviderUnavailable {
                 message,
                 retry: Some(retry),
             } => {

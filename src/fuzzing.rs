@@ -28,6 +28,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use crate::{
+    accounts::users,
     app::AppState,
     config::{Config, ConfiguredClient},
     crypto::{self, MasterKey},
@@ -42,7 +43,6 @@ use crate::{
         token::basic_credentials,
     },
     store::{NewItem, Write, now_unix, sqlite::SqliteStore},
-    users,
 };
 
 /// The harness app's public URL.
@@ -427,7 +427,7 @@ impl Harness {
             return None;
         };
         let headers = HeaderMap::from_iter([(header::COOKIE, value.clone())]);
-        if let Some(found) = cookies::get(&headers, crate::login::session::COOKIE) {
+        if let Some(found) = cookies::get(&headers, crate::accounts::session::COOKIE) {
             assert!(!found.is_empty(), "an empty cookie value was returned");
         }
         let mut status = None;

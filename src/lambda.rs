@@ -30,6 +30,7 @@ use crate::{
     bootstrap,
     config::{Config, ServeArgs},
     login, routes,
+    server::Endpoints,
 };
 
 /// True when this process was started by the Lambda runtime (or an
@@ -50,10 +51,11 @@ pub fn serve_by_default(mut argv: Vec<OsString>) -> Vec<OsString> {
     argv
 }
 
-/// Builds the application once and answers invocations until the runtime
-/// stops the execution environment. Any error before the loop starts fails
+/// Builds the application with `endpoints` (the library's, or the demo
+/// tools) once and answers invocations until the runtime stops the
+/// execution environment. Any error before the loop starts fails
 /// Lambda's init phase, which Lambda retries.
-pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(args: &ServeArgs, endpoints: &Endpoints) -> anyhow::Result<()> {
     let config = Config::from_args(args)?;
     // Before the store: a configuration Lambda cannot serve fails at once.
     let gateway = crate::gateway::Gateway::load(&config)?;
@@ -88,8 +90,8 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         mcp_url = %state.config.mcp_url(),
         "passgate is serving Lambda invocations"
     );
-    let demo = crate::mcp::ProtectedMcp::demo(&state.config, state.shutdown.clone());
-    run(routes::router_with_gateway(state, vec![demo], gateway)?).await
+    let endpoints = endpoints(&state);
+    run(routes::router_with_gateway(state, endpoints, gateway)?).await
 }
 
 /// Runs `app` under the Lambda runtime, each response streamed to the

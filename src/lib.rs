@@ -10,6 +10,7 @@
 //! table), [`mcp`] (the tools and the MCP transport), then [`error`] (how
 //! failures become HTTP responses). `ARCHITECTURE.md` has the bird's-eye view.
 
+pub mod accounts;
 pub mod app;
 #[cfg(feature = "aws")]
 pub mod aws;
@@ -29,14 +30,13 @@ pub mod login;
 pub mod mcp;
 pub mod net;
 pub mod oauth;
+pub mod oidc;
 pub mod pages;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
 pub mod store;
 pub mod telemetry;
-pub mod upstream;
-pub mod users;
 
 pub use library::Passgate;
 pub use oauth::bearer::Identity;

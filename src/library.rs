@@ -215,8 +215,16 @@ impl Passgate {
     /// the store is unreachable at start, until SIGTERM or Ctrl-C, then
     /// letting requests in flight finish. Logs to standard error unless a
     /// `tracing` subscriber is set already.
+    ///
+    /// Under the AWS Lambda runtime (built with the `lambda` feature), it
+    /// answers Function URL invocations instead, with the same endpoints:
+    /// one binary serves your tools on a server and on Lambda.
     pub async fn serve(self) -> anyhow::Result<()> {
         telemetry::try_init(self.args.common.log_format);
+        #[cfg(feature = "lambda")]
+        if crate::lambda::is_lambda_runtime() {
+            return crate::lambda::serve(&self.args, &self.endpoints()).await;
+        }
         server::run_with(&self.args, self.endpoints(), self.shutdown.clone()).await
     }
 }

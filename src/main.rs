@@ -50,6 +50,8 @@ enum ClientsCommand {
     },
     /// End every sign-in of a client and delete its registration.
     Revoke {
+        // Registered IDs are random base64url, so one in 64 begins with `-`.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         #[command(flatten)]
         common: CommonArgs,
@@ -178,11 +180,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             telemetry::init(args.common.log_format);
-            #[cfg(feature = "lambda")]
-            if passgate::lambda::is_lambda_runtime() {
-                return passgate::lambda::serve(&args).await;
-            }
-            // The demo tools, served the way a library user serves theirs.
+            // The demo tools, served the way a library user serves theirs
+            // (over TCP, or under the Lambda runtime).
             passgate::Passgate::new(args)
                 .mcp(passgate::mcp::Tools::new)
                 .serve()

@@ -35,7 +35,7 @@ pub enum LimitedAction {
     /// the link).
     EnrollInvitation,
     /// Sign-ins started at the upstream identity provider.
-    UpstreamSignIn,
+    OidcSignIn,
     /// Client metadata documents actually fetched (not answered from the
     /// cache) for one address: each is an outbound request anyone can
     /// trigger.
@@ -51,7 +51,7 @@ impl LimitedAction {
         Self::SignInFailure,
         Self::Enroll,
         Self::EnrollInvitation,
-        Self::UpstreamSignIn,
+        Self::OidcSignIn,
         Self::CimdFetch,
     ];
 
@@ -64,7 +64,7 @@ impl LimitedAction {
             Self::SignInFailure => "signin-failure-addr",
             Self::Enroll => "enroll-addr",
             Self::EnrollInvitation => "enroll-invite",
-            Self::UpstreamSignIn => "upstream-addr",
+            Self::OidcSignIn => "upstream-addr",
             Self::CimdFetch => "cimd-addr",
         }
     }
@@ -78,7 +78,7 @@ impl LimitedAction {
             Self::SignInFailure => 10,
             Self::Enroll => 10,
             Self::EnrollInvitation => 10,
-            Self::UpstreamSignIn => 30,
+            Self::OidcSignIn => 30,
             Self::CimdFetch => 30,
         }
     }
@@ -92,7 +92,7 @@ impl LimitedAction {
             | Self::SignInFailure
             | Self::Enroll
             | Self::EnrollInvitation
-            | Self::UpstreamSignIn
+            | Self::OidcSignIn
             | Self::CimdFetch => 300,
         }
     }

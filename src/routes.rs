@@ -30,10 +30,9 @@ use crate::{
         resource::{InvalidResourcePath, Resources},
         revoke, token,
     },
-    pages,
+    oidc, pages,
     store::StoreError,
     telemetry::{self, Fault},
-    upstream,
 };
 
 /// Builds the whole application with passgate's demo tools at `/mcp`.
@@ -146,8 +145,8 @@ fn build(
         .route("/login/passkey/finish", post(signin::finish))
         .route("/logout", post(signin::logout))
         // Sign-in through an upstream OpenID provider.
-        .route("/login/upstream", post(upstream::start))
-        .route(upstream::CALLBACK_PATH, get(upstream::callback))
+        .route("/login/upstream", post(oidc::start))
+        .route(oidc::CALLBACK_PATH, get(oidc::callback))
         // Enrollment from an invitation.
         .route("/enroll", get(enroll::page))
         .route("/enroll/passkey/options", post(enroll::options))

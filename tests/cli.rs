@@ -183,6 +183,13 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
     passgate(dir.path(), &["clients", "revoke", &unused]);
     let listed = passgate(dir.path(), &["clients", "list"]);
     assert!(listed.contains("No clients"), "{listed}");
+    // A registered ID is random base64url and may begin with `-`; the
+    // command takes it as the ID, not as an option.
+    let hyphen = passgate(dir.path(), &["clients", "revoke", "-2fuTEu1uNleVhEiU2lPSA"]);
+    assert!(
+        hyphen.contains("of client -2fuTEu1uNleVhEiU2lPSA"),
+        "{hyphen}"
+    );
 
     let log = server.output();
     // The start-up banner names the URL to paste into MCP clients.

@@ -123,7 +123,7 @@ mod support;
 #[tokio::test]
 #[ignore = "writes fuzz/corpus; run by hand"]
 async fn write_generated_seeds() {
-    use passgate::users::Role;
+    use passgate::accounts::users::Role;
     use serde_json::json;
     use support::{Browser, ORIGIN, SoftAuthenticator, TestApp};
     assert_eq!(ORIGIN, passgate::fuzzing::ORIGIN, "seeds carry the origin");

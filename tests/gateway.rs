@@ -25,6 +25,7 @@ use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
 use passgate::{
+    accounts::users::{self, Role},
     app::AppState,
     config::Config,
     crypto::{self, MasterKey},
@@ -32,7 +33,6 @@ use passgate::{
     oauth::{bearer::AccessClaims, grants},
     routes,
     store::{Store, now_unix, sqlite::SqliteStore},
-    users::{self, Role},
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;

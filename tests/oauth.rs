@@ -969,7 +969,7 @@ async fn another_loopback_name_gets_told_the_mcp_url() {
 
 #[tokio::test]
 async fn whoami_carries_the_groups_administrators_set() {
-    use passgate::users;
+    use passgate::accounts::users;
     let app = TestApp::new().await;
     let user = users::new_user(
         users::new_user_id(),

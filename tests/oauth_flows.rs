@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use http::{StatusCode, header};
-use passgate::{store::Store, users::Role};
+use passgate::{accounts::users::Role, store::Store};
 use serde_json::{Value, json};
 use support::{
     Browser, ORIGIN, TestApp, TestResponse,
@@ -664,7 +664,7 @@ async fn a_disabled_persons_tokens_stop_working() {
     let client = app.register(REDIRECT).await;
     let (code, verifier) = code_for(&app, &mut ivy, &client).await;
     let issued = tokens(&redeem(&app, &client, &code, &verifier).await);
-    passgate::users::set_disabled(app.store(), &ivy.user_id, true)
+    passgate::accounts::users::set_disabled(app.store(), &ivy.user_id, true)
         .await
         .unwrap();
     assert_eq!(
@@ -727,10 +727,10 @@ mod access_table {
     use std::sync::Arc;
 
     use passgate::{
+        accounts::users,
         config::{Config, ConfiguredClient},
         login::cli as users_cli,
         oauth::cli as clients_cli,
-        users,
     };
 
     use super::*;

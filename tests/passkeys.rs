@@ -6,13 +6,14 @@ mod support;
 
 use http::StatusCode;
 use passgate::{
+    accounts::invitations,
+    accounts::users::{self, Role},
     config::Config,
     crypto,
-    login::{cli, invitations},
+    login::cli,
     oauth::grants::{self, Grant},
     ratelimit::LimitedAction,
     store::now_unix,
-    users::{self, Role},
 };
 use serde_json::{Value, json};
 use support::{

@@ -13,7 +13,9 @@ use std::{collections::HashMap, sync::Mutex};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
-use crate::{app::AppState, crypto, oauth::bearer::Identity, store::now_unix, users::User};
+use crate::{
+    accounts::users::User, app::AppState, crypto, oauth::bearer::Identity, store::now_unix,
+};
 
 pub const IDENTITY_HEADER: HeaderName = HeaderName::from_static("x-passgate-identity");
 const FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");

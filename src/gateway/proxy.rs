@@ -25,10 +25,10 @@ use super::{
     session,
 };
 use crate::{
+    accounts::users,
     app::AppState,
     error::{GatewayRefusal, JsonRpcRefusal},
     oauth::bearer::Identity,
-    users,
 };
 
 const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
+    accounts::users::{self, Credential, MAX_LABEL_CHARS},
     app::AppState,
     config::Config,
     error::{Error, ScriptError},
@@ -28,7 +29,6 @@ use crate::{
     },
     pages::{Page, escape},
     store::StoreError,
-    users::{self, Credential, MAX_LABEL_CHARS},
 };
 
 /// `GET /account`

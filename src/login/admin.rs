@@ -10,15 +10,18 @@ use http::HeaderMap;
 use serde::Deserialize;
 
 use crate::{
+    accounts::{
+        invitations,
+        users::{self, Role, User},
+    },
     app::AppState,
     error::Error,
     login::{
         SignedIn, current,
         forms::{SignedInForm, SignedInPage},
-        invitations, recovery, sign_in_redirect, ui,
+        recovery, sign_in_redirect, ui,
     },
     pages::{Page, escape},
-    users::{self, Role, User},
 };
 
 async fn require_admin(
@@ -68,7 +71,7 @@ pub async fn page(
 fn no_invitations_section(state: &AppState) -> String {
     let provider = state
         .config
-        .upstream
+        .oidc
         .as_ref()
         .map_or("the identity provider", |u| u.name.as_str());
     format!(

@@ -3,10 +3,13 @@
 //! Each function returns the text to print; `main` only prints it.
 
 use crate::{
+    accounts::{
+        invitations,
+        users::{self, Role},
+    },
     config::Config,
-    login::{invitations, recovery, ui},
+    login::{recovery, ui},
     store::Store,
-    users::{self, Role},
 };
 
 /// `passgate users invite <name> [--admin] [--ttl-hours N]`. The link is
@@ -194,7 +197,7 @@ pub async fn demote(store: &dyn Store, name: &str) -> anyhow::Result<String> {
 /// At `passgate serve` start-up with passkeys off (nobody can enroll from
 /// an invitation): while no administrator exists, how to get one.
 pub async fn no_admin_banner(store: &dyn Store, config: &Config) -> anyhow::Result<Option<String>> {
-    let Some(upstream) = config.upstream.as_ref().filter(|_| !config.passkeys) else {
+    let Some(upstream) = config.oidc.as_ref().filter(|_| !config.passkeys) else {
         return Ok(None);
     };
     if users::list(store).await?.iter().any(|u| u.is_admin()) {

@@ -13,10 +13,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
+    accounts::{
+        invitations,
+        users::{self, MAX_NAME_CHARS},
+    },
     app::AppState,
     error::{Error, ScriptError},
     login::{
-        api, invitations,
+        api,
         passkeys::{self, NewPasskeyFor, Purpose},
         signin, ui,
     },
@@ -24,7 +28,6 @@ use crate::{
     pages::{Page, escape},
     ratelimit::{self, LimitedAction},
     store::StoreError,
-    users::{self, MAX_NAME_CHARS},
 };
 
 #[derive(Deserialize)]
@@ -103,7 +106,7 @@ fn link_not_valid() -> Response {
 fn passkeys_off(state: &AppState) -> Response {
     let provider = state
         .config
-        .upstream
+        .oidc
         .as_ref()
         .map_or("the identity provider", |u| u.name.as_str());
     Page::new(

@@ -11,7 +11,7 @@
 //! [`api`], [`forms`], [`cookies`] and [`ui`] their shared plumbing;
 //! [`cli`] the `passgate users` commands; [`recovery`] the links that let
 //! an existing account add a passkey again. Accounts themselves live in
-//! `crate::users`.
+//! `crate::accounts::users`.
 
 pub mod account;
 pub mod admin;
@@ -20,17 +20,19 @@ pub mod cli;
 pub mod cookies;
 pub mod enroll;
 pub mod forms;
-pub mod invitations;
 pub mod passkeys;
 pub mod recovery;
-pub mod session;
 pub mod signin;
 pub mod ui;
 
 use axum::response::{IntoResponse, Redirect, Response};
 use http::HeaderMap;
 
-use crate::{app::AppState, error::Error, users};
+use crate::{
+    accounts::{session, users},
+    app::AppState,
+    error::Error,
+};
 
 /// A person with a live browser session.
 #[derive(Debug, Clone)]

@@ -44,6 +44,7 @@ use webauthn_rp::{
 };
 
 use crate::{
+    accounts::users::{self, Credential, Role, User},
     app::AppState,
     config::Config,
     crypto::{constant_time_eq, token_hash},
@@ -51,7 +52,6 @@ use crate::{
     net::ClientAddr,
     ratelimit::{self, LimitedAction},
     store::{NewItem, now_unix},
-    users::{self, Credential, Role, User},
 };
 
 /// How long a started ceremony can be finished (the browser's own timeout

@@ -21,19 +21,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{
+    accounts::{session, users},
     app::AppState,
     crypto::{random_token, token_hash},
     error::{Error, ScriptError},
     login::{
         api,
         passkeys::{self, NewPasskeyFor, Purpose},
-        session, signin, ui,
+        signin, ui,
     },
     net::ClientAddr,
     pages::{Page, escape},
     ratelimit::{self, LimitedAction},
     store::{NewItem, Store, StoreError, Write, now_unix},
-    users,
 };
 
 /// What a recovery link stands for.

@@ -15,12 +15,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
+    accounts::session,
     app::AppState,
     error::{Error, ScriptError},
     login::{
         api, cookies, current,
         forms::{SignedInForm, SignedInPage},
-        passkeys, session, ui,
+        passkeys, ui,
     },
     net::ClientAddr,
     pages::{Page, escape},
@@ -42,7 +43,7 @@ pub async fn page(
     if current(&state, &headers).await?.is_some() {
         return Ok(Redirect::to(&next).into_response());
     }
-    let upstream = match &state.upstream {
+    let upstream = match &state.oidc {
         Some(provider) => sign_in_button(provider, &next),
         None => String::new(),
     };
@@ -55,7 +56,7 @@ pub async fn page(
 </section>"#,
             name = escape(
                 state
-                    .upstream
+                    .oidc
                     .as_ref()
                     .map(|p| p.config.name.as_str())
                     .unwrap_or("")
@@ -161,7 +162,7 @@ pub async fn start_session(
     // Checked after writing: a deletion of the passkey that ran meanwhile
     // either ended this session or is seen here.
     if let Some(credential) = credential
-        && !crate::users::credential_exists(store, credential).await?
+        && !crate::accounts::users::credential_exists(store, credential).await?
     {
         session::end(store, &token).await?;
         return Err(Error::Forbidden(
@@ -200,7 +201,7 @@ pub async fn logout(
         session::end(state.store.as_ref(), &token).await?;
     }
     let upstream_logout = state
-        .upstream
+        .oidc
         .as_ref()
         .and_then(|p| Some((p.config.name.clone(), p.logout_url(&state.config.url("/"))?)))
         .map(|(name, url)| {
@@ -231,7 +232,7 @@ pub async fn logout(
 }
 
 /// The HTML for the "Sign in with <provider>" button on `/login`.
-fn sign_in_button(provider: &crate::upstream::provider::Provider, next: &str) -> String {
+fn sign_in_button(provider: &crate::oidc::provider::Provider, next: &str) -> String {
     format!(
         r#"<form method="post" action="/login/upstream">
 <input type="hidden" name="next" value="{next}">

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{CODE_TTL_SECS, PENDING_AUTHORIZATION_TTL_SECS, grants};
 use crate::{
+    accounts::users,
     store::{NewItem, Store, StoreError, now_unix},
-    users,
 };
 
 /// Why access can no longer be granted.

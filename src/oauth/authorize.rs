@@ -406,7 +406,7 @@ async fn complete(
     let store = state.store.as_ref();
     let code = crypto::random_token(32);
     // The profile at sign-in; `users::set_groups` keeps the groups current.
-    let (user_name, display_name, groups) = crate::users::get(store, user_id)
+    let (user_name, display_name, groups) = crate::accounts::users::get(store, user_id)
         .await?
         .map(|u| (u.name, u.display_name, u.groups))
         .unwrap_or_default();

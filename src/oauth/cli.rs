@@ -11,7 +11,7 @@ use super::{
     grants,
     keys::SigningKeys,
 };
-use crate::{crypto::MasterKey, store::Store, users};
+use crate::{accounts::users, crypto::MasterKey, store::Store};
 
 /// Every registered and configured client, and every client with live
 /// grants or pending authorizations (metadata-document clients appear once

@@ -1,5 +1,5 @@
 // A real OpenID provider (the certified `oidc-provider` package) configured
-// like Amazon Cognito for tests/upstream.rs: one confidential client with a
+// like Amazon Cognito for tests/oidc.rs: one confidential client with a
 // secret, PKCE required, email + email_verified in the ID token, no dev
 // interactions. The tiny login/consent interaction below stands in for the
 // provider's sign-in page: a form that takes an account name, and an

@@ -8,15 +8,16 @@ use axum::{Router, body::Body};
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use passgate::{
+    accounts::invitations,
+    accounts::users::Role,
     app::AppState,
     config::Config,
     crypto::MasterKey,
-    login::{self, SignedIn, invitations},
+    login::{self, SignedIn},
     mcp::ProtectedMcp,
     oauth::resource::Resources,
     routes,
     store::{Store, sqlite::SqliteStore},
-    users::Role,
 };
 use serde_json::Value;
 use tower::ServiceExt;

@@ -20,7 +20,7 @@ pub mod remote;
 #[cfg(feature = "aws")]
 pub mod sigv4;
 
-use passgate::users::Role;
+use passgate::accounts::users::Role;
 use serde_json::{Value, json};
 
 pub use app::{Browser, ORIGIN, TestApp, TestResponse};

@@ -16,7 +16,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::UpstreamConfig;
+use crate::config::OidcConfig;
 
 /// An unknown key id triggers at most one JWKS fetch this often.
 pub const JWKS_REFETCH_SECS: u64 = 30;
@@ -26,7 +26,7 @@ const LEEWAY_SECS: u64 = 60;
 /// What can go wrong talking to the provider. Messages are shown to the
 /// person and logged; they never contain tokens, codes or state.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub enum OidcError {
     /// Unreachable, too slow, or answering 5xx: try again later.
     #[error("{0}")]
     Unavailable(String),
@@ -98,7 +98,7 @@ struct TokenErrorResponse {
 }
 
 pub struct Provider {
-    pub config: UpstreamConfig,
+    pub config: OidcConfig,
     http: reqwest::Client,
     metadata: RwLock<Option<Arc<Metadata>>>,
     jwks: RwLock<Arc<JwkSet>>,
@@ -114,7 +114,7 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-fn transport_error(what: &str, e: &reqwest::Error) -> UpstreamError {
+fn transport_error(what: &str, e: &reqwest::Error) -> OidcError {
     let why = if e.is_timeout() {
         "did not answer in time"
     } else if e.is_connect() {
@@ -122,11 +122,11 @@ fn transport_error(what: &str, e: &reqwest::Error) -> UpstreamError {
     } else {
         "did not give a usable answer"
     };
-    UpstreamError::Unavailable(format!("The identity provider's {what} {why}."))
+    OidcError::Unavailable(format!("The identity provider's {what} {why}."))
 }
 
 impl Provider {
-    pub fn new(config: UpstreamConfig) -> anyhow::Result<Self> {
+    pub fn new(config: OidcConfig) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs(config.timeout_secs);
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -147,13 +147,13 @@ impl Provider {
     /// logged, not fatal: it may come up later, and sign-in retries then.
     /// A provider that answers and contradicts the configuration is an
     /// error: no sign-in could work, so passgate should not start.
-    pub async fn warm_up(&self) -> Result<(), UpstreamError> {
+    pub async fn warm_up(&self) -> Result<(), OidcError> {
         match self.metadata().await {
             Ok(_) => {
                 tracing::info!(issuer = %self.config.issuer, "upstream provider discovered");
                 Ok(())
             }
-            Err(UpstreamError::Unavailable(e)) => {
+            Err(OidcError::Unavailable(e)) => {
                 tracing::warn!(
                     issuer = %self.config.issuer,
                     error = %e,
@@ -189,14 +189,14 @@ impl Provider {
         &self,
         metadata: &Metadata,
         iss: Option<&str>,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<(), OidcError> {
         match iss {
             Some(iss) if iss == metadata.issuer => Ok(()),
-            Some(_) => Err(UpstreamError::Mismatch(
+            Some(_) => Err(OidcError::Mismatch(
                 "This sign-in answer names another identity provider than the one passgate sent you to (iss mismatch). Start signing in again.".into(),
             )),
             None if metadata.authorization_response_iss_parameter_supported => {
-                Err(UpstreamError::Mismatch(
+                Err(OidcError::Mismatch(
                     "This sign-in answer lacks the identity provider's name (iss), which the provider always sends. Start signing in again.".into(),
                 ))
             }
@@ -205,7 +205,7 @@ impl Provider {
     }
 
     /// What the discovery document must agree with in the configuration.
-    fn check_metadata(&self, metadata: &Metadata) -> Result<(), UpstreamError> {
+    fn check_metadata(&self, metadata: &Metadata) -> Result<(), OidcError> {
         let configured = self.config.issuer.as_str();
         if metadata.issuer != configured {
             let hint = if configured.trim_end_matches('/') == metadata.issuer {
@@ -218,7 +218,7 @@ impl Provider {
             } else {
                 " Set --oidc-issuer to the issuer the provider names.".to_owned()
             };
-            return Err(UpstreamError::BadAnswer(format!(
+            return Err(OidcError::BadAnswer(format!(
                 "The identity provider calls itself {} in its discovery document, not {configured} as configured; its ID tokens would never match.{hint}",
                 metadata.issuer
             )));
@@ -229,7 +229,7 @@ impl Provider {
                 .clone()
                 .unwrap_or_else(|| vec!["client_secret_basic".into()]);
             if !methods.iter().any(|m| m == "none") {
-                return Err(UpstreamError::BadAnswer(format!(
+                return Err(OidcError::BadAnswer(format!(
                     "The identity provider accepts only authenticated clients at its token endpoint ({}), and passgate has no client secret: set --oidc-client-secret (PASSGATE_OIDC_CLIENT_SECRET).",
                     methods.join(", ")
                 )));
@@ -239,7 +239,7 @@ impl Provider {
     }
 
     /// The discovery document (fetched once, and with the JWKS).
-    pub async fn metadata(&self) -> Result<Arc<Metadata>, UpstreamError> {
+    pub async fn metadata(&self) -> Result<Arc<Metadata>, OidcError> {
         if let Some(m) = self.metadata.read().expect("lock").clone() {
             return Ok(m);
         }
@@ -256,19 +256,17 @@ impl Provider {
         let status = response.status();
         if status.is_client_error() && !matches!(status.as_u16(), 408 | 429) {
             // The provider answers, but has no discovery document there.
-            return Err(UpstreamError::BadAnswer(format!(
+            return Err(OidcError::BadAnswer(format!(
                 "There is no OpenID discovery document at {url} (it answered {status}); check --oidc-issuer."
             )));
         }
         if !status.is_success() {
-            return Err(UpstreamError::Unavailable(format!(
+            return Err(OidcError::Unavailable(format!(
                 "The identity provider's discovery document answered {status}."
             )));
         }
         let metadata: Metadata = response.json().await.map_err(|_| {
-            UpstreamError::BadAnswer(
-                "The identity provider's discovery document is not valid.".into(),
-            )
+            OidcError::BadAnswer("The identity provider's discovery document is not valid.".into())
         })?;
         self.check_metadata(&metadata)?;
         let metadata = Arc::new(metadata);
@@ -277,7 +275,7 @@ impl Provider {
         Ok(metadata)
     }
 
-    async fn fetch_jwks(&self, metadata: &Metadata) -> Result<(), UpstreamError> {
+    async fn fetch_jwks(&self, metadata: &Metadata) -> Result<(), OidcError> {
         let response = self
             .http
             .get(&metadata.jwks_uri)
@@ -285,13 +283,13 @@ impl Provider {
             .await
             .map_err(|e| transport_error("key set", &e))?;
         if !response.status().is_success() {
-            return Err(UpstreamError::Unavailable(format!(
+            return Err(OidcError::Unavailable(format!(
                 "The identity provider's key set answered {}.",
                 response.status()
             )));
         }
         let jwks: JwkSet = response.json().await.map_err(|_| {
-            UpstreamError::BadAnswer("The identity provider's key set is not valid.".into())
+            OidcError::BadAnswer("The identity provider's key set is not valid.".into())
         })?;
         *self.jwks.write().expect("lock") = Arc::new(jwks);
         Ok(())
@@ -311,7 +309,7 @@ impl Provider {
         &self,
         metadata: &Metadata,
         kid: Option<&str>,
-    ) -> Result<jsonwebtoken::jwk::Jwk, UpstreamError> {
+    ) -> Result<jsonwebtoken::jwk::Jwk, OidcError> {
         if let Some(key) = self.find_key(kid) {
             return Ok(key);
         }
@@ -327,7 +325,7 @@ impl Provider {
                 return Ok(key);
             }
         }
-        Err(UpstreamError::BadAnswer(
+        Err(OidcError::BadAnswer(
             "The identity provider signed its answer with a key it does not publish.".into(),
         ))
     }
@@ -340,9 +338,9 @@ impl Provider {
         state: &str,
         nonce: &str,
         code_challenge: &str,
-    ) -> Result<String, UpstreamError> {
+    ) -> Result<String, OidcError> {
         let mut url = url::Url::parse(&metadata.authorization_endpoint).map_err(|_| {
-            UpstreamError::BadAnswer(
+            OidcError::BadAnswer(
                 "The identity provider's authorization endpoint is not a URL.".into(),
             )
         })?;
@@ -370,7 +368,7 @@ impl Provider {
         redirect_uri: &str,
         code_verifier: &str,
         nonce: &str,
-    ) -> Result<Map<String, Value>, UpstreamError> {
+    ) -> Result<Map<String, Value>, OidcError> {
         let metadata = self.metadata().await?;
         let form = [
             ("grant_type", "authorization_code"),
@@ -393,7 +391,7 @@ impl Provider {
             .map_err(|e| transport_error("token endpoint", &e))?;
         let status = response.status();
         if status.is_server_error() {
-            return Err(UpstreamError::Unavailable(format!(
+            return Err(OidcError::Unavailable(format!(
                 "The identity provider's token endpoint answered {status}."
             )));
         }
@@ -407,24 +405,22 @@ impl Provider {
                 .unwrap_or_else(|_| status.to_string());
             return Err(
                 if error == crate::oauth::OAuthErrorCode::InvalidGrant.as_str() {
-                    UpstreamError::Refused(
+                    OidcError::Refused(
                     "The identity provider refused the sign-in (it expired or was already used)."
                         .into(),
                 )
                 } else {
-                    UpstreamError::BadAnswer(format!(
+                    OidcError::BadAnswer(format!(
                         "The identity provider refused passgate's code exchange ({error}); check passgate's client id and secret there."
                     ))
                 },
             );
         }
         let tokens: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-            UpstreamError::BadAnswer(
-                "The identity provider's token answer is not valid JSON.".into(),
-            )
+            OidcError::BadAnswer("The identity provider's token answer is not valid JSON.".into())
         })?;
         let id_token = tokens.id_token.ok_or_else(|| {
-            UpstreamError::BadAnswer(
+            OidcError::BadAnswer(
                 "The identity provider sent no ID token (is the openid scope allowed?).".into(),
             )
         })?;
@@ -437,9 +433,9 @@ impl Provider {
         metadata: &Metadata,
         id_token: &str,
         nonce: &str,
-    ) -> Result<Map<String, Value>, UpstreamError> {
+    ) -> Result<Map<String, Value>, OidcError> {
         let bad = |why: &str| {
-            UpstreamError::BadAnswer(format!(
+            OidcError::BadAnswer(format!(
                 "The identity provider's ID token could not be accepted: {why}."
             ))
         };
@@ -480,7 +476,7 @@ impl Provider {
         }
         let token_nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
         if !crate::crypto::constant_time_eq(token_nonce, nonce) {
-            return Err(UpstreamError::Mismatch(
+            return Err(OidcError::Mismatch(
                 "The identity provider's ID token belongs to another sign-in attempt (nonce mismatch).".into(),
             ));
         }
@@ -491,7 +487,7 @@ impl Provider {
     /// logout endpoint, or the provider's `end_session_endpoint`).
     pub fn logout_url(&self, return_to: &str) -> Option<String> {
         let mut url = match (&self.config.domain, self.config.preset) {
-            (Some(domain), crate::config::UpstreamPreset::Cognito) => {
+            (Some(domain), crate::config::OidcPreset::Cognito) => {
                 let mut u = url::Url::parse(&format!("{domain}/logout")).ok()?;
                 u.query_pairs_mut()
                     .append_pair("client_id", &self.config.client_id)
@@ -518,16 +514,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::UpstreamPreset;
+    use crate::config::OidcPreset;
 
-    fn config(issuer: &str) -> UpstreamConfig {
-        UpstreamConfig {
+    fn config(issuer: &str) -> OidcConfig {
+        OidcConfig {
             issuer: issuer.into(),
             client_id: "passgate".into(),
             client_secret: Some("s".into()),
             scopes: "openid".into(),
             name: "Test".into(),
-            preset: UpstreamPreset::Generic,
+            preset: OidcPreset::Generic,
             domain: None,
             extra_authorize_params: Vec::new(),
             subject_claim: "sub".into(),
@@ -621,7 +617,7 @@ mod tests {
                 .validate_id_token(&metadata, &id_token(&key, iss), "n")
                 .await;
             assert!(
-                matches!(&refused, Err(UpstreamError::BadAnswer(m)) if m.contains("issued by someone else")),
+                matches!(&refused, Err(OidcError::BadAnswer(m)) if m.contains("issued by someone else")),
                 "{iss}: {refused:?}"
             );
         }

@@ -14,10 +14,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    accounts::users::{self, Role},
     crypto::{random_token, token_hash},
     error::Error,
     store::{NewItem, Store, StoreError, Write, now_unix},
-    users::{self, Role},
 };
 
 /// Name given to the first administrator's account.

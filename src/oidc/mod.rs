@@ -6,7 +6,7 @@
 //! `/login` (from `/consent`, after `/authorize` validated the client),
 //! presses "Sign in with <provider>" (a POST from our own origin), and only
 //! then is an upstream attempt created: random `state`, `nonce` and PKCE
-//! verifier, stored server-side for [`crate::config::UpstreamConfig::state_ttl_secs`]
+//! verifier, stored server-side for [`crate::config::OidcConfig::state_ttl_secs`]
 //! and bound to the browser by a cookie. The cookie holds one random value
 //! per browser, kept by every attempt that browser starts, so sign-ins
 //! started in two tabs both complete. `/upstream/callback` takes the
@@ -35,14 +35,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
+    accounts::users::{self, Role, User},
     app::AppState,
     crypto::{pkce_s256, random_token, token_hash},
     error::Error,
     login::{cookies, forms::PageForm, signin, ui},
     store::{NewItem, StoreError, Write, now_unix},
-    users::{self, Role, User},
 };
-pub use provider::{Provider, UpstreamError};
+pub use provider::{OidcError, Provider};
 
 /// The fixed callback path registered at the provider.
 pub const CALLBACK_PATH: &str = "/upstream/callback";
@@ -72,24 +72,24 @@ fn state_key(state: &str) -> String {
     crate::store::keys::Partition::OidcAttempt(state).key()
 }
 
-impl From<UpstreamError> for Error {
-    fn from(e: UpstreamError) -> Self {
+impl From<OidcError> for Error {
+    fn from(e: OidcError) -> Self {
         match e {
-            UpstreamError::Unavailable(message) => Error::UpstreamUnavailable {
+            OidcError::Unavailable(message) => Error::ProviderUnavailable {
                 message,
                 retry: None,
             },
-            UpstreamError::BadAnswer(m) => Error::BadGateway(m),
-            UpstreamError::Refused(m) | UpstreamError::Mismatch(m) => Error::BadRequest(m),
+            OidcError::BadAnswer(m) => Error::BadGateway(m),
+            OidcError::Refused(m) | OidcError::Mismatch(m) => Error::BadRequest(m),
         }
     }
 }
 
 /// As the `From` conversion, with a way back to `/login?next=<next>` on the
 /// page of a provider outage.
-fn with_retry(e: UpstreamError, next: &str) -> Error {
+fn with_retry(e: OidcError, next: &str) -> Error {
     match e {
-        UpstreamError::Unavailable(message) => Error::UpstreamUnavailable {
+        OidcError::Unavailable(message) => Error::ProviderUnavailable {
             message,
             retry: Some(next.to_owned()),
         },
@@ -99,7 +99,7 @@ fn with_retry(e: UpstreamError, next: &str) -> Error {
 
 fn provider(state: &AppState) -> Result<&Provider, Error> {
     state
-        .upstream
+        .oidc
         .as_deref()
         .ok_or_else(|| Error::NotFound("No identity provider is configured here.".into()))
 }
@@ -126,7 +126,7 @@ pub async fn start(
     // Each attempt is stored until it expires: bounded per address.
     crate::ratelimit::check(
         state.store.as_ref(),
-        crate::ratelimit::LimitedAction::UpstreamSignIn,
+        crate::ratelimit::LimitedAction::OidcSignIn,
         &addr,
     )
     .await?;

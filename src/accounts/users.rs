@@ -5,7 +5,7 @@
 //! usernameless sign-in leads from the passkey straight to the account.
 //! Names are short handles without spaces (WebAuthn usernames); human names
 //! go in the display name. Nobody becomes a user except by enrolling from an
-//! invitation (`login::invitations`).
+//! invitation (`accounts::invitations`).
 //!
 //! Keys:
 //! - `user#<id>` / `profile`: the [`User`];
@@ -19,7 +19,7 @@
 //!   the account page.
 //!
 //! The `user#<id>` partition also holds the person's sessions
-//! (`login::session`) and grants (`oauth::grants`), so disabling or deleting
+//! (`accounts::session`) and grants (`oauth::grants`), so disabling or deleting
 //! an account can find and end all of them.
 
 use serde::{Deserialize, Serialize};
@@ -372,7 +372,7 @@ pub async fn delete_credential(
         .map_err(conflict_as_retry)?;
     // After the deletion, so that a sign-in with it racing this one cannot
     // start a session that survives (it fails to update the passkey).
-    Ok(crate::login::session::end_all_for_credential(store, user_id, cred_id).await?)
+    Ok(crate::accounts::session::end_all_for_credential(store, user_id, cred_id).await?)
 }
 
 fn conflict_as_retry(e: StoreError) -> Error {
@@ -419,7 +419,7 @@ pub async fn set_disabled(store: &dyn Store, user_id: &str, disabled: bool) -> R
 
 /// Ends everything that lets a person in: sessions and grants.
 async fn end_access(store: &dyn Store, user_id: &str) -> Result<(), Error> {
-    crate::login::session::end_all_for_user(store, user_id).await?;
+    crate::accounts::session::end_all_for_user(store, user_id).await?;
     grants::revoke_all_for_user(store, user_id).await?;
     Ok(())
 }

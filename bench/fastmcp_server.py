@@ -63,25 +63,22 @@ def mint(args: argparse.Namespace) -> None:
     print(token)
 
 
-def serve(args: argparse.Namespace) -> None:
-    from fastmcp import FastMCP
+def verifier(args: argparse.Namespace):
+    """FastMCP's own bearer check, with the key bench_token signs with."""
     from fastmcp.server.auth.providers.jwt import JWTVerifier
 
     with open(os.path.join(args.key_dir, "es256-public.pem")) as f:
         public_pem = f.read()
-    auth = JWTVerifier(
+    return JWTVerifier(
         public_key=public_pem,
         issuer=args.issuer,
         audience=args.audience,
         algorithm="ES256",
     )
-    mcp = FastMCP("passgate-bench", auth=auth)
 
-    @mcp.tool
-    def add(a: int, b: int) -> int:
-        """Add two integers and return their sum."""
-        return a + b
 
+def run_http(mcp, args: argparse.Namespace) -> None:
+    """Stateless JSON over HTTP, as passgate serves `/mcp`."""
     mcp.run(
         transport="http",
         host="127.0.0.1",
@@ -97,30 +94,23 @@ def serve(args: argparse.Namespace) -> None:
     )
 
 
+def serve(args: argparse.Namespace) -> None:
+    from fastmcp import FastMCP
+
+    mcp = FastMCP("passgate-bench", auth=verifier(args))
+
+    @mcp.tool
+    def add(a: int, b: int) -> int:
+        """Add two integers and return their sum."""
+        return a + b
+
+    run_http(mcp, args)
+
+
 def proxy(args: argparse.Namespace) -> None:
     from fastmcp.server import create_proxy
-    from fastmcp.server.auth.providers.jwt import JWTVerifier
 
-    with open(os.path.join(args.key_dir, "es256-public.pem")) as f:
-        public_pem = f.read()
-    auth = JWTVerifier(
-        public_key=public_pem,
-        issuer=args.issuer,
-        audience=args.audience,
-        algorithm="ES256",
-    )
-    mcp = create_proxy(args.backend, name="passgate-bench-proxy", auth=auth)
-    mcp.run(
-        transport="http",
-        host="127.0.0.1",
-        port=args.port,
-        path="/mcp",
-        stateless_http=True,
-        json_response=True,
-        show_banner=False,
-        log_level="warning",
-        uvicorn_config={"access_log": False},
-    )
+    run_http(create_proxy(args.backend, name="passgate-bench-proxy", auth=verifier(args)), args)
 
 
 def main() -> None:

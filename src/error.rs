@@ -430,6 +430,10 @@ impl IntoResponse for JsonRpcRefusal {
     }
 }
 
+/// MCP 2025-11-25's `URLElicitationRequiredError`: the request needs the
+/// person to visit a URL first (rmcp names no constant for it).
+const URL_ELICITATION_REQUIRED: i32 = -32042;
+
 /// Why a gateway route did not forward a call, or what went wrong with the
 /// backend, answered as a JSON-RPC error (with the request's id when known).
 #[derive(Debug, Clone, PartialEq)]
@@ -456,6 +460,16 @@ pub enum GatewayRefusal {
     /// The backend answered something passgate cannot relay (a redirect, a
     /// refusal of passgate's credentials, not MCP at all).
     BackendInvalid,
+    /// The route needs the person's own key for its backend, and they have
+    /// not set it: a URL elicitation (-32042) pointing at their account
+    /// page, whose message names the page too, for clients without URL
+    /// elicitation. `in_band`: a JSON-RPC request (answered 200, as any
+    /// JSON-RPC error), else a GET or DELETE (403).
+    PersonalKeyNeeded {
+        label: String,
+        url: String,
+        in_band: bool,
+    },
 }
 
 impl IntoResponse for GatewayRefusal {
@@ -468,12 +482,13 @@ impl GatewayRefusal {
     /// The response, answering the request whose `id` was read (JSON-RPC:
     /// `null` only when it could not be): clients match answers by id.
     pub fn answering(self, request_id: Option<serde_json::Value>) -> Response {
-        let (status, code, message, id) = match self {
+        let (status, code, message, id, data) = match self {
             GatewayRefusal::Rpc(refusal) => return refusal.into_response(),
             GatewayRefusal::HeaderMismatch(why) => (
                 StatusCode::BAD_REQUEST,
                 -32020,
                 format!("Header mismatch: {why}"),
+                None,
                 None,
             ),
             GatewayRefusal::NotAdmitted => (
@@ -481,17 +496,20 @@ impl GatewayRefusal {
                 -32600,
                 "Forbidden: your account may not use this MCP server; ask its administrator".into(),
                 None,
+                None,
             ),
             GatewayRefusal::ToolDenied { id } => (
                 StatusCode::OK,
                 -32602,
                 "Invalid params: this tool is not available to you on this server".into(),
                 id,
+                None,
             ),
             GatewayRefusal::UnknownSession => (
                 StatusCode::NOT_FOUND,
                 -32600,
                 "Session not found: start a new session (initialize again)".into(),
+                None,
                 None,
             ),
             GatewayRefusal::MethodNotAllowed => (
@@ -499,11 +517,13 @@ impl GatewayRefusal {
                 -32600,
                 "Method not allowed: use POST, GET or DELETE".into(),
                 None,
+                None,
             ),
             GatewayRefusal::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 -32603,
                 "storage is busy; retry shortly".into(),
+                None,
                 None,
             ),
             GatewayRefusal::BackendUnreachable => (
@@ -511,25 +531,53 @@ impl GatewayRefusal {
                 -32603,
                 "Bad gateway: the MCP server behind passgate is unreachable".into(),
                 None,
+                None,
             ),
             GatewayRefusal::BackendTimeout => (
                 StatusCode::GATEWAY_TIMEOUT,
                 -32603,
                 "Gateway timeout: the MCP server behind passgate did not answer in time".into(),
                 None,
+                None,
             ),
+            GatewayRefusal::PersonalKeyNeeded {
+                label,
+                url,
+                in_band,
+            } => {
+                let message = format!(
+                    "This MCP server needs your {label}. Add it on your passgate account page, {url}, then try again."
+                );
+                let data = serde_json::json!({"elicitations": [{
+                    "mode": "url",
+                    "elicitationId": crate::crypto::random_id(),
+                    "url": url,
+                    "message": message,
+                }]});
+                let status = if in_band {
+                    StatusCode::OK
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                (status, URL_ELICITATION_REQUIRED, message, None, Some(data))
+            }
             GatewayRefusal::BackendInvalid => (
                 StatusCode::BAD_GATEWAY,
                 -32603,
                 "Bad gateway: the MCP server behind passgate gave an answer passgate cannot relay"
                     .into(),
                 None,
+                None,
             ),
         };
+        let mut error = serde_json::json!({ "code": code, "message": message });
+        if let Some(data) = data {
+            error["data"] = data;
+        }
         let body = serde_json::json!({
             "jsonrpc": "2.0",
             "id": id.or(request_id),
-            "error": { "code": code, "message": message },
+            "error": error,
         });
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -162,6 +162,8 @@ fn build(
         .route("/account/passkeys/rename", post(account::rename))
         .route("/account/passkeys/delete", post(account::delete))
         .route("/account/clients/revoke", post(account::revoke_client))
+        .route("/account/keys", post(account::set_key))
+        .route("/account/keys/remove", post(account::remove_key))
         // Administration.
         .route("/admin", get(admin::page))
         .route("/admin/invite", post(admin::invite))

@@ -25,7 +25,10 @@ use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
 use passgate::{
-    accounts::users::{self, Role},
+    accounts::{
+        personal_keys, session,
+        users::{self, Role},
+    },
     app::AppState,
     config::Config,
     crypto::{self, MasterKey},
@@ -90,7 +93,15 @@ impl Backend {
 /// audience is this backend route's URL.
 fn check_request(backend: &Backend, path: &str, headers: &HeaderMap) -> Result<(), String> {
     for forbidden in ["authorization", "cookie", "origin"] {
-        if headers.contains_key(forbidden) {
+        // The one route with personal keys gets each person's own key, and
+        // nothing else, in `Authorization`.
+        let personal = forbidden == "authorization"
+            && path == "/keyed"
+            && headers
+                .get(forbidden)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("Bearer key-of-"));
+        if headers.contains_key(forbidden) && !personal {
             return Err(format!("{path}: {forbidden} reached the backend"));
         }
     }
@@ -404,6 +415,17 @@ impl Gw {
             [[route]]
             name = "down"
             url = "{down}"
+
+            [[route]]
+            name = "keyed"
+            url = "{b}/keyed"
+            [route.access]
+            allow_groups = ["keyholders"]
+            [route.personal_key]
+            header = "Authorization"
+            prefix = "Bearer "
+            label = "Example API token"
+            help_url = "https://tokens.example.com/new"
             "#
         );
         let routes = gateway_config::parse(&file, "test.toml", |name| {
@@ -509,6 +531,64 @@ impl Gw {
             scope: "mcp".into(),
             fam: grant.family,
         })
+    }
+
+    /// A browser session for `user_id`: its cookie header and CSRF token.
+    async fn session(&self, user_id: &str) -> (String, String) {
+        let store = self.state.store.as_ref();
+        let token = session::create(store, user_id, None).await.unwrap();
+        let csrf = session::find(store, &token).await.unwrap().unwrap().csrf;
+        (format!("{}={token}", session::COOKIE), csrf)
+    }
+
+    /// A page form posted with a session's cookie.
+    async fn post_form(
+        &self,
+        path: &str,
+        cookie: &str,
+        fields: &[(&str, &str)],
+    ) -> (StatusCode, String, String) {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let response = self
+            .send(
+                Request::post(path)
+                    .header(header::HOST, "localhost")
+                    .header(header::ORIGIN, ORIGIN)
+                    .header(header::COOKIE, cookie)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            location,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    async fn page(&self, path: &str, cookie: &str) -> String {
+        let response = self
+            .send(
+                Request::get(path)
+                    .header(header::HOST, "localhost")
+                    .header(header::COOKIE, cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
     }
 
     async fn send(&self, request: Request<Body>) -> Response {
@@ -1192,4 +1272,218 @@ fn a_mistake_in_the_gateway_file_stops_start_up_naming_it_but_no_secret() {
         "{stderr}"
     );
     assert!(!stderr.contains(secret) && !stdout.contains(secret));
+}
+
+/// A route whose backend wants each person's own key: until the person
+/// sets it on their account page, calls get a URL elicitation naming that
+/// page; then each of their calls carries their key (never another
+/// person's, never passgate's token), a replaced key takes effect at once,
+/// a removed one is asked for again, and ending the person's access to the
+/// route or their account deletes it.
+#[tokio::test]
+async fn each_person_reaches_a_keyed_backend_with_their_own_key() {
+    let gw = Gw::start().await;
+    let (ann, ann_token) = gw.person("ann", &["keyholders"], "/mcp/keyed").await;
+    let (ben, ben_token) = gw.person("ben", &["keyholders"], "/mcp/keyed").await;
+    let account = format!("{ORIGIN}/account#key-mcp-keyed");
+
+    // No key yet: the call is answered in band, pointing at the page.
+    let (status, _, body) = gw
+        .call("/mcp/keyed", &ann_token, tools_call("add"), &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["id"], 3, "{answer}");
+    assert_eq!(answer["error"]["code"], -32042, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Example API token") && message.contains(&account),
+        "{message}"
+    );
+    let elicitation = &answer["error"]["data"]["elicitations"][0];
+    assert_eq!(elicitation["mode"], "url");
+    assert_eq!(elicitation["url"], account.as_str());
+    assert!(
+        elicitation["elicitationId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    // A stream (GET) without a key is refused outright.
+    let response = gw
+        .send(
+            Request::get("/mcp/keyed")
+                .header(header::HOST, "localhost")
+                .header(header::ACCEPT, "text/event-stream")
+                .header(header::AUTHORIZATION, format!("Bearer {ann_token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        gw.backend.seen().iter().all(|s| s.path != "/keyed"),
+        "nothing reached the backend without a key"
+    );
+
+    // The account page asks for it; a key is set there.
+    let (ann_cookie, ann_csrf) = gw.session(&ann).await;
+    let page = gw.page("/account", &ann_cookie).await;
+    assert!(page.contains(r#"id="key-mcp-keyed""#), "{page}");
+    assert!(page.contains("Not set yet"), "{page}");
+    assert!(
+        page.contains(r#"href="https://tokens.example.com/new""#),
+        "{page}"
+    );
+    let form = |key: &'static str, csrf: &str| {
+        vec![
+            ("csrf", csrf.to_owned()),
+            ("resource", "/mcp/keyed".to_owned()),
+            ("key", key.to_owned()),
+        ]
+    };
+    let fields = form("  key-of-ann-1 \n", &ann_csrf);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, location, _) = gw.post_form("/account/keys", &ann_cookie, &fields).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/account?notice=key-saved");
+    let page = gw.page("/account", &ann_cookie).await;
+    assert!(!page.contains("key-of-ann"), "the key is never shown again");
+    assert!(
+        page.contains("Replace key") && !page.contains("Not set yet"),
+        "{page}"
+    );
+    // Stored sealed: the store holds no copy of it.
+    let stored = gw.state.store.list(&format!("user#{ann}")).await.unwrap();
+    assert!(stored.iter().any(|i| i.sk == "personal-key#/mcp/keyed"));
+    assert!(
+        stored
+            .iter()
+            .all(|i| !String::from_utf8_lossy(&i.value).contains("key-of-ann")),
+        "the key is sealed in the store"
+    );
+
+    let (ben_cookie, ben_csrf) = gw.session(&ben).await;
+    let fields = form("key-of-ben-1", &ben_csrf);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    gw.post_form("/account/keys", &ben_cookie, &fields).await;
+
+    // Many calls of both at once: each request carries its caller's key.
+    let calls = (0..20).map(|i| {
+        let token = if i % 2 == 0 { &ann_token } else { &ben_token };
+        gw.call("/mcp/keyed", token, tools_call("add"), &[])
+    });
+    for (status, _, body) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("\"result\""), "{body}");
+    }
+    let keyed: Vec<Seen> = gw
+        .backend
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/keyed")
+        .collect();
+    assert_eq!(keyed.len(), 20);
+    for seen in &keyed {
+        let expected = if identity_sub(&seen.headers) == ann {
+            "Bearer key-of-ann-1"
+        } else {
+            assert_eq!(identity_sub(&seen.headers), ben);
+            "Bearer key-of-ben-1"
+        };
+        assert_eq!(seen.headers["authorization"], expected);
+    }
+
+    // Replaced: the next call carries the new key.
+    let fields = form("key-of-ann-2", &ann_csrf);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    gw.post_form("/account/keys", &ann_cookie, &fields).await;
+    gw.call("/mcp/keyed", &ann_token, tools_call("add"), &[])
+        .await;
+    assert_eq!(
+        gw.backend.seen().last().unwrap().headers["authorization"],
+        "Bearer key-of-ann-2"
+    );
+
+    // Refused: an empty key, a route that takes none, a form without CSRF.
+    let fields = form("   ", &ann_csrf);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, body) = gw.post_form("/account/keys", &ann_cookie, &fields).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("field was empty"), "{body}");
+    let (status, _, _) = gw
+        .post_form(
+            "/account/keys",
+            &ann_cookie,
+            &[("csrf", &ann_csrf), ("resource", "/mcp/b"), ("key", "k")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = gw
+        .post_form(
+            "/account/keys",
+            &ann_cookie,
+            &[("resource", "/mcp/keyed"), ("key", "key-of-ann-3")],
+        )
+        .await;
+    assert!(status.is_client_error(), "{status}");
+    gw.call("/mcp/keyed", &ann_token, tools_call("add"), &[])
+        .await;
+    assert_eq!(
+        gw.backend.seen().last().unwrap().headers["authorization"],
+        "Bearer key-of-ann-2"
+    );
+
+    // Removed: asked for again.
+    let (status, location, _) = gw
+        .post_form(
+            "/account/keys/remove",
+            &ann_cookie,
+            &[("csrf", &ann_csrf), ("resource", "/mcp/keyed")],
+        )
+        .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/account?notice=key-removed")
+    );
+    let (_, _, body) = gw
+        .call("/mcp/keyed", &ann_token, tools_call("add"), &[])
+        .await;
+    assert!(body.contains("-32042"), "{body}");
+
+    // Ben leaves the group: his next call is refused and his key deleted.
+    users::set_groups(gw.state.store.as_ref(), &ben, Vec::new())
+        .await
+        .unwrap();
+    let (status, _, _) = gw
+        .call("/mcp/keyed", &ben_token, tools_call("add"), &[])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        personal_keys::list(gw.state.store.as_ref(), &ben)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Disabling an account deletes its keys with the rest of its access.
+    let fields = form("key-of-ann-4", &ann_csrf);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    gw.post_form("/account/keys", &ann_cookie, &fields).await;
+    assert_eq!(
+        personal_keys::list(gw.state.store.as_ref(), &ann)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    users::set_disabled(gw.state.store.as_ref(), &ann, true)
+        .await
+        .unwrap();
+    assert!(
+        personal_keys::list(gw.state.store.as_ref(), &ann)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    gw.backend.assert_clean();
 }

@@ -1,9 +1,11 @@
 //! The people records: accounts and their passkeys ([`users`]), browser
-//! sessions ([`session`]) and invitations ([`invitations`]). They sit apart
+//! sessions ([`session`]), invitations ([`invitations`]) and each person's
+//! own keys for gateway backends ([`personal_keys`]). They sit apart
 //! from the sign-in methods (`login`, `oidc`) that create them and from the
 //! pages that show them, so every way in writes the same records and every
 //! way of ending access (sign-out, disable, delete) finds them all.
 
 pub mod invitations;
+pub mod personal_keys;
 pub mod session;
 pub mod users;

@@ -43,6 +43,80 @@ pub struct RouteConfig {
     /// A stdio backend: the command passgate runs per person (`url` is then
     /// `stdio:<name>`, never fetched).
     pub stdio: Option<super::stdio::StdioRoute>,
+    /// Each person's own key for this backend, set on their account page.
+    pub personal_key: Option<PersonalKeyRoute>,
+}
+
+/// `[route.personal_key]`: each person gives passgate their own key for the
+/// backend (an API token of their account there) on their account page,
+/// and their requests carry it in `header`, after `prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalKeyRoute {
+    pub header: HeaderName,
+    /// Put before the key, such as `Bearer `.
+    pub prefix: String,
+    /// What the account page asks for, such as "GitHub personal access token".
+    pub label: String,
+    /// Where a person makes such a key.
+    pub help_url: Option<Url>,
+}
+
+const MAX_LABEL_CHARS: usize = 100;
+const MAX_PREFIX_CHARS: usize = 32;
+
+impl PersonalKeyEntry {
+    fn checked(
+        self,
+        static_headers: &[(HeaderName, HeaderValue)],
+        sigv4: bool,
+    ) -> Result<PersonalKeyRoute, String> {
+        let header = HeaderName::from_bytes(self.header.as_bytes())
+            .map_err(|_| format!("personal_key: {:?} is not a header name", self.header))?;
+        if super::headers::is_reserved_header(&header) || header == http::header::COOKIE {
+            return Err(format!(
+                "personal_key: the header {header} is set by passgate and cannot carry a key"
+            ));
+        }
+        if static_headers.iter().any(|(name, _)| *name == header) {
+            return Err(format!(
+                "personal_key: the header {header} is also a static header of this route"
+            ));
+        }
+        if sigv4 && header == http::header::AUTHORIZATION {
+            return Err("personal_key: a sigv4 route signs with the authorization header; put the key in another one".into());
+        }
+        if self.prefix.chars().count() > MAX_PREFIX_CHARS
+            || HeaderValue::from_str(&self.prefix).is_err()
+        {
+            return Err(format!(
+                "personal_key: prefix must be at most {MAX_PREFIX_CHARS} characters of a header value"
+            ));
+        }
+        let label = self.label.trim().to_owned();
+        if label.is_empty()
+            || label.chars().count() > MAX_LABEL_CHARS
+            || label.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "personal_key: label must be 1 to {MAX_LABEL_CHARS} characters on one line, saying what key to give"
+            ));
+        }
+        let help_url = self
+            .help_url
+            .map(|raw| {
+                Url::parse(&raw)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "https" | "http"))
+                    .ok_or_else(|| format!("personal_key: help_url {raw:?} is not an http(s) URL"))
+            })
+            .transpose()?;
+        Ok(PersonalKeyRoute {
+            header,
+            prefix: self.prefix,
+            label,
+            help_url,
+        })
+    }
 }
 
 /// `sigv4 = { service = "lambda", region = "eu-west-1" }`.
@@ -108,6 +182,7 @@ impl RouteConfig {
         Ok(Self {
             sigv4: None,
             stdio: None,
+            personal_key: None,
             name: String::new(),
             url: backend_url("", url.as_str())?,
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
@@ -217,6 +292,19 @@ struct RouteEntry {
     access: AccessPolicy,
     #[serde(default)]
     tools: ToolEntry,
+    #[serde(default)]
+    personal_key: Option<PersonalKeyEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersonalKeyEntry {
+    header: String,
+    #[serde(default)]
+    prefix: String,
+    label: String,
+    #[serde(default)]
+    help_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -331,6 +419,15 @@ pub fn parse(
             value.set_sensitive(true);
             headers.push((header, value));
         }
+        let personal_key = match entry.personal_key {
+            Some(_) if stdio.is_some() => {
+                return Err(fail(
+                    "personal_key puts each person's key in their HTTP requests; a stdio route has none".into(),
+                ));
+            }
+            Some(key) => Some(key.checked(&headers, sigv4.is_some()).map_err(&fail)?),
+            None => None,
+        };
         routes.push(RouteConfig {
             name: entry.name,
             url,
@@ -344,6 +441,7 @@ pub fn parse(
             },
             sigv4,
             stdio,
+            personal_key,
         });
     }
     Ok(routes)
@@ -441,6 +539,33 @@ mod tests {
     }
 
     #[test]
+    fn a_personal_key_route_parses() {
+        let routes = parse(
+            r#"
+            [[route]]
+            name = "github"
+            url = "https://mcp.example.com/mcp"
+            [route.personal_key]
+            header = "Authorization"
+            prefix = "Bearer "
+            label = "GitHub personal access token"
+            help_url = "https://github.com/settings/tokens"
+            "#,
+            "g.toml",
+            env,
+        )
+        .unwrap();
+        let key = routes[0].personal_key.as_ref().unwrap();
+        assert_eq!(key.header, http::header::AUTHORIZATION);
+        assert_eq!(key.prefix, "Bearer ");
+        assert_eq!(key.label, "GitHub personal access token");
+        assert_eq!(
+            key.help_url.as_ref().unwrap().as_str(),
+            "https://github.com/settings/tokens"
+        );
+    }
+
+    #[test]
     fn mistakes_stop_start_up_without_printing_values() {
         let cases = [
             (
@@ -464,6 +589,30 @@ mod tests {
             (
                 "[[route]]\nname='a'\nurl='http://x/mcp'\n[route.access]\nalow_users=['x']",
                 "unknown field",
+            ),
+            (
+                "[[route]]\nname='a'\nurl='http://x/mcp'\n[route.personal_key]\nheader='X-Passgate-Identity'\nlabel='k'",
+                "cannot carry a key",
+            ),
+            (
+                "[[route]]\nname='a'\nurl='http://x/mcp'\nheaders=[{name='X-K', from_env='KEY'}]\n[route.personal_key]\nheader='x-k'\nlabel='k'",
+                "also a static header",
+            ),
+            (
+                "[[route]]\nname='a'\nurl='http://x/mcp'\n[route.personal_key]\nheader='X-K'\nlabel=' '",
+                "label must be",
+            ),
+            (
+                "[[route]]\nname='a'\nurl='http://x/mcp'\n[route.personal_key]\nheader='X-K'\nlabel='k'\nhelp_url='javascript:alert(1)'",
+                "not an http(s) URL",
+            ),
+            (
+                "[[route]]\nname='a'\nurl='http://x/mcp'\n[route.personal_key]\nheader='X-K'\nlabel='k'\nprefix='xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'",
+                "prefix must be",
+            ),
+            (
+                "[[route]]\nname='a'\nstdio={command='true'}\n[route.personal_key]\nheader='X-K'\nlabel='k'",
+                "a stdio route has none",
             ),
         ];
         for (text, expected) in cases {

@@ -31,7 +31,7 @@ use crate::{
     app::AppState,
     config::Config,
     mcp::ProtectedMcp,
-    oauth::resource::{InvalidResourcePath, Resource},
+    oauth::resource::{InvalidResourcePath, PersonalKeyAsk, Resource},
 };
 
 pub use config::{GatewayConfigError, RouteConfig};
@@ -146,11 +146,17 @@ impl Gateway {
         self.routes
             .iter()
             .map(|route| {
-                let resource = Resource::new(
+                let mut resource = Resource::new(
                     &state.config,
                     &route.config.path(),
                     format!("{} (through passgate)", route.label()),
                 )?;
+                if let Some(key) = &route.config.personal_key {
+                    resource = resource.asking_personal_key(PersonalKeyAsk {
+                        label: key.label.clone(),
+                        help_url: key.help_url.as_ref().map(ToString::to_string),
+                    });
+                }
                 if let Some(stdio) = route.backend.stdio() {
                     // The children end with the application.
                     let (app, children) = (state.shutdown.clone(), stdio.shutdown_token());

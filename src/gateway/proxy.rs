@@ -18,14 +18,14 @@ use serde_json::Value;
 use super::{
     Route,
     backend::BackendError,
-    config::Caller,
+    config::{Caller, PersonalKeyRoute},
     headers::{HOP_BY_HOP, is_client_only},
     identity,
     inspect::{self, Message, Refused},
     session,
 };
 use crate::{
-    accounts::users,
+    accounts::{personal_keys, users},
     app::AppState,
     error::{GatewayRefusal, JsonRpcRefusal},
     oauth::bearer::Identity,
@@ -106,6 +106,10 @@ async fn proceed(
         groups: &identity.groups,
     };
     if !config.access.admits(&caller) {
+        // Their access to this route ended: so does the key they gave it.
+        if config.personal_key.is_some() {
+            let _ = personal_keys::remove(rs.app.store.as_ref(), &user.id, &config.path()).await;
+        }
         return Err(GatewayRefusal::NotAdmitted);
     }
     let (parts, body) = request.into_parts();
@@ -179,6 +183,10 @@ async fn proceed(
     for (name, value) in &config.headers {
         headers.insert(name.clone(), value.clone());
     }
+    if let Some(wanted) = &config.personal_key {
+        let (name, value) = personal_key(rs, &user.id, &route_key, wanted, &method).await?;
+        headers.insert(name, value);
+    }
 
     let mut outgoing = http::Request::new(body);
     *outgoing.method_mut() = method.clone();
@@ -188,6 +196,34 @@ async fn proceed(
         BackendError::Unreachable => GatewayRefusal::BackendUnreachable,
     })?;
     relay(rs, &user.id, call, &method, response).await
+}
+
+/// The person's own key for this route's backend, as the header to send,
+/// or the answer that sends them to their account page to set it.
+async fn personal_key(
+    rs: &RouteState,
+    user_id: &str,
+    route_path: &str,
+    wanted: &PersonalKeyRoute,
+    method: &Method,
+) -> Result<(HeaderName, HeaderValue), GatewayRefusal> {
+    let app = &rs.app;
+    let key = personal_keys::get(app.store.as_ref(), &app.master_key, user_id, route_path)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "could not read a personal key");
+            GatewayRefusal::Unavailable
+        })?;
+    let needed = || GatewayRefusal::PersonalKeyNeeded {
+        label: wanted.label.clone(),
+        url: app.config.url(&personal_keys::account_anchor(route_path)),
+        in_band: *method == Method::POST,
+    };
+    let key = key.ok_or_else(needed)?;
+    let mut value =
+        HeaderValue::from_str(&format!("{}{key}", wanted.prefix)).map_err(|_| needed())?;
+    value.set_sensitive(true);
+    Ok((wanted.header.clone(), value))
 }
 
 async fn read_body(body: Body) -> Result<Bytes, GatewayRefusal> {

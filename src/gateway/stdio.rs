@@ -731,17 +731,12 @@ async fn call(state: &mut SlotState, method: &str, params: Value) -> Result<Valu
 /// client's id back), a progress notification to the request that asked
 /// for it, anything else to every request in flight.
 async fn read_stdout(
-    mut stdout: BufReader<tokio::process::ChildStdout>,
+    stdout: BufReader<tokio::process::ChildStdout>,
     pending: Arc<StdMutex<HashMap<u64, Pending>>>,
     exited: CancellationToken,
 ) {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match stdout.read_line(&mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
+    let mut lines = stdout.lines();
+    while let Ok(Some(line)) = lines.next_line().await {
         let Ok(mut message) = serde_json::from_str::<Value>(line.trim()) else {
             tracing::debug!("a stdio server wrote a line that is not JSON");
             continue;
@@ -777,17 +772,12 @@ async fn read_stdout(
 }
 
 async fn log_stderr(
-    mut stderr: BufReader<tokio::process::ChildStderr>,
+    stderr: BufReader<tokio::process::ChildStderr>,
     route: String,
     user_id: String,
 ) {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match stderr.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
+    let mut lines = stderr.lines();
+    while let Ok(Some(line)) = lines.next_line().await {
         let text: String = line.trim_end().chars().take(MAX_LOGGED_LINE).collect();
         tracing::info!(route = %route, user_id = %user_id, stderr = %text, "stdio server");
     }

@@ -1,5 +1,7 @@
 //! The account page: a person's passkeys (add, rename, delete; never the
-//! last one) and the MCP clients connected to their account (revoke).
+//! last one), their own keys for MCP servers that want one (set, replace,
+//! remove; never shown) and the MCP clients connected to their account
+//! (revoke).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +15,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    accounts::users::{self, Credential, MAX_LABEL_CHARS},
+    accounts::{
+        personal_keys::{self, KeySet},
+        users::{self, Credential, MAX_LABEL_CHARS},
+    },
     app::AppState,
     config::Config,
     error::{Error, ScriptError},
@@ -42,6 +47,7 @@ pub async fn page(
     };
     let store = state.store.as_ref();
     let creds = users::credentials(store, &me.user_id).await?;
+    let keys = personal_keys::list(store, &me.user_id).await?;
     let grants = grants::list_for_user(store, &me.user_id).await?;
     let mut connected = group_by_client(&grants);
     for (client_id, c) in connected.iter_mut() {
@@ -63,6 +69,7 @@ pub async fn page(
 </div>
 </section>
 {connect}
+{keys}
 {passkeys}
 {clients}"#,
         notice = ui::notice(query.notice.as_deref()),
@@ -76,6 +83,7 @@ pub async fn page(
         groups = groups_line(&me.groups),
         csrf = ui::csrf_field(&me.csrf),
         connect = connect_section(&state.config, &state.resources),
+        keys = keys_section(&me, &state.resources, &keys),
         passkeys = passkeys_section(&me, &creds),
         clients = clients_section(&me, &connected, &state.config.mcp_url()),
     );
@@ -144,6 +152,67 @@ fn connect_section(config: &Config, resources: &Resources) -> String {
 <h2 id="connect-title">Connect an application</h2>
 <p class="muted">Add an MCP server URL to your MCP client. The client sends you here to sign in and approve it.</p>
 {servers}</section>"#
+    )
+}
+
+/// The MCP servers that want each person's own key: whether this person
+/// set one and when, a field to set or replace it (a password field: the
+/// key is never shown again) and a button to remove it.
+fn keys_section(me: &SignedIn, resources: &Resources, keys: &[KeySet]) -> String {
+    let items: String = resources
+        .iter()
+        .filter_map(|resource| Some((resource, resource.personal_key()?)))
+        .map(|(resource, ask)| {
+            let path = resource.path();
+            let anchor = personal_keys::account_anchor(path);
+            let id = anchor.trim_start_matches("/account#");
+            let set = keys.iter().find(|k| k.route_path == path);
+            let state = match set {
+                Some(k) => format!("Set {}.", ui::date_time(k.set_at)),
+                None => "Not set yet: calls to this server ask for it.".to_owned(),
+            };
+            let help = ask.help_url.as_deref().map_or_else(String::new, |url| {
+                format!(
+                    r#" <a href="{}" target="_blank" rel="noopener noreferrer">Where to get one</a>."#,
+                    escape(url)
+                )
+            });
+            let remove = if set.is_some() {
+                format!(
+                    r#"<form method="post" action="/account/keys/remove" class="inline">{csrf}<input type="hidden" name="resource" value="{path}"><button type="submit" class="danger" aria-label="Remove your {label}">Remove</button></form>"#,
+                    csrf = ui::csrf_field(&me.csrf),
+                    path = escape(path),
+                    label = escape(&ask.label),
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                r#"<li class="stacked" id="{id}" data-key-route="{path}"><div><strong>{name}</strong><br><small data-key-state>{state}</small></div>
+<form method="post" action="/account/keys" class="key-form">{csrf}<input type="hidden" name="resource" value="{path}">
+<label for="{id}-value">Your {label}{help}</label>
+<input type="password" id="{id}-value" name="key" autocomplete="off" spellcheck="false" maxlength="{max}" required>
+<div class="actions"><button type="submit">{verb}</button></div>
+</form>
+<div class="row-actions">{remove}</div></li>"#,
+                name = escape(resource.name()),
+                path = escape(path),
+                label = escape(&ask.label),
+                csrf = ui::csrf_field(&me.csrf),
+                max = personal_keys::MAX_KEY_CHARS,
+                verb = if set.is_some() { "Replace key" } else { "Save key" },
+            )
+        })
+        .collect();
+    if items.is_empty() {
+        return String::new();
+    }
+    format!(
+        r#"<section class="card" aria-labelledby="keys-title">
+<h2 id="keys-title">Your keys for MCP servers</h2>
+<p class="muted">These servers act as you with your own key for the service behind them. passgate keeps each key encrypted, sends it only to its server with your calls, and never shows it again.</p>
+<ul class="list">{items}</ul>
+</section>"#
     )
 }
 
@@ -484,6 +553,62 @@ pub async fn revoke_client(
         grants::revoke_client_for_user(state.store.as_ref(), &me.user_id, &form.client_id).await?;
     tracing::info!(user = %me.name, families = n, "client disconnected");
     Ok(Redirect::to("/account?notice=client-revoked").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    resource: String,
+    #[serde(default)]
+    key: String,
+}
+
+impl SignedInPage for KeyForm {
+    const PAGE: &'static str = "/account";
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// The resource path a key form names, if that resource asks for keys.
+fn keyed_resource<'a>(state: &'a AppState, path: &str) -> Result<&'a str, Error> {
+    state
+        .resources
+        .iter()
+        .find(|r| r.path() == path && r.personal_key().is_some())
+        .map(|r| r.path())
+        .ok_or_else(|| Error::bad_request("That MCP server does not take a key (any more)."))
+}
+
+/// `POST /account/keys`: sets or replaces the person's key for one server.
+pub async fn set_key(
+    State(state): State<AppState>,
+    SignedInForm { me, form }: SignedInForm<KeyForm>,
+) -> Result<Response, Error> {
+    let path = keyed_resource(&state, &form.resource)?;
+    personal_keys::set(
+        state.store.as_ref(),
+        &state.master_key,
+        &me.user_id,
+        path,
+        &form.key,
+    )
+    .await?;
+    tracing::info!(user = %me.name, route = path, "personal key set");
+    Ok(Redirect::to("/account?notice=key-saved").into_response())
+}
+
+/// `POST /account/keys/remove`
+pub async fn remove_key(
+    State(state): State<AppState>,
+    SignedInForm { me, form }: SignedInForm<KeyForm>,
+) -> Result<Response, Error> {
+    // Any path: a key for a route that is gone can be removed too.
+    personal_keys::remove(state.store.as_ref(), &me.user_id, &form.resource).await?;
+    tracing::info!(user = %me.name, route = %form.resource, "personal key removed");
+    Ok(Redirect::to("/account?notice=key-removed").into_response())
 }
 
 fn csrf_header(headers: &HeaderMap) -> &str {

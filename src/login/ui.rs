@@ -95,6 +95,10 @@ pub fn notice(code: Option<&str>) -> String {
         Some("user-disabled") => {
             "The account was disabled, its sessions ended and its applications disconnected."
         }
+        Some("key-saved") => {
+            "Your key was saved. passgate sends it only to that MCP server, with your calls; it is not shown again."
+        }
+        Some("key-removed") => "Your key was removed. Calls to that MCP server now ask for one.",
         Some("user-enabled") => "The account was enabled again.",
         Some("user-deleted") => "The account was deleted.",
         _ => return String::new(),

@@ -23,6 +23,17 @@ struct ResourceInner {
     metadata_url: String,
     name: String,
     scopes: Vec<String>,
+    personal_key: Option<PersonalKeyAsk>,
+}
+
+/// What the account page asks each person for when a resource needs their
+/// own key for what it fronts (a gateway route's `personal_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalKeyAsk {
+    /// Such as "GitHub personal access token".
+    pub label: String,
+    /// Where a person makes one.
+    pub help_url: Option<String>,
 }
 
 /// A path that cannot name a protected resource.
@@ -77,6 +88,7 @@ impl Resource {
             path: path.to_owned(),
             name: name.into(),
             scopes: vec![SCOPE_MCP.to_owned()],
+            personal_key: None,
         })))
     }
 
@@ -107,6 +119,19 @@ impl Resource {
         let mut inner = Arc::unwrap_or_clone(self.0);
         inner.name = name.into();
         Self(Arc::new(inner))
+    }
+
+    /// The same resource, asking each person for their own key on the
+    /// account page.
+    pub fn asking_personal_key(self, ask: PersonalKeyAsk) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.0);
+        inner.personal_key = Some(ask);
+        Self(Arc::new(inner))
+    }
+
+    /// What each person is asked for, if anything.
+    pub fn personal_key(&self) -> Option<&PersonalKeyAsk> {
+        self.0.personal_key.as_ref()
     }
 
     /// The path under the public URL.

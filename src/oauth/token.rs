@@ -613,6 +613,28 @@ async fn rotation_scope(
     }
 }
 
+/// The stored record behind a refresh token, whichever its format, once it
+/// is known to belong to `client`.
+async fn refresh_record<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    key: &str,
+    client: &Client,
+    client_of: fn(&T) -> &String,
+) -> Result<(Item, T), OAuthError> {
+    let item = state
+        .store
+        .get(key, "rt")
+        .await?
+        .ok_or_else(unknown_refresh_token)?;
+    let record: T = item.json()?;
+    if *client_of(&record) != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    Ok((item, record))
+}
+
 async fn refresh_chained(
     state: &AppState,
     client: &Client,
@@ -624,17 +646,8 @@ async fn refresh_chained(
     // What the answer to this generation's rotation is sealed with.
     let context = format!("{key}#{generation}");
     for _ in 0..2 {
-        let item = state
-            .store
-            .get(&key, "rt")
-            .await?
-            .ok_or_else(unknown_refresh_token)?;
-        let chain: RefreshChain = item.json()?;
-        if chain.client_id != client.client_id {
-            return Err(OAuthError::invalid_grant(
-                "the refresh token was issued to another client",
-            ));
-        }
+        let (item, chain) =
+            refresh_record(state, &key, client, |c: &RefreshChain| &c.client_id).await?;
         if generation != chain.generation {
             return match &chain.previous {
                 Some(redeemed) if generation + 1 == chain.generation => {
@@ -691,17 +704,8 @@ async fn refresh_legacy(
 ) -> Result<TokenResponse, OAuthError> {
     let key = refresh_key(token);
     for _ in 0..2 {
-        let item = state
-            .store
-            .get(&key, "rt")
-            .await?
-            .ok_or_else(unknown_refresh_token)?;
-        let record: RefreshToken = item.json()?;
-        if record.client_id != client.client_id {
-            return Err(OAuthError::invalid_grant(
-                "the refresh token was issued to another client",
-            ));
-        }
+        let (item, record) =
+            refresh_record(state, &key, client, |r: &RefreshToken| &r.client_id).await?;
         if let Some(redeemed) = &record.redeemed {
             return replayed(state, &key, &record.user_id, redeemed, "refresh token").await;
         }

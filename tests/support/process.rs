@@ -101,9 +101,7 @@ impl Passgate {
         filter: &str,
         env: &[(&str, &str)],
     ) -> Passgate {
-        let server = Self::spawn(data_dir, public_url, extra, filter, env);
-        server.wait_for("/readyz");
-        server
+        Self::start_on(free_port(), data_dir, public_url, extra, filter, env)
     }
 
     fn spawn(

@@ -2,7 +2,10 @@
 //! the DevTools virtual authenticator, driven by `tests/js/browser.mjs`
 //! (playwright-core). Enrollment, sign-out, passkey sign-in from autofill and
 //! from the button, consent for an MCP client, the client on the account page
-//! and its disconnection, which kills its refresh and access tokens.
+//! and its disconnection, which kills its refresh and access tokens; and a
+//! gateway route with personal keys in front of the TypeScript SDK's server:
+//! the client is sent to the account page, the person saves, replaces and
+//! removes their key there, and the backend receives exactly that key.
 //!
 //! Screenshots of every page visited are left in
 //! `target/browser-artifacts/`; look at them after changing a page.
@@ -15,7 +18,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::process::{Passgate, invite, node};
+use support::{
+    backends::{Backend, gateway_file},
+    process::{Passgate, free_port, invite, node},
+};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -44,7 +50,25 @@ fn passkeys_consent_and_revocation_in_chromium() {
     std::fs::create_dir_all(&artifacts).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let server = Passgate::start(dir.path(), None, &[]);
+    let port = free_port();
+    let public = format!("http://localhost:{port}");
+    let backend = Backend::start_keyed(&public, "authorization");
+    let gateway = gateway_file(
+        dir.path(),
+        &[(
+            "keyed",
+            backend.gateway_url(),
+            "[route.personal_key]\nheader = \"Authorization\"\nprefix = \"Bearer \"\nlabel = \"Example API token\"\nhelp_url = \"https://tokens.example.com/new\"",
+        )],
+    );
+    let server = Passgate::start_on(
+        port,
+        dir.path(),
+        None,
+        &["--gateway-config", gateway.to_str().unwrap()],
+        "warn",
+        &[],
+    );
     let link = invite(dir.path(), &server.base, "alice", true);
 
     let started = Instant::now();
@@ -53,6 +77,7 @@ fn passkeys_consent_and_revocation_in_chromium() {
         .arg(&server.base)
         .arg(&link)
         .arg(&artifacts)
+        .arg(format!("{public}/mcp/keyed"))
         .current_dir(format!("{ROOT}/tests/js"))
         .env("PASSGATE_CHROMIUM", &chromium)
         .stdout(Stdio::piped())
@@ -73,8 +98,9 @@ fn passkeys_consent_and_revocation_in_chromium() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report = || {
         format!(
-            "browser.mjs stdout:\n{stdout}\nstderr:\n{stderr}\npassgate's output:\n{}\nscreenshots: {}",
+            "browser.mjs stdout:\n{stdout}\nstderr:\n{stderr}\npassgate's output:\n{}\nthe keyed backend's output:\n{}\nscreenshots: {}",
             server.output(),
+            backend.output(),
             artifacts.display()
         )
     };
@@ -85,6 +111,10 @@ fn passkeys_consent_and_revocation_in_chromium() {
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("no JSON result line\n{}", report()));
     assert_eq!(last["ok"], true, "{}", report());
+    let requests = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(backend.assert_clean());
+    assert!(requests > 0, "the keyed backend was reached");
     eprintln!(
         "browser run: {:.1} s, {} screenshots in {}",
         started.elapsed().as_secs_f64(),

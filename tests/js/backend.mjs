@@ -9,8 +9,13 @@
 // GET /_report (the gateway port's request count and problems, and the
 // session ids this backend issued).
 //
+// With --personal-key-header NAME, every MCP request through the gateway
+// must carry a person's own key in NAME (passgate's personal keys), and the
+// `personal_key` tool says which key it received.
+//
 // Usage: node backend.mjs --direct-port N --gateway-port M --issuer URL
 //            [--static-header NAME=VALUE]... [--user-headers]
+//            [--personal-key-header NAME]
 // Prints "ready" once both ports listen; exits when stdin closes.
 import http from "node:http";
 import { randomUUID } from "node:crypto";
@@ -30,8 +35,10 @@ const { values: args } = parseArgs({
     issuer: { type: "string" },
     "static-header": { type: "string", multiple: true, default: [] },
     "user-headers": { type: "boolean", default: false },
+    "personal-key-header": { type: "string" },
   },
 });
+const personalKeyHeader = args["personal-key-header"]?.toLowerCase();
 const gatewayPort = Number(args["gateway-port"]);
 const directPort = Number(args["direct-port"]);
 const issuer = args.issuer.replace(/\/$/, "");
@@ -91,7 +98,9 @@ async function inspect(req) {
   for (const [name, value] of Object.entries(staticHeaders)) {
     if (one(name) !== value && !probe) found.push(`static header ${name} missing or wrong`);
   }
-  if (!("authorization" in staticHeaders) && seen.authorization)
+  if (personalKeyHeader && !probe && !one(personalKeyHeader))
+    found.push(`no personal key in ${personalKeyHeader}`);
+  if (!("authorization" in staticHeaders) && personalKeyHeader !== "authorization" && seen.authorization)
     found.push("an Authorization header reached the backend");
   for (const name of ["cookie", "forwarded", "x-forwarded-for", "x-forwarded-host", "proxy-authorization"]) {
     if (seen[name]) found.push(`${name} reached the backend`);
@@ -185,6 +194,13 @@ function newServer() {
       if (answer.action !== "accept") return text(`no name (${answer.action})`);
       return text(`Hello, ${answer.content.name}!`);
     },
+  );
+  server.registerTool(
+    "personal_key",
+    { description: "The personal key passgate sent with this request (a test backend's tool)." },
+    async (extra) => ({
+      content: [{ type: "text", text: String(extra.requestInfo?.headers?.[personalKeyHeader] ?? "none") }],
+    }),
   );
   server.registerTool(
     "whoami",

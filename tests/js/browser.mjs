@@ -11,22 +11,28 @@
 // MCP client (plain fetch from here): registers, exchanges the code with its
 // PKCE verifier, calls the `add` tool, and after the disconnect finds its
 // refresh token refused (invalid_grant) and its access token rejected (401).
+// Then a gateway route with personal keys (the TypeScript SDK's server behind
+// it): the official SDK client is refused with a URL elicitation naming the
+// account page; there the person saves their key (the backend then receives
+// exactly it), replaces it and removes it (the client is refused again).
 //
 // Every page visited is saved as a PNG in <artifact dir>. The last line of
 // stdout is {"ok":true,...} or {"ok":false,"error":...}; progress goes to
 // stderr.
 //
-// Usage: node browser.mjs <base url> <invitation link> <artifact dir>
+// Usage: node browser.mjs <base url> <invitation link> <artifact dir> <keyed route URL>
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
-const [base, inviteLink, artifactDir] = process.argv.slice(2);
+const [base, inviteLink, artifactDir, keyedUrl] = process.argv.slice(2);
 assert.ok(
-  base && inviteLink && artifactDir,
-  "usage: node browser.mjs <base url> <invitation link> <artifact dir>",
+  base && inviteLink && artifactDir && keyedUrl,
+  "usage: node browser.mjs <base url> <invitation link> <artifact dir> <keyed route URL>",
 );
 assert.match(base, /^http:\/\/localhost:\d+$/, "use http://localhost:PORT: WebAuthn refuses IP origins");
 mkdirSync(artifactDir, { recursive: true });
@@ -148,6 +154,97 @@ async function callAdd(accessToken, a, b) {
   return { status: res.status, text };
 }
 
+// The official SDK client on a gateway route, with passgate's token: the
+// text of the `personal_key` tool (the key the backend received), or the
+// JSON-RPC error that refused the connection.
+async function personalKeySeen(accessToken) {
+  const client = new Client({ name: "browser-test-sdk-client", version: "1.0.0" });
+  const transport = new StreamableHTTPClientTransport(new URL(keyedUrl), {
+    requestInit: { headers: { authorization: `Bearer ${accessToken}` } },
+  });
+  try {
+    await client.connect(transport);
+    const result = await client.callTool({ name: "personal_key", arguments: {} });
+    return { key: result.content[0].text };
+  } catch (e) {
+    return { error: { code: e.code, message: e.message, data: e.data } };
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
+
+// Registers an MCP client, has the person approve it in `page` for
+// `resource` and exchanges the code: the client's id and tokens.
+async function connectClient(page, resource, screenshot, name = CLIENT_NAME) {
+  step = "register client";
+  const reg = await fetch(`${base}/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      client_name: name,
+      redirect_uris: [CALLBACK],
+      grant_types: ["authorization_code", "refresh_token"],
+      response_types: ["code"],
+      token_endpoint_auth_method: "none",
+    }),
+  });
+  assert.equal(reg.status, 201, `registration answered ${reg.status}`);
+  const { client_id: clientId } = await reg.json();
+
+  step = "consent";
+  const verifier = b64url(randomBytes(32));
+  const challenge = b64url(createHash("sha256").update(verifier).digest());
+  const state = b64url(randomBytes(12));
+  const authorizeUrl = new URL(`${base}/authorize`);
+  authorizeUrl.search = new URLSearchParams({
+    response_type: "code",
+    client_id: clientId,
+    redirect_uri: CALLBACK,
+    code_challenge: challenge,
+    code_challenge_method: "S256",
+    state,
+    scope: "mcp",
+    resource,
+  }).toString();
+  let callbackUrl = null;
+  await page.route(`${CALLBACK}*`, (route) => {
+    callbackUrl = route.request().url();
+    return route.fulfill({ status: 200, contentType: "text/plain", body: "The client received the code." });
+  });
+  await page.goto(authorizeUrl.toString());
+  await page.waitForURL(/\/consent\?request=/);
+  assert.equal(await heading(page), `Allow ${name} to use your account?`);
+  await page.getByText("the application on this computer").waitFor();
+  // Keyboard focus on the default action, to see the focus ring.
+  await page.keyboard.press("Tab");
+  await page.getByRole("button", { name: "Allow" }).focus();
+  await shot(page, screenshot);
+  await page.getByRole("button", { name: "Allow" }).click();
+  await page.waitForURL(`${CALLBACK}*`);
+  assert.ok(callbackUrl, "the redirect to the client reached the intercepted callback");
+  const back = new URL(callbackUrl);
+  assert.equal(back.searchParams.get("state"), state);
+  assert.equal(back.searchParams.get("iss"), base);
+  const code = back.searchParams.get("code");
+  assert.ok(code, `no code in ${callbackUrl}`);
+  log("consent approved");
+
+  step = "token exchange";
+  const tokens = await postForm(`${base}/token`, {
+    grant_type: "authorization_code",
+    code,
+    redirect_uri: CALLBACK,
+    client_id: clientId,
+    code_verifier: verifier,
+    resource,
+  });
+  assert.equal(tokens.status, 200, JSON.stringify(tokens.body));
+  const { access_token: accessToken, refresh_token: refreshToken } = tokens.body;
+  assert.ok(accessToken && refreshToken, "an access token and a refresh token");
+  await page.unroute(`${CALLBACK}*`);
+  return { clientId, accessToken, refreshToken };
+}
+
 // --- the run ---
 
 async function run() {
@@ -212,14 +309,18 @@ async function run() {
   step = "account page";
   await page.goto(`${base}/account`);
   const connect = page.getByRole("region", { name: "Connect an application" });
-  assert.equal(await connect.getByLabel("MCP server URL").inputValue(), `${base}/mcp`);
-  await connect.getByRole("button", { name: "Copy URL" }).click();
+  // passgate's own /mcp first, then the gateway's route.
+  const urls = connect.getByLabel("MCP server URL");
+  assert.equal(await urls.count(), 2);
+  assert.equal(await urls.first().inputValue(), `${base}/mcp`);
+  assert.equal(await urls.nth(1).inputValue(), keyedUrl);
+  await connect.getByRole("button", { name: "Copy URL" }).first().click();
   await connect.getByText("Copied. Paste it into your MCP client.").waitFor();
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), `${base}/mcp`);
   for (const client of ["Claude (web and desktop)", "ChatGPT", "VS Code", "Claude Code", "Cursor"]) {
-    await connect.getByText(client, { exact: true }).waitFor();
+    await connect.getByText(client, { exact: true }).first().waitFor();
   }
-  await connect.getByText("Claude Code", { exact: true }).click();
+  await connect.getByText("Claude Code", { exact: true }).first().click();
   await connect.getByText(`claude mcp add --transport http passgate ${base}/mcp`).waitFor();
   assert.equal(await page.locator("[data-groups]").innerText(), "Groups: eng research");
   await shot(page, "account-connect");
@@ -285,77 +386,61 @@ async function run() {
 
   // 7. An MCP client: registration, consent in the browser, the code
   //    exchange, a tool call.
-  step = "register client";
-  const reg = await fetch(`${base}/register`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      client_name: CLIENT_NAME,
-      redirect_uris: [CALLBACK],
-      grant_types: ["authorization_code", "refresh_token"],
-      response_types: ["code"],
-      token_endpoint_auth_method: "none",
-    }),
-  });
-  assert.equal(reg.status, 201, `registration answered ${reg.status}`);
-  const { client_id: clientId } = await reg.json();
-
-  step = "consent";
-  const verifier = b64url(randomBytes(32));
-  const challenge = b64url(createHash("sha256").update(verifier).digest());
-  const state = b64url(randomBytes(12));
-  const authorizeUrl = new URL(`${base}/authorize`);
-  authorizeUrl.search = new URLSearchParams({
-    response_type: "code",
-    client_id: clientId,
-    redirect_uri: CALLBACK,
-    code_challenge: challenge,
-    code_challenge_method: "S256",
-    state,
-    scope: "mcp",
-    resource: `${base}/mcp`,
-  }).toString();
-  let callbackUrl = null;
-  await page.route(`${CALLBACK}*`, (route) => {
-    callbackUrl = route.request().url();
-    return route.fulfill({ status: 200, contentType: "text/plain", body: "The client received the code." });
-  });
-  await page.goto(authorizeUrl.toString());
-  await page.waitForURL(/\/consent\?request=/);
-  assert.equal(await heading(page), `Allow ${CLIENT_NAME} to use your account?`);
-  await page.getByText("the application on this computer").waitFor();
-  // Keyboard focus on the default action, to see the focus ring.
-  await page.keyboard.press("Tab");
-  await page.getByRole("button", { name: "Allow" }).focus();
-  await shot(page, "consent");
-  await page.getByRole("button", { name: "Allow" }).click();
-  await page.waitForURL(`${CALLBACK}*`);
-  assert.ok(callbackUrl, "the redirect to the client reached the intercepted callback");
-  const back = new URL(callbackUrl);
-  assert.equal(back.searchParams.get("state"), state);
-  assert.equal(back.searchParams.get("iss"), base);
-  const code = back.searchParams.get("code");
-  assert.ok(code, `no code in ${callbackUrl}`);
-  log("consent approved");
-
-  step = "token exchange";
-  const tokens = await postForm(`${base}/token`, {
-    grant_type: "authorization_code",
-    code,
-    redirect_uri: CALLBACK,
-    client_id: clientId,
-    code_verifier: verifier,
-    resource: `${base}/mcp`,
-  });
-  assert.equal(tokens.status, 200, JSON.stringify(tokens.body));
-  const { access_token: accessToken, refresh_token: refreshToken } = tokens.body;
-  assert.ok(accessToken && refreshToken, "an access token and a refresh token");
+  const { clientId, accessToken, refreshToken } = await connectClient(page, `${base}/mcp`, "consent");
 
   step = "tool call";
   const sum = await callAdd(accessToken, 20, 22);
   assert.equal(sum.status, 200, sum.text);
   assert.match(sum.text, /"text":"42"/, sum.text);
   log("called add: 42");
+
+  // 7b. A gateway route with personal keys: refused until the person sets
+  //     their key on the account page, where the refusal sends them.
+  step = "personal key: refused";
+  const keyed = await connectClient(page, keyedUrl, "consent-keyed-route", "Browser Test Keyed Client");
+  const refused = await personalKeySeen(keyed.accessToken);
+  assert.equal(refused.error?.code, -32042, JSON.stringify(refused));
+  const [elicitation] = refused.error.data.elicitations;
+  assert.equal(elicitation.mode, "url");
+  assert.equal(elicitation.url, `${base}/account#key-mcp-keyed`);
+  assert.match(refused.error.message, /Example API token/);
+
+  step = "personal key: saved";
+  await page.goto(elicitation.url);
+  const keys = page.getByRole("region", { name: "Your keys for MCP servers" });
+  const keyField = keys.getByRole("textbox", { name: /^Your Example API token/ });
+  await keys.getByText("Not set yet").waitFor();
+  await shot(page, "account-key-not-set");
+  const firstKey = `key-${b64url(randomBytes(12))}`;
+  await keyField.fill(firstKey);
+  await keys.getByRole("button", { name: "Save key" }).click();
+  await page.waitForURL(`${base}/account?notice=key-saved`);
+  await page.getByText("Your key was saved").waitFor();
+  assert.equal(await keyField.inputValue(), "", "the key is not shown again");
+  assert.ok(!(await page.content()).includes(firstKey), "the key is nowhere on the page");
+  await keys.getByText(/^Set /).waitFor();
+  await shot(page, "account-key-set");
+  assert.deepEqual(await personalKeySeen(keyed.accessToken), { key: `Bearer ${firstKey}` });
+  log("personal key saved and sent");
+
+  step = "personal key: replaced";
+  const secondKey = `key-${b64url(randomBytes(12))}`;
+  await keyField.fill(secondKey);
+  await keys.getByRole("button", { name: "Replace key" }).click();
+  await page.waitForURL(`${base}/account?notice=key-saved`);
+  assert.deepEqual(await personalKeySeen(keyed.accessToken), { key: `Bearer ${secondKey}` });
+
+  step = "personal key: removed";
+  await keys.getByRole("button", { name: "Remove your Example API token" }).click();
+  await page.waitForURL(`${base}/account?notice=key-removed`);
+  await keys.getByText("Not set yet").waitFor();
+  assert.equal((await personalKeySeen(keyed.accessToken)).error?.code, -32042);
+  log("personal key replaced and removed");
+  await page
+    .getByRole("region", { name: "Connected applications" })
+    .getByRole("button", { name: "Disconnect Browser Test Keyed Client" })
+    .click();
+  await page.waitForURL(`${base}/account?notice=client-revoked`);
 
   // 8. The account page lists the client; disconnect it.
   step = "disconnect";

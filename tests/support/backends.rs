@@ -87,6 +87,28 @@ impl Backend {
     /// headers `static_headers` (`NAME=VALUE`), and plain user headers when
     /// `user_headers`.
     pub fn start(kind: Kind, issuer: &str, static_headers: &[&str], user_headers: bool) -> Backend {
+        let mut extra: Vec<String> = Vec::new();
+        for header in static_headers {
+            extra.extend(["--static-header".to_owned(), (*header).to_owned()]);
+        }
+        if user_headers {
+            extra.push("--user-headers".to_owned());
+        }
+        Self::start_with(kind, issuer, &extra)
+    }
+
+    /// The TypeScript SDK backend for a route with personal keys: every
+    /// request must carry a person's key in `header`, and its
+    /// `personal_key` tool says which one came.
+    pub fn start_keyed(issuer: &str, header: &str) -> Backend {
+        Self::start_with(
+            Kind::TypeScript,
+            issuer,
+            &["--personal-key-header".to_owned(), header.to_owned()],
+        )
+    }
+
+    fn start_with(kind: Kind, issuer: &str, extra: &[String]) -> Backend {
         let (direct_port, gateway_port) = (free_port(), free_port());
         let mut cmd = match kind {
             Kind::TypeScript => {
@@ -108,13 +130,8 @@ impl Backend {
         };
         cmd.args(["--direct-port", &direct_port.to_string()])
             .args(["--gateway-port", &gateway_port.to_string()])
-            .args(["--issuer", issuer]);
-        for header in static_headers {
-            cmd.args(["--static-header", header]);
-        }
-        if user_headers {
-            cmd.arg("--user-headers");
-        }
+            .args(["--issuer", issuer])
+            .args(extra);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -460,13 +460,14 @@ pub enum GatewayRefusal {
     /// The backend answered something passgate cannot relay (a redirect, a
     /// refusal of passgate's credentials, not MCP at all).
     BackendInvalid,
-    /// The route needs the person's own key for its backend, and they have
-    /// not set it: a URL elicitation (-32042) pointing at their account
-    /// page, whose message names the page too, for clients without URL
-    /// elicitation. `in_band`: a JSON-RPC request (answered 200, as any
-    /// JSON-RPC error), else a GET or DELETE (403).
-    PersonalKeyNeeded {
-        label: String,
+    /// The route needs something of the person first (their own key, or
+    /// their account at the backend connected): a URL elicitation (-32042)
+    /// pointing at their account page, whose message names the page too,
+    /// for clients without URL elicitation. `action` says what to do there,
+    /// such as "add your GitHub token". `in_band`: a JSON-RPC request
+    /// (answered 200, as any JSON-RPC error), else a GET or DELETE (403).
+    SetupNeeded {
+        action: String,
         url: String,
         in_band: bool,
     },
@@ -540,13 +541,13 @@ impl GatewayRefusal {
                 None,
                 None,
             ),
-            GatewayRefusal::PersonalKeyNeeded {
-                label,
+            GatewayRefusal::SetupNeeded {
+                action,
                 url,
                 in_band,
             } => {
                 let message = format!(
-                    "This MCP server needs your {label}. Add it on your passgate account page, {url}, then try again."
+                    "This MCP server needs you to {action} first, on your passgate account page: {url}. Then try again."
                 );
                 let data = serde_json::json!({"elicitations": [{
                     "mode": "url",

@@ -101,6 +101,10 @@ fn build(
             );
         mcp = mcp.merge(endpoint);
     }
+    let backend_sign_ins = gateway
+        .as_ref()
+        .map(Gateway::account_routes)
+        .unwrap_or_default();
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route(
@@ -172,6 +176,7 @@ fn build(
         .route("/admin/users/delete", post(admin::delete))
         .route("/admin/users/recover", post(admin::recover))
         .route("/admin/users/groups", post(admin::set_groups))
+        .merge(backend_sign_ins)
         .merge(mcp)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(

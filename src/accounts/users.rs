@@ -418,12 +418,13 @@ pub async fn set_disabled(store: &dyn Store, user_id: &str, disabled: bool) -> R
 }
 
 /// Ends everything that lets a person in: sessions and grants, and the
-/// keys they gave passgate for backends (enabling the account again does
-/// not bring those back: the person sets them again).
+/// keys and backend tokens they gave passgate for backends (enabling the
+/// account again does not bring those back: the person sets them again).
 async fn end_access(store: &dyn Store, user_id: &str) -> Result<(), Error> {
     crate::accounts::session::end_all_for_user(store, user_id).await?;
     grants::revoke_all_for_user(store, user_id).await?;
     crate::accounts::personal_keys::remove_all_for_user(store, user_id).await?;
+    crate::accounts::backend_tokens::remove_all_for_user(store, user_id).await?;
     Ok(())
 }
 

@@ -45,6 +45,37 @@ pub struct RouteConfig {
     pub stdio: Option<super::stdio::StdioRoute>,
     /// Each person's own key for this backend, set on their account page.
     pub personal_key: Option<PersonalKeyRoute>,
+    /// The backend runs its own OAuth sign-in: each person connects their
+    /// account there from their account page.
+    pub oauth: Option<OAuthRoute>,
+}
+
+/// `[route.oauth]`: the backend is an OAuth protected resource with its own
+/// authorization server (RFC 9728). passgate is that server's client, by a
+/// client metadata document it publishes, else dynamic registration, else
+/// the client given here.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct OAuthRoute {
+    /// A client registered at the backend's authorization server ahead of
+    /// time, with `<public URL>/account/backends/callback` as its redirect.
+    pub client_id: Option<String>,
+    /// Its secret, from the environment (never logged).
+    pub client_secret: Option<String>,
+    /// Scopes to ask for; default: those the backend's metadata lists.
+    pub scopes: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for OAuthRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthRoute")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("scopes", &self.scopes)
+            .finish()
+    }
 }
 
 /// `[route.personal_key]`: each person gives passgate their own key for the
@@ -183,6 +214,7 @@ impl RouteConfig {
             sigv4: None,
             stdio: None,
             personal_key: None,
+            oauth: None,
             name: String::new(),
             url: backend_url("", url.as_str())?,
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
@@ -294,6 +326,19 @@ struct RouteEntry {
     tools: ToolEntry,
     #[serde(default)]
     personal_key: Option<PersonalKeyEntry>,
+    #[serde(default)]
+    oauth: Option<OAuthEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OAuthEntry {
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret_from_env: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -428,6 +473,35 @@ pub fn parse(
             Some(key) => Some(key.checked(&headers, sigv4.is_some()).map_err(&fail)?),
             None => None,
         };
+        let oauth = match entry.oauth {
+            Some(_) if stdio.is_some() || sigv4.is_some() || personal_key.is_some() => {
+                return Err(fail(
+                    "oauth gives each person's requests their own token in Authorization; it cannot be combined with stdio, sigv4 or personal_key".into(),
+                ));
+            }
+            Some(oauth) => {
+                let client_secret = match &oauth.client_secret_from_env {
+                    Some(_) if oauth.client_id.is_none() => {
+                        return Err(fail("oauth: client_secret_from_env needs client_id".into()));
+                    }
+                    Some(name) => Some(env(name).ok_or_else(|| {
+                        fail(format!(
+                            "the environment variable {name} (for oauth's client secret) is not set"
+                        ))
+                    })?),
+                    None => None,
+                };
+                if oauth.client_id.as_deref().is_some_and(str::is_empty) {
+                    return Err(fail("oauth: client_id is empty".into()));
+                }
+                Some(OAuthRoute {
+                    client_id: oauth.client_id,
+                    client_secret,
+                    scopes: oauth.scopes,
+                })
+            }
+            None => None,
+        };
         routes.push(RouteConfig {
             name: entry.name,
             url,
@@ -442,6 +516,7 @@ pub fn parse(
             sigv4,
             stdio,
             personal_key,
+            oauth,
         });
     }
     Ok(routes)

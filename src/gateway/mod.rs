@@ -10,7 +10,9 @@
 //! its endpoints (`Gateway::endpoints`) behind the Origin and bearer checks.
 
 pub mod backend;
+pub mod backend_auth;
 pub mod config;
+mod connect;
 mod headers;
 mod identity;
 mod inspect;
@@ -41,6 +43,8 @@ pub use config::{GatewayConfigError, RouteConfig};
 pub struct Route {
     pub config: RouteConfig,
     pub backend: Backend,
+    /// For a backend with its own OAuth sign-in: passgate's client there.
+    pub sign_in: Option<Arc<backend_auth::BackendSignIn>>,
 }
 
 impl Route {
@@ -113,7 +117,19 @@ impl Gateway {
                         }),
                     ),
                 };
-                Arc::new(Route { config, backend })
+                let sign_in = config.oauth.clone().map(|settings| {
+                    Arc::new(backend_auth::BackendSignIn::new(
+                        config.path(),
+                        config.url.clone(),
+                        settings,
+                        client.clone(),
+                    ))
+                });
+                Arc::new(Route {
+                    config,
+                    backend,
+                    sign_in,
+                })
             })
             .collect();
         Self {
@@ -151,6 +167,9 @@ impl Gateway {
                     &route.config.path(),
                     format!("{} (through passgate)", route.label()),
                 )?;
+                if route.sign_in.is_some() {
+                    resource = resource.asking_backend_sign_in();
+                }
                 if let Some(key) = &route.config.personal_key {
                     resource = resource.asking_personal_key(PersonalKeyAsk {
                         label: key.label.clone(),
@@ -173,6 +192,24 @@ impl Gateway {
                 Ok(ProtectedMcp::new(resource, forward))
             })
             .collect()
+    }
+
+    /// The route whose backend sign-in serves `route_path`.
+    pub fn sign_in(&self, route_path: &str) -> Option<&Arc<backend_auth::BackendSignIn>> {
+        self.routes
+            .iter()
+            .find(|r| r.config.path() == route_path)
+            .and_then(|r| r.sign_in.as_ref())
+    }
+
+    /// The pages and endpoints of backends' own sign-ins (connect,
+    /// callback, disconnect, passgate's client metadata document), when a
+    /// route has one.
+    pub fn account_routes(&self) -> axum::Router<AppState> {
+        if self.routes.iter().all(|r| r.sign_in.is_none()) {
+            return axum::Router::new();
+        }
+        connect::routes(self.clone())
     }
 
     /// Readiness: every backend answers HTTP at all (any status) within two

@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::{
     Route,
     backend::BackendError,
+    backend_auth::{self, BackendAuthError},
     config::{Caller, PersonalKeyRoute},
     headers::{HOP_BY_HOP, is_client_only},
     identity,
@@ -187,15 +188,76 @@ async fn proceed(
         let (name, value) = personal_key(rs, &user.id, &route_key, wanted, &method).await?;
         headers.insert(name, value);
     }
+    let sign_in = route.sign_in.as_deref();
+    let mut seen_version = None;
+    if let Some(sign_in) = sign_in {
+        let (token, version) = sign_in
+            .access_token(&rs.app, &user.id)
+            .await
+            .map_err(|e| backend_auth_refusal(rs, e, &method))?;
+        headers.insert(header::AUTHORIZATION, bearer(&token)?);
+        seen_version = Some(version);
+    }
 
-    let mut outgoing = http::Request::new(body);
-    *outgoing.method_mut() = method.clone();
-    *outgoing.headers_mut() = headers;
-    let response = route.backend.send(outgoing).await.map_err(|e| match e {
-        BackendError::Timeout => GatewayRefusal::BackendTimeout,
-        BackendError::Unreachable => GatewayRefusal::BackendUnreachable,
-    })?;
+    let send = |headers: HeaderMap| {
+        let mut outgoing = http::Request::new(body.clone());
+        *outgoing.method_mut() = method.clone();
+        *outgoing.headers_mut() = headers;
+        async {
+            route.backend.send(outgoing).await.map_err(|e| match e {
+                BackendError::Timeout => GatewayRefusal::BackendTimeout,
+                BackendError::Unreachable => GatewayRefusal::BackendUnreachable,
+            })
+        }
+    };
+    let mut response = send(headers.clone()).await?;
+    // The backend refused the person's token (expired early, or revoked):
+    // refreshed once, then sent once more. A refused refresh asks the
+    // person to connect again; nothing loops.
+    if let (Some(sign_in), Some(version)) = (sign_in, seen_version)
+        && response.status() == StatusCode::UNAUTHORIZED
+    {
+        let (token, _) = sign_in
+            .refresh(&rs.app, &user.id, version)
+            .await
+            .map_err(|e| backend_auth_refusal(rs, e, &method))?;
+        headers.insert(header::AUTHORIZATION, bearer(&token)?);
+        response = send(headers).await?;
+    }
     relay(rs, &user.id, call, &method, response).await
+}
+
+fn bearer(token: &str) -> Result<HeaderValue, GatewayRefusal> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| GatewayRefusal::BackendInvalid)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A backend sign-in that gave no token: connect (again), or 502/503.
+fn backend_auth_refusal(rs: &RouteState, e: BackendAuthError, method: &Method) -> GatewayRefusal {
+    match e {
+        BackendAuthError::NotConnected => GatewayRefusal::SetupNeeded {
+            action: format!("connect your account at {}", rs.route.label()),
+            url: rs
+                .app
+                .config
+                .url(&backend_auth::account_anchor(&rs.route.config.path())),
+            in_band: *method == Method::POST,
+        },
+        BackendAuthError::Unavailable(why) => {
+            tracing::warn!(route = rs.route.label(), error = %why, "a backend's authorization server is unavailable");
+            GatewayRefusal::BackendUnreachable
+        }
+        BackendAuthError::Misconfigured(why) => {
+            tracing::warn!(route = rs.route.label(), error = %why, "a backend's sign-in cannot be used");
+            GatewayRefusal::BackendInvalid
+        }
+        BackendAuthError::Store(e) => {
+            tracing::warn!(error = %e, "could not read backend tokens");
+            GatewayRefusal::Unavailable
+        }
+    }
 }
 
 /// The person's own key for this route's backend, as the header to send,
@@ -214,8 +276,8 @@ async fn personal_key(
             tracing::warn!(error = %e, "could not read a personal key");
             GatewayRefusal::Unavailable
         })?;
-    let needed = || GatewayRefusal::PersonalKeyNeeded {
-        label: wanted.label.clone(),
+    let needed = || GatewayRefusal::SetupNeeded {
+        action: format!("add your {}", wanted.label),
         url: app.config.url(&personal_keys::account_anchor(route_path)),
         in_band: *method == Method::POST,
     };

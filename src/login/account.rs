@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::{
     accounts::{
+        backend_tokens,
         personal_keys::{self, KeySet},
         users::{self, Credential, MAX_LABEL_CHARS},
     },
@@ -48,6 +49,7 @@ pub async fn page(
     let store = state.store.as_ref();
     let creds = users::credentials(store, &me.user_id).await?;
     let keys = personal_keys::list(store, &me.user_id).await?;
+    let connections = backend_tokens::list(store, &me.user_id).await?;
     let grants = grants::list_for_user(store, &me.user_id).await?;
     let mut connected = group_by_client(&grants);
     for (client_id, c) in connected.iter_mut() {
@@ -69,6 +71,7 @@ pub async fn page(
 </div>
 </section>
 {connect}
+{backends}
 {keys}
 {passkeys}
 {clients}"#,
@@ -84,6 +87,7 @@ pub async fn page(
         csrf = ui::csrf_field(&me.csrf),
         connect = connect_section(&state.config, &state.resources),
         keys = keys_section(&me, &state.resources, &keys),
+        backends = backends_section(&me, &state.resources, &connections),
         passkeys = passkeys_section(&me, &creds),
         clients = clients_section(&me, &connected, &state.config.mcp_url()),
     );
@@ -152,6 +156,56 @@ fn connect_section(config: &Config, resources: &Resources) -> String {
 <h2 id="connect-title">Connect an application</h2>
 <p class="muted">Add an MCP server URL to your MCP client. The client sends you here to sign in and approve it.</p>
 {servers}</section>"#
+    )
+}
+
+/// The MCP servers with their own sign-in: whether this person connected
+/// their account there, and a button to connect (again) or disconnect.
+fn backends_section(me: &SignedIn, resources: &Resources, connected: &[(String, i64)]) -> String {
+    let items: String = resources
+        .iter()
+        .filter(|r| r.asks_backend_sign_in())
+        .map(|resource| {
+            let path = resource.path();
+            // `/account#connect-mcp-<route>`, as calls that need it say.
+            let id = format!("connect{}", path.replace('/', "-"));
+            let since = connected.iter().find(|(p, _)| p == path).map(|(_, at)| *at);
+            let (state, action) = match since {
+                Some(at) => (
+                    format!("Connected {}.", ui::date_time(at)),
+                    format!(
+                        r#"<form method="post" action="/account/backends/disconnect" class="inline">{csrf}<input type="hidden" name="resource" value="{path}"><button type="submit" class="danger" aria-label="Disconnect your account at {name}">Disconnect</button></form>"#,
+                        csrf = ui::csrf_field(&me.csrf),
+                        path = escape(path),
+                        name = escape(resource.name()),
+                    ),
+                ),
+                None => (
+                    "Not connected: calls to this server ask you to connect.".to_owned(),
+                    format!(
+                        r#"<form method="post" action="/account/backends/connect" class="inline">{csrf}<input type="hidden" name="resource" value="{path}"><button type="submit" aria-label="Connect your account at {name}">Connect</button></form>"#,
+                        csrf = ui::csrf_field(&me.csrf),
+                        path = escape(path),
+                        name = escape(resource.name()),
+                    ),
+                ),
+            };
+            format!(
+                r#"<li class="stacked" id="{id}"><div><strong>{name}</strong><br><small data-backend-state>{state}</small></div>
+<div class="row-actions">{action}</div></li>"#,
+                name = escape(resource.name()),
+            )
+        })
+        .collect();
+    if items.is_empty() {
+        return String::new();
+    }
+    format!(
+        r#"<section class="card" aria-labelledby="backends-title">
+<h2 id="backends-title">Your accounts at MCP servers</h2>
+<p class="muted">These servers have a sign-in of their own. Connect once, and your MCP clients reach each one as you; passgate keeps the server's tokens encrypted and never hands them to your clients.</p>
+<ul class="list">{items}</ul>
+</section>"#
     )
 }
 

@@ -99,6 +99,15 @@ pub fn notice(code: Option<&str>) -> String {
             "Your key was saved. passgate sends it only to that MCP server, with your calls; it is not shown again."
         }
         Some("key-removed") => "Your key was removed. Calls to that MCP server now ask for one.",
+        Some("backend-connected") => {
+            "Your account there is connected. Your MCP clients reach that server as you now; it never sees their passgate sign-in."
+        }
+        Some("backend-disconnected") => {
+            "Disconnected. passgate deleted its tokens for that server (and asked the server to revoke them where it can)."
+        }
+        Some("backend-cancelled") => {
+            "Connecting was cancelled at the MCP server's sign-in; nothing changed."
+        }
         Some("user-enabled") => "The account was enabled again.",
         Some("user-deleted") => "The account was deleted.",
         _ => return String::new(),

@@ -107,6 +107,15 @@ impl CimdFetcher {
     pub fn allows_loopback(&self) -> bool {
         self.allow_loopback
     }
+
+    /// The fenced HTTP client itself (no proxy, no redirects, timeouts,
+    /// public addresses only unless the development setting is on), for
+    /// other URLs that someone else names, such as a gateway backend's
+    /// authorization server. IP literals are the caller's to check
+    /// ([`is_public`]).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
 }
 
 /// Is this a client id the development setting accepts over plain http?

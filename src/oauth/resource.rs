@@ -24,6 +24,8 @@ struct ResourceInner {
     name: String,
     scopes: Vec<String>,
     personal_key: Option<PersonalKeyAsk>,
+    /// What it fronts has its own sign-in, which each person connects.
+    backend_sign_in: bool,
 }
 
 /// What the account page asks each person for when a resource needs their
@@ -89,6 +91,7 @@ impl Resource {
             name: name.into(),
             scopes: vec![SCOPE_MCP.to_owned()],
             personal_key: None,
+            backend_sign_in: false,
         })))
     }
 
@@ -127,6 +130,19 @@ impl Resource {
         let mut inner = Arc::unwrap_or_clone(self.0);
         inner.personal_key = Some(ask);
         Self(Arc::new(inner))
+    }
+
+    /// The same resource, asking each person to connect their account at
+    /// what it fronts (a gateway route's `oauth`).
+    pub fn asking_backend_sign_in(self) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.0);
+        inner.backend_sign_in = true;
+        Self(Arc::new(inner))
+    }
+
+    /// Whether each person connects their account at what it fronts.
+    pub fn asks_backend_sign_in(&self) -> bool {
+        self.0.backend_sign_in
     }
 
     /// What each person is asked for, if anything.

@@ -71,6 +71,12 @@ pub enum Partition<'a> {
     RateLimit { action: &'a str, subject: &'a str },
     /// The access-token signing keys.
     SigningKeys,
+    /// passgate's registration at a gateway route's backend authorization
+    /// server, by the route's path.
+    BackendClient(&'a str),
+    /// A sign-in at a backend's authorization server under way, by its
+    /// `state` (hashed).
+    BackendSignIn(&'a str),
 }
 
 impl Partition<'_> {
@@ -110,6 +116,8 @@ impl Partition<'_> {
                 format!("ratelimit#{action}#{}", token_hash(subject))
             }
             Self::SigningKeys => SIGNING_KEYS.to_owned(),
+            Self::BackendClient(route) => format!("backend-client#{route}"),
+            Self::BackendSignIn(state) => format!("backend-signin#{}", token_hash(state)),
         }
     }
 }
@@ -173,6 +181,11 @@ mod tests {
                 format!("ratelimit#register#{t}"),
             ),
             (Partition::SigningKeys, "signing-keys".to_owned()),
+            (
+                Partition::BackendClient("/mcp/a"),
+                "backend-client#/mcp/a".to_owned(),
+            ),
+            (Partition::BackendSignIn("t"), format!("backend-signin#{t}")),
         ];
         for (partition, expected) in cases {
             assert_eq!(partition.key(), expected, "{partition:?}");

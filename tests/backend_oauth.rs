@@ -1,0 +1,326 @@
+//! Backends with their own OAuth sign-in: a second passgate, with its own
+//! passkey users, is the OAuth-protected MCP server behind the first one's
+//! gateway route (`[route.oauth]`). People sign in to the first with a
+//! passkey, connect their account at the second from the account page (its
+//! `/authorize`, their passkey there, its consent, back to the first), and
+//! their calls then reach the second as its own user, with the tokens the
+//! first keeps sealed. Both are real `passgate serve` processes.
+
+mod support;
+
+use std::path::Path;
+
+use http::StatusCode;
+use passgate::{
+    accounts::backend_tokens,
+    crypto::MasterKey,
+    store::{Store, now_unix, sqlite::SqliteStore},
+};
+use serde_json::{Value, json};
+use support::{
+    authenticator::SoftAuthenticator,
+    backends::{gateway_file, route_token},
+    process::{BIN, Passgate, free_port, invite},
+    remote::{RemoteBrowser, approve, enroll},
+};
+
+/// A person enrolled at one passgate, with the browser signed in there.
+async fn person(dir: &Path, public: &str, name: &str) -> RemoteBrowser {
+    let link = invite(dir, public, name, false);
+    let mut browser = RemoteBrowser::new(public);
+    enroll(&mut browser, public, &SoftAuthenticator::new(), &link, name).await;
+    browser
+}
+
+/// `tools/call` of `tool` on a route, as an MCP client with passgate's token.
+async fn call(url: &str, token: &str, tool: &str) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": {}}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({"raw": text}));
+    (status, body)
+}
+
+/// The account the backend passgate saw for a call (its `whoami`).
+fn backend_user(answer: &Value) -> String {
+    answer["result"]["structuredContent"]["user_name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no backend identity in {answer}"))
+        .to_owned()
+}
+
+/// The first passgate's store and master key, opened beside it (SQLite
+/// takes several processes), to look at and age the tokens it keeps.
+fn gateway_store(dir: &Path) -> (SqliteStore, MasterKey) {
+    let store = SqliteStore::open(&dir.join("passgate.sqlite3")).unwrap();
+    let secret = std::fs::read_to_string(dir.join("master.key")).unwrap();
+    (store, MasterKey::from_secret(secret.trim()).unwrap())
+}
+
+/// Ages a person's backend access token so that its next use refreshes it.
+async fn expire(dir: &Path, user_id: &str) -> u64 {
+    let (store, key) = gateway_store(dir);
+    let stored = backend_tokens::get(&store, &key, user_id, "/mcp/b")
+        .await
+        .unwrap()
+        .expect("connected");
+    let mut aged = stored.tokens.clone();
+    aged.expires_at = Some(now_unix() - 10);
+    backend_tokens::replace(&store, &key, user_id, "/mcp/b", &stored, &aged)
+        .await
+        .unwrap();
+    stored.version + 1
+}
+
+async fn stored_version(dir: &Path, user_id: &str) -> Option<(u64, String)> {
+    let (store, key) = gateway_store(dir);
+    backend_tokens::get(&store, &key, user_id, "/mcp/b")
+        .await
+        .unwrap()
+        .map(|s| (s.version, s.tokens.access_token))
+}
+
+/// The id the first passgate's session cookie belongs to, from `whoami` on
+/// its own demo tools.
+async fn own_user_id(base: &str, browser: &mut RemoteBrowser) -> String {
+    let (_, token) = route_token(browser, base, &format!("{base}/mcp")).await;
+    let (_, answer) = call(&format!("{base}/mcp"), &token, "whoami").await;
+    answer["result"]["structuredContent"]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// From the account page's Connect button to the callback: the person
+/// signs in at the backend (already, in `at_backend`) and approves there.
+async fn connect(
+    gateway: &str,
+    at_gateway: &mut RemoteBrowser,
+    backend: &str,
+    at_backend: &mut RemoteBrowser,
+) {
+    let page = at_gateway.get(gateway, "/account").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(r#"id="connect-mcp-b""#), "{}", page.body);
+    let csrf = page.field("csrf");
+    let start = at_gateway
+        .post_form(
+            gateway,
+            "/account/backends/connect",
+            &[("csrf", &csrf), ("resource", "/mcp/b")],
+        )
+        .await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+    let authorize = start.location.unwrap();
+    assert!(
+        authorize.starts_with(&format!("{backend}/authorize?")),
+        "{authorize}"
+    );
+    let query: std::collections::BTreeMap<String, String> = url::Url::parse(&authorize)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert_eq!(query["resource"], format!("{backend}/mcp"));
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(
+        query["redirect_uri"],
+        format!("{gateway}/account/backends/callback")
+    );
+    let back = approve(at_backend, &[backend], &authorize).await;
+    assert_eq!(back["iss"], backend);
+    let callback = format!(
+        "/account/backends/callback?code={}&state={}&iss={}",
+        back["code"], back["state"], back["iss"]
+    );
+    let done = at_gateway.get(gateway, &callback).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(
+        done.location.as_deref(),
+        Some("/account?notice=backend-connected")
+    );
+    // The callback works once.
+    let again = at_gateway.get(gateway, &callback).await;
+    assert_eq!(again.status, StatusCode::GONE, "{}", again.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_connect_their_own_account_at_a_backend_with_its_own_sign_in() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port_a, port_b) = (free_port(), free_port());
+    let (base_a, base_b) = (
+        format!("http://localhost:{port_a}"),
+        format!("http://localhost:{port_b}"),
+    );
+    let mut backend = Passgate::start_on(port_b, dir_b.path(), None, &[], "warn", &[]);
+    let file = gateway_file(
+        dir_a.path(),
+        &[("b", format!("{base_b}/mcp"), "[route.oauth]")],
+    );
+    let gateway = Passgate::start_on(
+        port_a,
+        dir_a.path(),
+        None,
+        &["--gateway-config", file.to_str().unwrap()],
+        "info",
+        &[],
+    );
+    let route = format!("{base_a}/mcp/b");
+
+    // Two people, each with an account at both.
+    let mut ann = person(dir_a.path(), &base_a, "ann").await;
+    let mut ann_b = person(dir_b.path(), &base_b, "ann-at-b").await;
+    let mut ben = person(dir_a.path(), &base_a, "ben").await;
+    let mut ben_b = person(dir_b.path(), &base_b, "ben-at-b").await;
+    let ann_id = own_user_id(&base_a, &mut ann).await;
+    let ben_id = own_user_id(&base_a, &mut ben).await;
+    let (_, ann_token) = route_token(&mut ann, &base_a, &route).await;
+    let (_, ben_token) = route_token(&mut ben, &base_a, &route).await;
+
+    // Not connected yet: the client is told where to connect.
+    let (status, answer) = call(&route, &ann_token, "whoami").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["error"]["code"], -32042, "{answer}");
+    assert_eq!(
+        answer["error"]["data"]["elicitations"][0]["url"],
+        format!("{base_a}/account#connect-mcp-b")
+    );
+    let page = ann.get(&base_a, "/account").await;
+    assert!(
+        page.body.contains("Your accounts at MCP servers") && page.body.contains("Not connected")
+    );
+
+    connect(&base_a, &mut ann, &base_b, &mut ann_b).await;
+    connect(&base_a, &mut ben, &base_b, &mut ben_b).await;
+    let page = ann.get(&base_a, "/account").await;
+    assert!(
+        page.body.contains("Disconnect your account at"),
+        "{}",
+        page.body
+    );
+
+    // Each reaches the backend as their own account there, also when their
+    // calls interleave.
+    let calls = (0..12).map(|i| {
+        let token = if i % 2 == 0 { &ann_token } else { &ben_token };
+        call(&route, token, "whoami")
+    });
+    for (i, (status, answer)) in futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let expected = if i % 2 == 0 { "ann-at-b" } else { "ben-at-b" };
+        assert_eq!(backend_user(&answer), expected, "{answer}");
+    }
+
+    // Expired: concurrent calls refresh once, each still as its person.
+    let aged = expire(dir_a.path(), &ann_id).await;
+    let ben_aged = expire(dir_a.path(), &ben_id).await;
+    let (before, _) = stored_version(dir_a.path(), &ann_id).await.unwrap();
+    assert_eq!(before, aged);
+    let calls = (0..10).map(|i| {
+        let token = if i % 2 == 0 { &ann_token } else { &ben_token };
+        call(&route, token, "whoami")
+    });
+    for (i, (status, answer)) in futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let expected = if i % 2 == 0 { "ann-at-b" } else { "ben-at-b" };
+        assert_eq!(backend_user(&answer), expected, "{answer}");
+    }
+    assert_eq!(
+        stored_version(dir_a.path(), &ann_id).await.unwrap().0,
+        aged + 1,
+        "one refresh for five concurrent calls"
+    );
+    assert_eq!(
+        stored_version(dir_a.path(), &ben_id).await.unwrap().0,
+        ben_aged + 1
+    );
+
+    // The backend's authorization server away: the tokens are kept, the
+    // call is a 502, and it works again once the server is back.
+    backend.kill_hard();
+    let before = stored_version(dir_a.path(), &ann_id).await;
+    expire(dir_a.path(), &ann_id).await;
+    let (status, answer) = call(&route, &ann_token, "whoami").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    let kept = stored_version(dir_a.path(), &ann_id).await;
+    assert!(kept.is_some(), "a transient failure keeps the tokens");
+    assert_eq!(kept.unwrap().1, before.unwrap().1);
+    backend = Passgate::start_on(port_b, dir_b.path(), None, &[], "warn", &[]);
+    let (status, answer) = call(&route, &ann_token, "whoami").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(backend_user(&answer), "ann-at-b");
+
+    // Ben disconnects on the first passgate's account page: his tokens are
+    // gone there, and he is asked to connect again.
+    let page = ben.get(&base_a, "/account").await;
+    let csrf = page.field("csrf");
+    let done = ben
+        .post_form(
+            &base_a,
+            "/account/backends/disconnect",
+            &[("csrf", &csrf), ("resource", "/mcp/b")],
+        )
+        .await;
+    assert_eq!(
+        done.location.as_deref(),
+        Some("/account?notice=backend-disconnected")
+    );
+    assert!(stored_version(dir_a.path(), &ben_id).await.is_none());
+    let (_, answer) = call(&route, &ben_token, "whoami").await;
+    assert_eq!(answer["error"]["code"], -32042, "{answer}");
+
+    // The backend ends passgate's access (its operator revokes the client):
+    // the next call is refused there, the refresh too, and Ann is asked to
+    // connect again; nothing loops.
+    let (store, _) = gateway_store(dir_a.path());
+    let store: &dyn Store = &store;
+    let registration: Value = store
+        .get_json("backend-client#/mcp/b", "client")
+        .await
+        .unwrap()
+        .expect("a dynamic registration, shared through the store");
+    let client_id = registration["client_id"].as_str().unwrap();
+    let revoked = std::process::Command::new(BIN)
+        .args(["clients", "revoke", client_id, "--data-dir"])
+        .arg(dir_b.path())
+        .env("PASSGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let (status, answer) = call(&route, &ann_token, "whoami").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["error"]["code"], -32042, "{answer}");
+    assert!(stored_version(dir_a.path(), &ann_id).await.is_none());
+
+    // No backend token, refresh token or code appears in the gateway's log.
+    let log = gateway.output();
+    assert!(log.contains("connected a backend account"), "{log}");
+    for secret in ["access_token", "refresh_token"] {
+        assert!(!log.contains(&format!("\"{secret}\":")), "{log}");
+    }
+    drop(backend);
+}

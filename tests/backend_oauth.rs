@@ -324,3 +324,185 @@ async fn people_connect_their_own_account_at_a_backend_with_its_own_sign_in() {
     }
     drop(backend);
 }
+
+/// The two other ways passgate is a backend server's client: by its own
+/// client metadata document (the backend's server fetches it; both run with
+/// the development setting that allows loopback documents), and as a client
+/// the backend's operator registered ahead of time (`oauth.client_id`, with
+/// its secret from the environment). Neither registers dynamically.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_document_and_preregistered_clients_connect_too() {
+    let (dir_a, dir_doc, dir_pre) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (port_a, port_doc, port_pre) = (free_port(), free_port(), free_port());
+    let base_a = format!("http://localhost:{port_a}");
+    let (base_doc, base_pre) = (
+        format!("http://localhost:{port_doc}"),
+        format!("http://localhost:{port_pre}"),
+    );
+    let _doc = Passgate::start_on(
+        port_doc,
+        dir_doc.path(),
+        None,
+        &["--dev-allow-loopback-cimd"],
+        "warn",
+        &[],
+    );
+    let clients = dir_pre.path().join("clients.json");
+    std::fs::write(
+        &clients,
+        json!([{
+            "client_id": "passgate-gateway",
+            "client_name": "The gateway",
+            "redirect_uris": [format!("{base_a}/account/backends/callback")],
+            "client_secret": "gateway-secret-value",
+        }])
+        .to_string(),
+    )
+    .unwrap();
+    let _pre = Passgate::start_on(
+        port_pre,
+        dir_pre.path(),
+        None,
+        &["--clients-file", clients.to_str().unwrap()],
+        "warn",
+        &[],
+    );
+    let file = dir_a.path().join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[route]]\nname = \"b\"\nurl = \"{base_doc}/mcp\"\n[route.oauth]\n\n\
+             [[route]]\nname = \"pre\"\nurl = \"{base_pre}/mcp\"\n[route.oauth]\nclient_id = \"passgate-gateway\"\nclient_secret_from_env = \"PRE_SECRET\"\n"
+        ),
+    )
+    .unwrap();
+    let gateway = Passgate::start_on(
+        port_a,
+        dir_a.path(),
+        None,
+        &[
+            "--gateway-config",
+            file.to_str().unwrap(),
+            "--dev-allow-loopback-cimd",
+        ],
+        "info",
+        &[("PRE_SECRET", "gateway-secret-value")],
+    );
+
+    // The document the backend's server fetches.
+    let document: Value = reqwest::get(format!("{base_a}/oauth/backend-client.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        document["client_id"],
+        format!("{base_a}/oauth/backend-client.json")
+    );
+    assert_eq!(
+        document["redirect_uris"],
+        json!([format!("{base_a}/account/backends/callback")])
+    );
+
+    let mut ann = person(dir_a.path(), &base_a, "ann").await;
+    let mut ann_doc = person(dir_doc.path(), &base_doc, "ann-at-doc").await;
+    let mut ann_pre = person(dir_pre.path(), &base_pre, "ann-at-pre").await;
+
+    // By the metadata document: the client id is its URL.
+    connect(&base_a, &mut ann, &base_doc, &mut ann_doc).await;
+    let (_, token) = route_token(&mut ann, &base_a, &format!("{base_a}/mcp/b")).await;
+    let (status, answer) = call(&format!("{base_a}/mcp/b"), &token, "whoami").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(backend_user(&answer), "ann-at-doc");
+    assert_eq!(
+        answer["result"]["structuredContent"]["client_id"],
+        format!("{base_a}/oauth/backend-client.json")
+    );
+
+    // As the pre-registered client, with its secret.
+    let page = ann.get(&base_a, "/account").await;
+    let csrf = page.field("csrf");
+    let start = ann
+        .post_form(
+            &base_a,
+            "/account/backends/connect",
+            &[("csrf", &csrf), ("resource", "/mcp/pre")],
+        )
+        .await;
+    let authorize = start.location.expect("to the backend's sign-in");
+    assert!(
+        authorize.contains("client_id=passgate-gateway"),
+        "{authorize}"
+    );
+    let back = approve(&mut ann_pre, &[&base_pre], &authorize).await;
+    let done = ann
+        .get(
+            &base_a,
+            &format!(
+                "/account/backends/callback?code={}&state={}&iss={}",
+                back["code"], back["state"], back["iss"]
+            ),
+        )
+        .await;
+    assert_eq!(
+        done.location.as_deref(),
+        Some("/account?notice=backend-connected"),
+        "{}",
+        done.body
+    );
+    let (_, token) = route_token(&mut ann, &base_a, &format!("{base_a}/mcp/pre")).await;
+    let (status, answer) = call(&format!("{base_a}/mcp/pre"), &token, "whoami").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(backend_user(&answer), "ann-at-pre");
+    assert_eq!(
+        answer["result"]["structuredContent"]["client_id"],
+        "passgate-gateway"
+    );
+
+    // A sign-in answer naming another server is refused (RFC 9207).
+    let start = ann
+        .post_form(
+            &base_a,
+            "/account/backends/connect",
+            &[("csrf", &csrf), ("resource", "/mcp/pre")],
+        )
+        .await;
+    let back = approve(&mut ann_pre, &[&base_pre], &start.location.unwrap()).await;
+    let forged = ann
+        .get(
+            &base_a,
+            &format!(
+                "/account/backends/callback?code={}&state={}&iss={base_doc}",
+                back["code"], back["state"]
+            ),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.body);
+    assert!(forged.body.contains("iss mismatch"), "{}", forged.body);
+
+    let log = gateway.output();
+    assert!(
+        !log.contains("gateway-secret-value"),
+        "the client secret is never logged"
+    );
+    let (store, _) = gateway_store(dir_a.path());
+    let store: &dyn Store = &store;
+    assert!(
+        store
+            .get("backend-client#/mcp/b", "client")
+            .await
+            .unwrap()
+            .is_none()
+            && store
+                .get("backend-client#/mcp/pre", "client")
+                .await
+                .unwrap()
+                .is_none(),
+        "no dynamic registration was made"
+    );
+}

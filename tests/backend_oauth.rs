@@ -506,3 +506,164 @@ async fn metadata_document_and_preregistered_clients_connect_too() {
         "no dynamic registration was made"
     );
 }
+
+/// FastMCP's own authorization server in front of a FastMCP server (the MCP
+/// Python SDK's endpoints; dynamic registration is its only way in), killed
+/// on drop.
+struct FastMcpOAuth {
+    child: std::process::Child,
+    base: String,
+}
+
+impl FastMcpOAuth {
+    async fn start() -> Self {
+        let port = free_port();
+        let child = std::process::Command::new(support::process::python())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/py/oauth_backend.py"
+            ))
+            .args(["--port", &port.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("start tests/py/oauth_backend.py");
+        let base = format!("http://127.0.0.1:{port}");
+        let metadata = format!("{base}/.well-known/oauth-protected-resource/mcp");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !reqwest::get(&metadata)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the FastMCP OAuth backend did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Self { child, base }
+    }
+}
+
+impl Drop for FastMcpOAuth {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The backend's view of a call: the client and access token (hashed) it
+/// carried.
+fn token_seen(answer: &Value) -> (String, String) {
+    let seen = &answer["result"]["structuredContent"];
+    let (Some(client), Some(token)) = (seen["client_id"].as_str(), seen["token"].as_str()) else {
+        panic!("no token_seen result in {answer}");
+    };
+    (client.to_owned(), token.to_owned())
+}
+
+/// A backend whose authorization server only takes dynamic registration
+/// (FastMCP's): passgate registers once for everyone, each person connects
+/// and gets tokens of their own, an expired one is refreshed, and when the
+/// server forgets every token the person is asked to connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fastmcp_server_with_its_own_oauth_is_reached_with_each_persons_token() {
+    let fastmcp = FastMcpOAuth::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://localhost:{port}");
+    let file = gateway_file(
+        dir.path(),
+        &[("b", format!("{}/mcp", fastmcp.base), "[route.oauth]")],
+    );
+    let _gateway = Passgate::start_on(
+        port,
+        dir.path(),
+        None,
+        &["--gateway-config", file.to_str().unwrap()],
+        "warn",
+        &[],
+    );
+    let route = format!("{base}/mcp/b");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut people = Vec::new();
+    for name in ["ann", "ben"] {
+        let mut browser = person(dir.path(), &base, name).await;
+        let user_id = own_user_id(&base, &mut browser).await;
+        let (_, token) = route_token(&mut browser, &base, &route).await;
+        let (_, answer) = call(&route, &token, "token_seen").await;
+        assert_eq!(answer["error"]["code"], -32042, "{answer}");
+        // Connect: FastMCP's server approves by itself and sends the
+        // browser straight back.
+        let page = browser.get(&base, "/account").await;
+        let csrf = page.field("csrf");
+        let start = browser
+            .post_form(
+                &base,
+                "/account/backends/connect",
+                &[("csrf", &csrf), ("resource", "/mcp/b")],
+            )
+            .await;
+        let authorize = start.location.expect("to FastMCP's sign-in");
+        let back = http.get(&authorize).send().await.unwrap();
+        assert!(
+            back.status().is_redirection(),
+            "{}",
+            back.text().await.unwrap()
+        );
+        let callback = back.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            callback.starts_with(&format!("{base}/account/backends/callback?")),
+            "{callback}"
+        );
+        let done = browser.get(&base, &callback).await;
+        assert_eq!(
+            done.location.as_deref(),
+            Some("/account?notice=backend-connected"),
+            "{}",
+            done.body
+        );
+        let (status, answer) = call(&route, &token, "token_seen").await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        seen.push(token_seen(&answer));
+        people.push((user_id, token));
+    }
+    assert_eq!(seen[0].0, seen[1].0, "one registration serves everyone");
+    assert_ne!(seen[0].1, seen[1].1, "each person has tokens of their own");
+
+    // Expired: refreshed with FastMCP's server, a new access token.
+    let (ann_id, ann_token) = &people[0];
+    expire(dir.path(), ann_id).await;
+    let (_, answer) = call(&route, ann_token, "token_seen").await;
+    let refreshed = token_seen(&answer);
+    assert_eq!(refreshed.0, seen[0].0);
+    assert_ne!(refreshed.1, seen[0].1, "a refreshed access token");
+    let (_, answer) = call(&route, &people[1].1, "token_seen").await;
+    assert_eq!(
+        token_seen(&answer),
+        seen[1],
+        "the other person's tokens are untouched"
+    );
+
+    // The server forgets every token: the backend refuses, the refresh
+    // too, and each person is asked to connect again.
+    let forgotten: Value = http
+        .post(format!("{}/_revoke_all", fastmcp.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(forgotten["forgotten"].as_u64().unwrap() >= 4, "{forgotten}");
+    for (user_id, token) in &people {
+        let (status, answer) = call(&route, token, "token_seen").await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["error"]["code"], -32042, "{answer}");
+        assert!(stored_version(dir.path(), user_id).await.is_none());
+    }
+}

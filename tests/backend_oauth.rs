@@ -14,6 +14,7 @@ use http::StatusCode;
 use passgate::{
     accounts::backend_tokens,
     crypto::MasterKey,
+    oauth::grants,
     store::{Store, now_unix, sqlite::SqliteStore},
 };
 use serde_json::{Value, json};
@@ -21,7 +22,7 @@ use support::{
     authenticator::SoftAuthenticator,
     backends::{gateway_file, route_token},
     process::{BIN, Passgate, free_port, invite},
-    remote::{RemoteBrowser, approve, enroll},
+    remote::{McpClient, RemoteBrowser, approve, enroll},
 };
 
 /// A person enrolled at one passgate, with the browser signed in there.
@@ -201,6 +202,24 @@ async fn people_connect_their_own_account_at_a_backend_with_its_own_sign_in() {
     assert!(
         page.body.contains("Your accounts at MCP servers") && page.body.contains("Not connected")
     );
+    // Approving a client for the route says so too, before the first call.
+    let client = McpClient::register(
+        &mut ann,
+        &base_a,
+        "Setup check",
+        "http://127.0.0.1:33418/callback",
+        Some(route.clone()),
+    )
+    .await;
+    let (_, authorize) = client.authorize("setup");
+    let to_consent = ann.get(&base_a, &authorize).await;
+    let consent = ann.get(&base_a, &to_consent.location.unwrap()).await;
+    assert!(
+        consent.body.contains("data-setup-needed")
+            && consent.body.contains("/account#connect-mcp-b"),
+        "{}",
+        consent.body
+    );
 
     connect(&base_a, &mut ann, &base_b, &mut ann_b).await;
     connect(&base_a, &mut ben, &base_b, &mut ben_b).await;
@@ -271,7 +290,21 @@ async fn people_connect_their_own_account_at_a_backend_with_its_own_sign_in() {
     assert_eq!(backend_user(&answer), "ann-at-b");
 
     // Ben disconnects on the first passgate's account page: his tokens are
-    // gone there, and he is asked to connect again.
+    // gone there, revoked at the backend's server, and he is asked to
+    // connect again.
+    let (_, answer) = call(&route, &ben_token, "whoami").await;
+    let ben_at_b = answer["result"]["structuredContent"]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let backend_store = SqliteStore::open(&dir_b.path().join("passgate.sqlite3")).unwrap();
+    assert_eq!(
+        grants::list_for_user(&backend_store, &ben_at_b)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let page = ben.get(&base_a, "/account").await;
     let csrf = page.field("csrf");
     let done = ben
@@ -286,6 +319,14 @@ async fn people_connect_their_own_account_at_a_backend_with_its_own_sign_in() {
         Some("/account?notice=backend-disconnected")
     );
     assert!(stored_version(dir_a.path(), &ben_id).await.is_none());
+    assert!(
+        grants::list_for_user(&backend_store, &ben_at_b)
+            .await
+            .unwrap()
+            .is_empty(),
+        "revoked at the backend's authorization server: {}",
+        gateway.output()
+    );
     let (_, answer) = call(&route, &ben_token, "whoami").await;
     assert_eq!(answer["error"]["code"], -32042, "{answer}");
 
@@ -484,6 +525,31 @@ async fn metadata_document_and_preregistered_clients_connect_too() {
         .await;
     assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.body);
     assert!(forged.body.contains("iss mismatch"), "{}", forged.body);
+
+    // Disabling the person deletes every backend connection they had.
+    let ann_id = own_user_id(&base_a, &mut ann).await;
+    let (store, _) = gateway_store(dir_a.path());
+    assert_eq!(
+        backend_tokens::list(&store, &ann_id).await.unwrap().len(),
+        2
+    );
+    let disabled = std::process::Command::new(BIN)
+        .args(["users", "disable", "ann", "--data-dir"])
+        .arg(dir_a.path())
+        .env("PASSGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        disabled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&disabled.stderr)
+    );
+    assert!(
+        backend_tokens::list(&store, &ann_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let log = gateway.output();
     assert!(

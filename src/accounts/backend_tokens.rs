@@ -46,6 +46,12 @@ struct Sealed {
     connected_at: i64,
 }
 
+/// Where on the account page a person connects the route at `route_path`:
+/// what a call before that points them to.
+pub fn account_anchor(route_path: &str) -> String {
+    format!("/account#connect{}", route_path.replace('/', "-"))
+}
+
 fn user_pk(user_id: &str) -> String {
     crate::store::keys::Partition::User(user_id).key()
 }

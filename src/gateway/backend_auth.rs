@@ -30,9 +30,9 @@ use std::{
 };
 
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, RevocationUrl, Scope, StandardRevocableToken, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
+    Scope, TokenResponse, TokenUrl,
     basic::{BasicClient, BasicErrorResponseType},
 };
 use serde::{Deserialize, Serialize};
@@ -59,7 +59,7 @@ const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 type OAuthClient =
-    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointSet>;
+    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 /// Why a backend sign-in or token could not be had. Never carries a token.
 #[derive(Debug, thiserror::Error)]
@@ -428,12 +428,6 @@ impl BackendSignIn {
         let mut client = BasicClient::new(ClientId::new(registration.client_id.clone()))
             .set_auth_uri(AuthUrl::from_url(found.authorization_endpoint.clone()))
             .set_token_uri(TokenUrl::from_url(found.token_endpoint.clone()))
-            .set_revocation_url_option(
-                found
-                    .revocation_endpoint
-                    .clone()
-                    .map(RevocationUrl::from_url),
-            )
             .set_redirect_uri(redirect);
         if let Some(secret) = &registration.client_secret {
             client = client.set_client_secret(ClientSecret::new(secret.clone()));
@@ -736,32 +730,48 @@ impl BackendSignIn {
         Ok(())
     }
 
+    /// RFC 7009. Sent as a plain form post: oauth2's revocation request
+    /// insists on https, which a backend on this machine (or in tests) is
+    /// not; the token endpoint calls have no such rule.
     async fn revoke(&self, app: &AppState, stored: &Stored) -> Result<(), BackendAuthError> {
         let found = self.discover(app).await?;
         let Some(endpoint) = &found.revocation_endpoint else {
             return Ok(());
         };
-        let registration = Registration {
-            issuer: stored.tokens.issuer.clone(),
-            client_id: stored.tokens.client_id.clone(),
-            client_secret: self
-                .stored_secret(app, stored)
-                .await?
-                .or(self.settings.client_secret.clone()),
+        let (token, hint) = match &stored.tokens.refresh_token {
+            Some(rt) => (rt.as_str(), "refresh_token"),
+            None => (stored.tokens.access_token.as_str(), "access_token"),
         };
-        let client = self.client(app, &found, &registration)?;
-        let token = match &stored.tokens.refresh_token {
-            Some(rt) => StandardRevocableToken::RefreshToken(RefreshToken::new(rt.clone())),
-            None => StandardRevocableToken::AccessToken(oauth2::AccessToken::new(
-                stored.tokens.access_token.clone(),
-            )),
+        let secret = match &self.settings.client_id {
+            Some(id) if *id == stored.tokens.client_id => self.settings.client_secret.clone(),
+            _ => self.stored_secret(app, stored).await?,
         };
-        client
-            .revoke_token(token)
-            .map_err(|e| BackendAuthError::Misconfigured(e.to_string()))?
-            .request_async(self.http_for(app, endpoint)?)
+        let client_id = stored.tokens.client_id.as_str();
+        let mut form = vec![("token", token), ("token_type_hint", hint)];
+        let mut request = self
+            .http_for(app, endpoint)?
+            .post(endpoint.clone())
+            .timeout(TIMEOUT);
+        match &secret {
+            Some(secret) if found.secret_in_body => {
+                form.extend([("client_id", client_id), ("client_secret", secret.as_str())]);
+            }
+            Some(secret) => request = request.basic_auth(client_id, Some(secret)),
+            None => form.push(("client_id", client_id)),
+        }
+        let response = request
+            .form(&form)
+            .send()
             .await
-            .map_err(|e| BackendAuthError::Unavailable(describe(&e)))
+            .map_err(|e| unavailable("revoking at the backend's authorization server", e))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(BackendAuthError::Unavailable(format!(
+                "revocation answered {}",
+                response.status().as_u16()
+            )))
+        }
     }
 }
 
@@ -805,11 +815,6 @@ pub async fn finish_attempt(
     iss: Option<&str>,
 ) -> Result<(), CallbackError> {
     sign_in.finish(app, attempt.0, code, iss).await
-}
-
-/// Where on the account page a person connects the route at `route_path`.
-pub fn account_anchor(route_path: &str) -> String {
-    format!("/account#connect{}", route_path.replace('/', "-"))
 }
 
 /// passgate as an OAuth client, as its metadata document and its dynamic

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::{
     Route,
     backend::BackendError,
-    backend_auth::{self, BackendAuthError},
+    backend_auth::BackendAuthError,
     config::{Caller, PersonalKeyRoute},
     headers::{HOP_BY_HOP, is_client_only},
     identity,
@@ -26,7 +26,7 @@ use super::{
     session,
 };
 use crate::{
-    accounts::{personal_keys, users},
+    accounts::{backend_tokens, personal_keys, users},
     app::AppState,
     error::{GatewayRefusal, JsonRpcRefusal},
     oauth::bearer::Identity,
@@ -242,7 +242,7 @@ fn backend_auth_refusal(rs: &RouteState, e: BackendAuthError, method: &Method) -
             url: rs
                 .app
                 .config
-                .url(&backend_auth::account_anchor(&rs.route.config.path())),
+                .url(&backend_tokens::account_anchor(&rs.route.config.path())),
             in_band: *method == Method::POST,
         },
         BackendAuthError::Unavailable(why) => {
@@ -334,11 +334,27 @@ async fn relay(
         // The client's token was not sent: this is about passgate's own
         // credentials, and relaying the challenge would send the client
         // to the backend's authorization server.
-        tracing::warn!(
-            route = route.label(),
-            status = status.as_u16(),
-            "the backend refused passgate's credentials"
-        );
+        // A backend that is an OAuth protected resource says so (RFC 9728
+        // §5.1): the operator's fix is `[route.oauth]`, not a 502 forever.
+        let own_sign_in = route.sign_in.is_none()
+            && response
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("resource_metadata"));
+        if own_sign_in {
+            tracing::warn!(
+                route = route.label(),
+                status = status.as_u16(),
+                "the backend has an OAuth sign-in of its own: add [route.oauth] to this route in the gateway file, so that each person connects their account there"
+            );
+        } else {
+            tracing::warn!(
+                route = route.label(),
+                status = status.as_u16(),
+                "the backend refused passgate's credentials"
+            );
+        }
         return Err(GatewayRefusal::BackendInvalid);
     }
     let media = media_type(response.headers());

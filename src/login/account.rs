@@ -167,8 +167,9 @@ fn backends_section(me: &SignedIn, resources: &Resources, connected: &[(String, 
         .filter(|r| r.asks_backend_sign_in())
         .map(|resource| {
             let path = resource.path();
-            // `/account#connect-mcp-<route>`, as calls that need it say.
-            let id = format!("connect{}", path.replace('/', "-"));
+            // The anchor that calls needing it point to.
+            let anchor = backend_tokens::account_anchor(path);
+            let id = anchor.trim_start_matches("/account#");
             let since = connected.iter().find(|(p, _)| p == path).map(|(_, at)| *at);
             let (state, action) = match since {
                 Some(at) => (

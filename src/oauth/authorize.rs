@@ -493,7 +493,49 @@ pub async fn consent_page(
             .ok_or_else(expired_request)?;
         return complete(&state, &pending, &signed_in.user_id).await;
     }
-    Ok(render_consent(&id, &pending, &signed_in).into_response())
+    let setup = setup_note(&state, &pending.resource, &signed_in.user_id).await?;
+    Ok(render_consent(&id, &pending, &signed_in, &setup).into_response())
+}
+
+/// What the server being approved needs of the person besides this
+/// approval (their account at the backend connected, or their key for it),
+/// said on the consent page so that their first call is not a surprise.
+async fn setup_note(state: &AppState, resource: &str, user_id: &str) -> Result<String, Error> {
+    let Some(resource) = state.resources.iter().find(|r| r.is_named_by(resource)) else {
+        return Ok(String::new());
+    };
+    let store = state.store.as_ref();
+    let path = resource.path();
+    let needed = if resource.asks_backend_sign_in()
+        && !crate::accounts::backend_tokens::list(store, user_id)
+            .await?
+            .iter()
+            .any(|(p, _)| p == path)
+    {
+        Some(format!(
+            "signs you in to the service behind it too: connect your account there on your <a href=\"{page}\" target=\"_blank\" rel=\"noopener\">account page</a>",
+            page = escape(&crate::accounts::backend_tokens::account_anchor(path)),
+        ))
+    } else if let Some(ask) = resource.personal_key()
+        && !crate::accounts::personal_keys::list(store, user_id)
+            .await?
+            .iter()
+            .any(|k| k.route_path == path)
+    {
+        Some(format!(
+            "needs your {label}: add it on your <a href=\"{page}\" target=\"_blank\" rel=\"noopener\">account page</a>",
+            label = escape(&ask.label),
+            page = escape(&crate::accounts::personal_keys::account_anchor(path)),
+        ))
+    } else {
+        None
+    };
+    Ok(needed.map_or_else(String::new, |what| {
+        format!(
+            r#"<p class="notice" data-setup-needed>{} {what}, or its calls will ask you to first.</p>"#,
+            escape(resource.name())
+        )
+    }))
 }
 
 /// May a remembered approval answer a request without showing the page?
@@ -529,7 +571,7 @@ fn redirect_origin(uri: &str) -> Option<String> {
     }
 }
 
-fn render_consent(id: &str, p: &PendingAuthorization, who: &login::SignedIn) -> Page {
+fn render_consent(id: &str, p: &PendingAuthorization, who: &login::SignedIn, setup: &str) -> Page {
     let redirect_host = url::Url::parse(&p.redirect_uri)
         .ok()
         .map(|u| match u.host_str() {
@@ -581,6 +623,7 @@ fn render_consent(id: &str, p: &PendingAuthorization, who: &login::SignedIn) -> 
 <p>If you allow it, it will be able to:</p>
 <ul class="scopes">{scopes}</ul>
 <p>Either way, you go back to {destination} next. You can disconnect it later from your account page.</p>
+{setup}
 <p class="muted small">Signed in as <strong>{display}</strong> ({user}).</p>
 <form method="post" action="/consent">
 <input type="hidden" name="request" value="{id}">

@@ -143,7 +143,30 @@ enum ListChange {
 struct Shared {
     tools: Vec<Tool>,
     changes: broadcast::Sender<ListChange>,
+    /// When each list last changed: see `Fixtures::listen`.
+    last_change: std::sync::Mutex<[Option<std::time::Instant>; 2]>,
     states: StateStore,
+}
+
+/// A change that may have come between rmcp's acknowledgement of a
+/// subscription and `listen` starting, and is told again to be safe.
+const LISTEN_CATCH_UP: Duration = Duration::from_secs(2);
+
+impl Shared {
+    fn announce(&self, change: ListChange) {
+        self.last_change.lock().expect("last change")[change as usize] =
+            Some(std::time::Instant::now());
+        let _ = self.changes.send(change);
+    }
+
+    /// The changes made within `LISTEN_CATCH_UP`.
+    fn recent_changes(&self) -> Vec<ListChange> {
+        let last = *self.last_change.lock().expect("last change");
+        [ListChange::Tools, ListChange::Prompts]
+            .into_iter()
+            .filter(|c| last[*c as usize].is_some_and(|at| at.elapsed() < LISTEN_CATCH_UP))
+            .collect()
+    }
 }
 
 #[derive(Clone)]
@@ -158,6 +181,7 @@ impl Fixtures {
             shared: Arc::new(Shared {
                 tools: tool_list(),
                 changes,
+                last_change: std::sync::Mutex::new([None, None]),
                 states: StateStore::default(),
             }),
         }
@@ -278,11 +302,11 @@ impl ServerHandler for Fixtures {
                 done(text_result("Reconnection test completed."))
             }
             "test_trigger_tool_change" => {
-                let _ = self.shared.changes.send(ListChange::Tools);
+                self.shared.announce(ListChange::Tools);
                 done(text_result("Announced a tool list change."))
             }
             "test_trigger_prompt_change" => {
-                let _ = self.shared.changes.send(ListChange::Prompts);
+                self.shared.announce(ListChange::Prompts);
                 done(text_result("Announced a prompt list change."))
             }
             "test_custom_header" => {
@@ -708,6 +732,16 @@ impl ServerHandler for Fixtures {
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
         let mut changes = self.shared.changes.subscribe();
+        // rmcp acknowledges the subscription before calling this, so a
+        // client may change a list before `changes` existed to see it (under
+        // load this lost the notification of conformance's sep-2575 check).
+        // A list_changed is a hint to list again, so one extra is harmless.
+        for change in self.shared.recent_changes() {
+            let _ = match change {
+                ListChange::Tools => context.sink().notify_tool_list_changed().await,
+                ListChange::Prompts => context.sink().notify_prompt_list_changed().await,
+            };
+        }
         let deadline = tokio::time::sleep(LISTEN_MAX);
         tokio::pin!(deadline);
         loop {

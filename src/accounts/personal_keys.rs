@@ -8,7 +8,7 @@
 //! Disabling or deleting the person deletes their keys with the rest of
 //! their access.
 //!
-//! Keys: `user#<id>` / `personal-key#<route path>`, a [`StoredKey`], in the
+//! Keys: `user#<id>` / `personal-key#<route path>`, a `StoredKey`, in the
 //! person's partition, so listing it finds every key they have.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};

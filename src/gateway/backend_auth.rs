@@ -408,11 +408,36 @@ impl BackendSignIn {
             client_id: client_id.to_owned(),
             client_secret: body["client_secret"].as_str().map(str::to_owned),
         };
-        // Another instance may have registered meanwhile: either works, so
-        // the last one written is used from now on.
-        app.store
-            .put(NewItem::json(key, "client", &registration)?)
-            .await?;
+        // Of two registrations made at once (two instances, or two people on
+        // one), the first stored is the one everyone uses; the other is
+        // never used. One for another issuer is replaced.
+        let item = NewItem::json(key.clone(), "client", &registration)?;
+        match app.store.insert(item).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                let current = app.store.get(&key, "client").await?;
+                match current {
+                    Some(found_item) => {
+                        let stored: Registration = found_item.json()?;
+                        if stored.issuer == found.issuer {
+                            return Ok(stored);
+                        }
+                        app.store
+                            .replace(
+                                NewItem::json(key, "client", &registration)?,
+                                found_item.version,
+                            )
+                            .await?;
+                    }
+                    None => {
+                        app.store
+                            .put(NewItem::json(key, "client", &registration)?)
+                            .await?
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
         tracing::info!(route = %self.route_path, issuer = %found.issuer, "registered at a backend's authorization server");
         Ok(registration)
     }

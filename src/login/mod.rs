@@ -1,17 +1,17 @@
-//! Signing people in: passkeys (WebAuthn), browser sessions, invitations,
-//! and the account and admin pages.
+//! Signing people in: passkeys (WebAuthn), sign-in and sign-out,
+//! enrollment from invitations, and the account and admin pages.
 //!
 //! The OAuth flow depends only on [`current`], [`sign_in_redirect`],
 //! [`SignedIn::check_csrf`] and [`forms::PageForm`].
 //!
 //! Layout: [`passkeys`] is the WebAuthn relying party and its stored
-//! ceremonies; [`session`] the browser sessions; [`invitations`] the only way
-//! to get an account (attempt limits are `crate::ratelimit`); [`signin`],
+//! ceremonies; [`signin`],
 //! [`enroll`], [`account`] and [`admin`] the pages and JSON endpoints;
 //! [`api`], [`forms`], [`cookies`] and [`ui`] their shared plumbing;
 //! [`cli`] the `passgate users` commands; [`recovery`] the links that let
-//! an existing account add a passkey again. Accounts themselves live in
-//! `crate::accounts::users`.
+//! an existing account add a passkey again. The records themselves
+//! (accounts, sessions, invitations) live in `crate::accounts`; attempt
+//! limits in `crate::ratelimit`.
 
 pub mod account;
 pub mod admin;

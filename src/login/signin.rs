@@ -231,7 +231,7 @@ pub async fn logout(
     Ok(response)
 }
 
-/// The HTML for the "Sign in with <provider>" button on `/login`.
+/// The HTML for the "Sign in with `<provider>`" button on `/login`.
 fn sign_in_button(provider: &crate::oidc::provider::Provider, next: &str) -> String {
     format!(
         r#"<form method="post" action="/login/upstream">

@@ -4,14 +4,14 @@
 //! passgate stays the authorization server for MCP clients; the provider
 //! only replaces how a person signs in to passgate. The person reaches
 //! `/login` (from `/consent`, after `/authorize` validated the client),
-//! presses "Sign in with <provider>" (a POST from our own origin), and only
+//! presses "Sign in with `<provider>`" (a POST from our own origin), and only
 //! then is an upstream attempt created: random `state`, `nonce` and PKCE
 //! verifier, stored server-side for [`crate::config::OidcConfig::state_ttl_secs`]
 //! and bound to the browser by a cookie. The cookie holds one random value
 //! per browser, kept by every attempt that browser starts, so sign-ins
 //! started in two tabs both complete. `/upstream/callback` takes the
 //! attempt (single use), checks the RFC 9207 `iss`, redeems the code,
-//! validates the ID token ([`provider`]), applies the allow-list, finds or
+//! validates the ID token (`provider`), applies the allow-list, finds or
 //! creates the passgate account linked to the upstream identity (and makes
 //! it an administrator if its verified email is listed), starts a passgate
 //! session and returns to `next` (back to `/consent`, where the person
@@ -20,7 +20,7 @@
 //! MCP clients never see upstream tokens; passgate does not keep them.
 //!
 //! Keys:
-//! - `upstream-state#<sha256(state)>` / `state`: an [`Attempt`], taken once;
+//! - `upstream-state#<sha256(state)>` / `state`: an `Attempt`, taken once;
 //! - `upstream-link#<sha256(issuer, claim, subject)>` / `link`: the passgate
 //!   user id for an upstream identity.
 

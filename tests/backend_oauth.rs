@@ -54,6 +54,20 @@ async fn call(url: &str, token: &str, tool: &str) -> (StatusCode, Value) {
     (status, body)
 }
 
+/// `calls` concurrent `whoami` calls, alternating between two people's
+/// tokens: each must reach the backend as that person's account there.
+async fn interleaved(route: &str, people: [(&String, &str); 2], calls: usize) {
+    let answers = (0..calls).map(|i| call(route, people[i % 2].0, "whoami"));
+    for (i, (status, answer)) in futures_util::future::join_all(answers)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(backend_user(&answer), people[i % 2].1, "{answer}");
+    }
+}
+
 /// The account the backend passgate saw for a call (its `whoami`).
 fn backend_user(answer: &Value) -> String {
     answer["result"]["structuredContent"]["user_name"]
@@ -232,38 +246,24 @@ async fn people_connect_their_own_account_at_a_backend_with_its_own_sign_in() {
 
     // Each reaches the backend as their own account there, also when their
     // calls interleave.
-    let calls = (0..12).map(|i| {
-        let token = if i % 2 == 0 { &ann_token } else { &ben_token };
-        call(&route, token, "whoami")
-    });
-    for (i, (status, answer)) in futures_util::future::join_all(calls)
-        .await
-        .into_iter()
-        .enumerate()
-    {
-        assert_eq!(status, StatusCode::OK, "{answer}");
-        let expected = if i % 2 == 0 { "ann-at-b" } else { "ben-at-b" };
-        assert_eq!(backend_user(&answer), expected, "{answer}");
-    }
+    interleaved(
+        &route,
+        [(&ann_token, "ann-at-b"), (&ben_token, "ben-at-b")],
+        12,
+    )
+    .await;
 
     // Expired: concurrent calls refresh once, each still as its person.
     let aged = expire(dir_a.path(), &ann_id).await;
     let ben_aged = expire(dir_a.path(), &ben_id).await;
     let (before, _) = stored_version(dir_a.path(), &ann_id).await.unwrap();
     assert_eq!(before, aged);
-    let calls = (0..10).map(|i| {
-        let token = if i % 2 == 0 { &ann_token } else { &ben_token };
-        call(&route, token, "whoami")
-    });
-    for (i, (status, answer)) in futures_util::future::join_all(calls)
-        .await
-        .into_iter()
-        .enumerate()
-    {
-        assert_eq!(status, StatusCode::OK, "{answer}");
-        let expected = if i % 2 == 0 { "ann-at-b" } else { "ben-at-b" };
-        assert_eq!(backend_user(&answer), expected, "{answer}");
-    }
+    interleaved(
+        &route,
+        [(&ann_token, "ann-at-b"), (&ben_token, "ben-at-b")],
+        10,
+    )
+    .await;
     assert_eq!(
         stored_version(dir_a.path(), &ann_id).await.unwrap().0,
         aged + 1,

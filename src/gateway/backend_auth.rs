@@ -217,6 +217,20 @@ impl BackendSignIn {
         Ok(serde_json::from_slice(&body).ok())
     }
 
+    /// The first of `candidates` that answers with a JSON document.
+    async fn first_document(
+        &self,
+        app: &AppState,
+        candidates: Vec<Url>,
+    ) -> Result<Option<Value>, BackendAuthError> {
+        for candidate in candidates {
+            if let Some(doc) = self.fetch_json(app, &candidate).await? {
+                return Ok(Some(doc));
+            }
+        }
+        Ok(None)
+    }
+
     /// RFC 9728 then RFC 8414 (or OpenID discovery), once per process.
     async fn discover(&self, app: &AppState) -> Result<Arc<Discovered>, BackendAuthError> {
         let mut cached = self.discovered.lock().await;
@@ -230,13 +244,9 @@ impl BackendSignIn {
 
     async fn discover_now(&self, app: &AppState) -> Result<Discovered, BackendAuthError> {
         let backend = &self.backend_url;
-        let mut prm = None;
-        for candidate in well_known(backend, "oauth-protected-resource") {
-            if let Some(doc) = self.fetch_json(app, &candidate).await? {
-                prm = Some(doc);
-                break;
-            }
-        }
+        let prm = self
+            .first_document(app, well_known(backend, "oauth-protected-resource"))
+            .await?;
         let prm = prm.ok_or_else(|| {
             BackendAuthError::Misconfigured(format!(
                 "the backend {backend} publishes no protected resource metadata (RFC 9728), so its sign-in cannot be found"
@@ -256,7 +266,6 @@ impl BackendSignIn {
                     "the backend's metadata names no authorization server".into(),
                 )
             })?;
-        let mut metadata = None;
         let mut candidates = well_known(&issuer, "oauth-authorization-server");
         candidates.extend(well_known(&issuer, "openid-configuration"));
         if let Ok(appended) = Url::parse(&format!(
@@ -265,12 +274,7 @@ impl BackendSignIn {
         )) {
             candidates.push(appended);
         }
-        for candidate in candidates {
-            if let Some(doc) = self.fetch_json(app, &candidate).await? {
-                metadata = Some(doc);
-                break;
-            }
-        }
+        let metadata = self.first_document(app, candidates).await?;
         let m = metadata.ok_or_else(|| {
             BackendAuthError::Misconfigured(format!(
                 "the authorization server {issuer} publishes no metadata (RFC 8414 or OpenID discovery)"
@@ -916,4 +920,48 @@ fn describe<E: std::error::Error>(e: &E) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_urls_insert_the_suffix_before_the_path() {
+        let with_path = Url::parse("https://mcp.example.com/tenant/mcp?x=1").unwrap();
+        let urls: Vec<String> = well_known(&with_path, "oauth-protected-resource")
+            .iter()
+            .map(Url::to_string)
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "https://mcp.example.com/.well-known/oauth-protected-resource/tenant/mcp",
+                "https://mcp.example.com/.well-known/oauth-protected-resource",
+            ]
+        );
+        let issuer = Url::parse("https://auth.example.com/").unwrap();
+        let urls: Vec<String> = well_known(&issuer, "oauth-authorization-server")
+            .iter()
+            .map(Url::to_string)
+            .collect();
+        assert_eq!(
+            urls,
+            ["https://auth.example.com/.well-known/oauth-authorization-server"]
+        );
+    }
+
+    #[test]
+    fn tokens_are_refreshed_a_minute_before_they_expire_and_never_without_an_expiry() {
+        let tokens = |expires_at| BackendTokens {
+            access_token: "a".into(),
+            refresh_token: None,
+            expires_at,
+            issuer: "https://auth.example.com".into(),
+            client_id: "c".into(),
+        };
+        assert!(expiring(&tokens(Some(now_unix() + 30))));
+        assert!(!expiring(&tokens(Some(now_unix() + 300))));
+        assert!(!expiring(&tokens(None)));
+    }
 }

@@ -156,7 +156,20 @@ async fn backend_handler(
         headers: headers.clone(),
         body: body.clone(),
     });
+    let refused_key = headers
+        .get("authorization")
+        .is_some_and(|v| v == "Bearer key-of-ann-refused");
     match path.as_str() {
+        "/keyed" if refused_key => return StatusCode::UNAUTHORIZED.into_response(),
+        // A backend whose metadata sends passgate to an address inside the
+        // cloud (the instance metadata service).
+        "/.well-known/oauth-protected-resource/inward" => {
+            return axum::Json(json!({
+                "resource": format!("{}/inward", backend.base),
+                "authorization_servers": ["http://169.254.169.254/"],
+            }))
+            .into_response();
+        }
         "/garbage" => {
             return (
                 StatusCode::OK,
@@ -415,6 +428,11 @@ impl Gw {
             [[route]]
             name = "down"
             url = "{down}"
+
+            [[route]]
+            name = "inward"
+            url = "{b}/inward"
+            [route.oauth]
 
             [[route]]
             name = "keyed"
@@ -1433,6 +1451,24 @@ async fn each_person_reaches_a_keyed_backend_with_their_own_key() {
         "Bearer key-of-ann-2"
     );
 
+    // A key the backend refuses: the person is told to replace it.
+    let fields = form("key-of-ann-refused", &ann_csrf);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    gw.post_form("/account/keys", &ann_cookie, &fields).await;
+    let (status, _, body) = gw
+        .call("/mcp/keyed", &ann_token, tools_call("add"), &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["error"]["code"], -32042, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("replace your Example API token"),
+        "{answer}"
+    );
+
     // Removed: asked for again.
     let (status, location, _) = gw
         .post_form(
@@ -1486,4 +1522,25 @@ async fn each_person_reaches_a_keyed_backend_with_their_own_key() {
             .is_empty()
     );
     gw.backend.assert_clean();
+}
+
+/// A backend's metadata is someone else's word: an authorization server it
+/// names on a non-public address is never fetched, and the person gets a
+/// page that says the sign-in cannot be used.
+#[tokio::test]
+async fn a_backend_cannot_send_passgate_to_an_inward_address() {
+    let gw = Gw::start().await;
+    let (ann, _) = gw.person("ann", &[], "/mcp/inward").await;
+    let (cookie, csrf) = gw.session(&ann).await;
+    let page = gw.page("/account", &cookie).await;
+    assert!(page.contains(r#"id="connect-mcp-inward""#), "{page}");
+    let (status, _, body) = gw
+        .post_form(
+            "/account/backends/connect",
+            &cookie,
+            &[("csrf", &csrf), ("resource", "/mcp/inward")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("not on a public address"), "{body}");
 }

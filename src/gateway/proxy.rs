@@ -224,6 +224,27 @@ async fn proceed(
         headers.insert(header::AUTHORIZATION, bearer(&token)?);
         response = send(headers).await?;
     }
+    // The person's own key was refused: theirs to replace, so they are told
+    // so, instead of a 502 that names no cause.
+    if let Some(wanted) = &config.personal_key
+        && matches!(
+            response.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
+    {
+        tracing::info!(route = route.label(), user = %user.id, status = response.status().as_u16(), "the backend refused a person's own key");
+        return Err(GatewayRefusal::SetupNeeded {
+            action: format!(
+                "replace your {} (the server refused the one you gave)",
+                wanted.label
+            ),
+            url: rs
+                .app
+                .config
+                .url(&personal_keys::account_anchor(&route_key)),
+            in_band: method == Method::POST,
+        });
+    }
     relay(rs, &user.id, call, &method, response).await
 }
 

@@ -171,8 +171,14 @@ impl UsersCommand {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Chosen before anything else runs, so from the environment only.
+    passgate::config::Runtime::from_env()?
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     #[cfg(feature = "lambda")]
     let argv = passgate::lambda::serve_by_default(argv);

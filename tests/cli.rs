@@ -10,8 +10,9 @@ use std::process::Command;
 use serde_json::json;
 use support::{
     authenticator::SoftAuthenticator,
-    process::{BIN, Passgate, invite},
-    remote::{McpClient, RemoteBrowser, approve, enroll},
+    backends::route_token,
+    process::{BIN, Passgate, free_port, invite},
+    remote::{McpClient, RemoteBrowser, approve, call_add, enroll},
 };
 
 fn passgate(data_dir: &std::path::Path, args: &[&str]) -> String {
@@ -361,4 +362,43 @@ fn the_oidc_issuer_is_read_under_its_old_names_too() {
             "{flags:?} {env:?}: {stderr}"
         );
     }
+}
+
+/// `PASSGATE_RUNTIME=current-thread` serves the same: a passkey sign-in, a
+/// client's authorization and a tool call, all on one thread. A value that
+/// names no runtime stops start-up, naming the variable and the choices.
+#[tokio::test]
+async fn the_runtime_is_chosen_by_its_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = serve_refuses(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("PASSGATE_RUNTIME", "one-thread"),
+    );
+    assert!(
+        stderr.contains("PASSGATE_RUNTIME") && stderr.contains("current-thread"),
+        "{stderr}"
+    );
+    let server = Passgate::start_on(
+        free_port(),
+        dir.path(),
+        None,
+        &[],
+        "warn",
+        &[("PASSGATE_RUNTIME", "current-thread")],
+    );
+    let link = invite(dir.path(), &server.base, "alice", false);
+    let mut browser = RemoteBrowser::new(&server.base);
+    enroll(
+        &mut browser,
+        &server.base,
+        &SoftAuthenticator::new(),
+        &link,
+        "Alice",
+    )
+    .await;
+    let resource = format!("{}/mcp", server.base);
+    let (_, token) = route_token(&mut browser, &server.base, &resource).await;
+    call_add(&server.base, &token, 41).await;
 }

@@ -261,3 +261,40 @@ mod tests {
         assert!(parse_public_url("not a url").is_err());
     }
 }
+
+/// Which tokio runtime serves (`PASSGATE_RUNTIME`): read from the
+/// environment before the runtime exists, so neither a flag nor the settings
+/// secret can set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// Worker threads, one per CPU, with work stealing (the default): a
+    /// slow request never holds up the others.
+    MultiThread,
+    /// Everything on one thread: no wake-ups across threads, so less CPU per
+    /// request, but one slow request delays every other one.
+    CurrentThread,
+}
+
+impl Runtime {
+    pub const ENV: &str = "PASSGATE_RUNTIME";
+
+    pub fn from_env() -> anyhow::Result<Self> {
+        match std::env::var(Self::ENV).ok().as_deref() {
+            None | Some("") | Some("multi-thread") => Ok(Self::MultiThread),
+            Some("current-thread") => Ok(Self::CurrentThread),
+            Some(other) => anyhow::bail!(
+                "{}={other:?} is not a runtime: use multi-thread or current-thread",
+                Self::ENV
+            ),
+        }
+    }
+
+    pub fn build(self) -> std::io::Result<tokio::runtime::Runtime> {
+        match self {
+            Self::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+            Self::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        }
+        .enable_all()
+        .build()
+    }
+}

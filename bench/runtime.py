@@ -72,7 +72,7 @@ def main() -> int:
             servers[name] = srv
 
         def target(name: str):
-            return f"http://127.0.0.1:{servers[name].port}/mcp", lua, [str(a), str(b), tokens[name]]
+            return f"http://localhost:{servers[name].port}/mcp", lua, [str(a), str(b), tokens[name]]
 
         def sign_ins_beside(name: str) -> subprocess.Popen:
             srv = servers[name]

@@ -429,7 +429,7 @@ def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30)
             time.sleep(0.05)
 
 
-def lambda_init_measure(args, work: str) -> list[float]:
+def lambda_init_measure(args, work: str, extra_env: dict[str, str] | None = None) -> list[float]:
     """The Lambda build (features lambda + dynamodb) under `cargo lambda
     watch`'s runtime API and Function URL emulation, its table on moto: from
     starting the function's process to the end of its answer to a first
@@ -495,6 +495,7 @@ def lambda_init_measure(args, work: str) -> list[float]:
                     "PASSGATE_DYNAMODB_TABLE": "passgate",
                     "PASSGATE_MASTER_KEY": master_key,
                     "PASSGATE_PUBLIC_URL": f"http://localhost:{port}",
+                    **(extra_env or {}),
                 }
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 t0 = time.perf_counter()

@@ -6,10 +6,17 @@
 //!   SQLite store in a tempdir (`bearer::authenticate`), as on every request;
 //! - `store/grant_get`: that grant read alone (`grants::get`, through the
 //!   store's `spawn_blocking`);
-//! - `mcp/tools_call_add/rmcp_only`: `tools/call add` through rmcp's
-//!   Streamable HTTP service alone, without the bearer middleware;
-//! - `mcp/tools_call_add/router`: the same through the whole router
-//!   (`routes::router(state)` with `oneshot`), with a valid token.
+//! - `mcp/tools_call_add/<runtime>/rmcp_only`: `tools/call add` through
+//!   rmcp's Streamable HTTP service alone, without the bearer middleware;
+//! - `mcp/tools_call_add/<runtime>/router`: the same through the whole
+//!   router (`routes::router(state)` with `oneshot`), with a valid token.
+//!
+//! The `bearer` and `store` groups run on tokio's multi-thread runtime, the
+//! one passgate serves with by default. The `mcp` group runs on both
+//! runtimes (`PASSGATE_RUNTIME`): rmcp serves each stateless request on a
+//! task of its own, so on the multi-thread runtime much of a call's wall
+//! time is one worker waking another, and the current-thread numbers are
+//! the closer measure of the work itself.
 //!
 //! `cargo bench --bench hot_path`. Nothing here asserts a timing; each
 //! benchmark checks its result once before it is timed.
@@ -192,16 +199,22 @@ fn hot_path(c: &mut Criterion) {
         check_sum(status, &body);
     });
 
-    let mut group = c.benchmark_group("mcp/tools_call_add");
-    group.bench_function("rmcp_only", |b| {
-        b.to_async(&rt)
-            .iter(|| async { black_box(send(rmcp_only.clone(), call_request(None)).await) })
-    });
-    group.bench_function("router", |b| {
-        b.to_async(&rt)
-            .iter(|| async { black_box(send(router.clone(), call_request(Some(token))).await) })
-    });
-    group.finish();
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for (label, runtime) in [("multi-thread", &rt), ("current-thread", &current)] {
+        let mut group = c.benchmark_group(format!("mcp/tools_call_add/{label}"));
+        group.bench_function("rmcp_only", |b| {
+            b.to_async(runtime)
+                .iter(|| async { black_box(send(rmcp_only.clone(), call_request(None)).await) })
+        });
+        group.bench_function("router", |b| {
+            b.to_async(runtime)
+                .iter(|| async { black_box(send(router.clone(), call_request(Some(token))).await) })
+        });
+        group.finish();
+    }
 }
 
 criterion_group!(benches, hot_path);

@@ -118,6 +118,23 @@ async fn own_user_id(base: &str, browser: &mut RemoteBrowser) -> String {
         .to_owned()
 }
 
+/// The account page's Connect button for `resource`: where it sends the
+/// browser (the backend's sign-in).
+async fn press_connect(browser: &mut RemoteBrowser, gateway: &str, resource: &str) -> String {
+    let page = browser.get(gateway, "/account").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = page.field("csrf");
+    let start = browser
+        .post_form(
+            gateway,
+            "/account/backends/connect",
+            &[("csrf", &csrf), ("resource", resource)],
+        )
+        .await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+    start.location.expect("to the backend's sign-in")
+}
+
 /// From the account page's Connect button to the callback: the person
 /// signs in at the backend (already, in `at_backend`) and approves there.
 async fn connect(
@@ -127,18 +144,8 @@ async fn connect(
     at_backend: &mut RemoteBrowser,
 ) {
     let page = at_gateway.get(gateway, "/account").await;
-    assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains(r#"id="connect-mcp-b""#), "{}", page.body);
-    let csrf = page.field("csrf");
-    let start = at_gateway
-        .post_form(
-            gateway,
-            "/account/backends/connect",
-            &[("csrf", &csrf), ("resource", "/mcp/b")],
-        )
-        .await;
-    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
-    let authorize = start.location.unwrap();
+    let authorize = press_connect(at_gateway, gateway, "/mcp/b").await;
     assert!(
         authorize.starts_with(&format!("{backend}/authorize?")),
         "{authorize}"
@@ -466,16 +473,7 @@ async fn metadata_document_and_preregistered_clients_connect_too() {
     );
 
     // As the pre-registered client, with its secret.
-    let page = ann.get(&base_a, "/account").await;
-    let csrf = page.field("csrf");
-    let start = ann
-        .post_form(
-            &base_a,
-            "/account/backends/connect",
-            &[("csrf", &csrf), ("resource", "/mcp/pre")],
-        )
-        .await;
-    let authorize = start.location.expect("to the backend's sign-in");
+    let authorize = press_connect(&mut ann, &base_a, "/mcp/pre").await;
     assert!(
         authorize.contains("client_id=passgate-gateway"),
         "{authorize}"
@@ -506,14 +504,8 @@ async fn metadata_document_and_preregistered_clients_connect_too() {
     );
 
     // A sign-in answer naming another server is refused (RFC 9207).
-    let start = ann
-        .post_form(
-            &base_a,
-            "/account/backends/connect",
-            &[("csrf", &csrf), ("resource", "/mcp/pre")],
-        )
-        .await;
-    let back = approve(&mut ann_pre, &[&base_pre], &start.location.unwrap()).await;
+    let authorize = press_connect(&mut ann, &base_a, "/mcp/pre").await;
+    let back = approve(&mut ann_pre, &[&base_pre], &authorize).await;
     let forged = ann
         .get(
             &base_a,
@@ -665,16 +657,7 @@ async fn a_fastmcp_server_with_its_own_oauth_is_reached_with_each_persons_token(
         assert_eq!(answer["error"]["code"], -32042, "{answer}");
         // Connect: FastMCP's server approves by itself and sends the
         // browser straight back.
-        let page = browser.get(&base, "/account").await;
-        let csrf = page.field("csrf");
-        let start = browser
-            .post_form(
-                &base,
-                "/account/backends/connect",
-                &[("csrf", &csrf), ("resource", "/mcp/b")],
-            )
-            .await;
-        let authorize = start.location.expect("to FastMCP's sign-in");
+        let authorize = press_connect(&mut browser, &base, "/mcp/b").await;
         let back = http.get(&authorize).send().await.unwrap();
         assert!(
             back.status().is_redirection(),

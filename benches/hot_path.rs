@@ -77,6 +77,7 @@ async fn fixture() -> Fixture {
         groups: Vec::new(),
         user_name: String::new(),
         display_name: String::new(),
+        account: None,
         last_used_at: None,
     };
     state

@@ -63,21 +63,25 @@ async fn main() -> anyhow::Result<()> {
 
     let resource = args.resource.unwrap_or_else(|| config.mcp_url());
     let now = now_unix();
-    // The gateway reads the account on every call (a disabled or deleted
-    // person is refused at once): the benchmark's person exists.
-    if users::get(store.as_ref(), &args.user_id).await?.is_none() {
-        let user = User {
-            id: args.user_id.clone(),
-            name: args.user_id.clone(),
-            display_name: "passgate benchmark".into(),
-            email: None,
-            role: Role::Member,
-            disabled: false,
-            created_at: now,
-            groups: Vec::new(),
-        };
-        store.transact(users::new_user_writes(&user)?).await?;
-    }
+    // The benchmark's person exists, and the grant carries their profile,
+    // as one the token endpoint issues does.
+    let user = match users::get(store.as_ref(), &args.user_id).await? {
+        Some(user) => user,
+        None => {
+            let user = User {
+                id: args.user_id.clone(),
+                name: args.user_id.clone(),
+                display_name: "passgate benchmark".into(),
+                email: None,
+                role: Role::Member,
+                disabled: false,
+                created_at: now,
+                groups: Vec::new(),
+            };
+            store.transact(users::new_user_writes(&user)?).await?;
+            user
+        }
+    };
     let grant = Grant {
         family: crypto::random_id(),
         user_id: args.user_id,
@@ -87,9 +91,10 @@ async fn main() -> anyhow::Result<()> {
         resource: resource.clone(),
         created_at: now,
         redirect_uri: String::new(),
-        groups: Vec::new(),
-        user_name: String::new(),
-        display_name: String::new(),
+        groups: user.groups.clone(),
+        user_name: user.name.clone(),
+        display_name: user.display_name.clone(),
+        account: Some(user.grant_profile()),
         last_used_at: None,
     };
     store.transact(grants::create_writes(&grant)?).await?;

@@ -196,6 +196,7 @@ impl Harness {
                 groups: Vec::new(),
                 user_name: String::new(),
                 display_name: String::new(),
+                account: None,
                 last_used_at: None,
             };
             let grant = CodeGrant {

@@ -394,6 +394,12 @@ impl Gw {
             allow_groups = ["engineering"]
 
             [[route]]
+            name = "admins"
+            url = "{b}/admins"
+            [route.access]
+            allow_roles = ["admin"]
+
+            [[route]]
             name = "domain"
             url = "{b}/domain"
             forward_user_headers = true
@@ -516,22 +522,47 @@ impl Gw {
         (user.id, token)
     }
 
+    /// A token as the token endpoint issues it: its grant carries the
+    /// account's names, role and email (and `groups`, which callers vary).
     async fn token(&self, user_id: &str, groups: &[String], path: &str) -> String {
-        let resource = self.state.config.url(path);
-        let grant = grants::Grant {
+        let user = users::get(self.state.store.as_ref(), user_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut grant = self.grant_made_before_profiles(user_id, groups, path);
+        grant.user_name = user.name.clone();
+        grant.display_name = user.display_name.clone();
+        grant.account = Some(user.grant_profile());
+        self.token_for(grant).await
+    }
+
+    /// A grant as passgate made them before grants carried the account's
+    /// role and email.
+    fn grant_made_before_profiles(
+        &self,
+        user_id: &str,
+        groups: &[String],
+        path: &str,
+    ) -> grants::Grant {
+        grants::Grant {
             family: crypto::random_id(),
             user_id: user_id.into(),
             client_id: "test-client".into(),
             client_name: "Test client".into(),
             scope: "mcp".into(),
-            resource: resource.clone(),
+            resource: self.state.config.url(path),
             created_at: now_unix(),
             redirect_uri: "http://127.0.0.1:33418/callback".into(),
             groups: groups.to_vec(),
             last_used_at: None,
             user_name: String::new(),
             display_name: String::new(),
-        };
+            account: None,
+        }
+    }
+
+    async fn token_for(&self, grant: grants::Grant) -> String {
+        let (user_id, resource) = (grant.user_id.clone(), grant.resource.clone());
         let store: &dyn Store = self.state.store.as_ref();
         store
             .transact(grants::create_writes(&grant).unwrap())
@@ -540,7 +571,7 @@ impl Gw {
         let now = now_unix();
         self.state.keys.sign(&AccessClaims {
             iss: self.state.config.issuer(),
-            sub: user_id.into(),
+            sub: user_id,
             aud: resource,
             exp: now + 600,
             iat: now,
@@ -1087,6 +1118,45 @@ async fn the_access_policy_is_checked_on_every_call() {
         gw.backend.seen().last().unwrap().headers["x-forwarded-email"],
         "hana@example.com"
     );
+    // The role and email come with the grant, kept current: a change
+    // applies at the next call, with the same token.
+    let store = gw.state.store.as_ref();
+    let (ivan, ivan_token) = gw.person("ivan", &[], "/mcp/admins").await;
+    let gw = &gw;
+    let on_admins = |token: String| async move {
+        let (status, _, body) = gw.call("/mcp/admins", &token, tools_call("add"), &[]).await;
+        (status, body)
+    };
+    assert_eq!(on_admins(ivan_token.clone()).await.0, StatusCode::FORBIDDEN);
+    users::set_role(store, &ivan, Role::Admin).await.unwrap();
+    let (status, body) = on_admins(ivan_token.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    users::set_role(store, &ivan, Role::Member).await.unwrap();
+    assert_eq!(on_admins(ivan_token).await.0, StatusCode::FORBIDDEN);
+    let hana = users::find_by_name(store, "hana")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    users::set_email(store, &hana, Some("hana@example.org".into()))
+        .await
+        .unwrap();
+    let (status, _, _) = gw
+        .call("/mcp/domain", &listed, tools_call("add"), &[])
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the new email's domain is not listed"
+    );
+    // A grant made before grants carried the role and email: the account
+    // is read instead, with the same outcome.
+    users::set_role(store, &ivan, Role::Admin).await.unwrap();
+    let old_grant = gw.grant_made_before_profiles(&ivan, &[], "/mcp/admins");
+    let old_token = gw.token_for(old_grant).await;
+    assert_eq!(on_admins(old_token.clone()).await.0, StatusCode::OK);
+    users::set_role(store, &ivan, Role::Member).await.unwrap();
+    assert_eq!(on_admins(old_token).await.0, StatusCode::FORBIDDEN);
     gw.backend.assert_clean();
     // Disabling the account ends its access through the gateway at once.
     users::set_disabled(gw.state.store.as_ref(), &user, true)

@@ -47,6 +47,7 @@ async fn grant_for(app: &TestApp, user_id: &str, client_id: &str, family: &str) 
         groups: Vec::new(),
         user_name: String::new(),
         display_name: String::new(),
+        account: None,
         last_used_at: None,
     };
     app.store()
@@ -1494,6 +1495,7 @@ async fn same_named_installations_are_grouped_and_told_apart() {
             groups: Vec::new(),
             user_name: String::new(),
             display_name: String::new(),
+            account: None,
             last_used_at: None,
         };
         app.store()

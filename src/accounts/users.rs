@@ -78,6 +78,19 @@ impl User {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
+
+    /// What the person's grants carry of the account beside the groups.
+    pub fn grant_profile(&self) -> grants::AccountProfile {
+        grants::AccountProfile {
+            role: self.role.as_str().to_owned(),
+            email: self.email.clone(),
+        }
+    }
+
+    /// Writes the groups, role and email into the person's live grants.
+    async fn sync_grants(&self, store: &dyn Store) -> Result<(), StoreError> {
+        grants::sync_profile_for_user(store, &self.id, &self.groups, &self.grant_profile()).await
+    }
 }
 
 /// A registered passkey. The WebAuthn state is kept in `webauthn_rp`'s own
@@ -521,7 +534,7 @@ pub async fn set_groups(
     groups: Vec<String>,
 ) -> Result<User, Error> {
     let user = update_profile(store, user_id, |user| user.groups = groups).await?;
-    grants::set_groups_for_user(store, user_id, &user.groups).await?;
+    user.sync_grants(store).await?;
     Ok(user)
 }
 
@@ -531,7 +544,9 @@ pub async fn set_email(
     user_id: &str,
     email: Option<String>,
 ) -> Result<User, Error> {
-    update_profile(store, user_id, |user| user.email = email).await
+    let user = update_profile(store, user_id, |user| user.email = email).await?;
+    user.sync_grants(store).await?;
+    Ok(user)
 }
 
 /// Reads the profile, applies `change`, and writes it back if nobody wrote
@@ -555,7 +570,8 @@ async fn update_profile(
 }
 
 /// Makes an account an administrator or a member. Pages read the role at
-/// every request, so the change applies at once to live sessions.
+/// every request, and the person's grants carry it for the gateway's route
+/// policies, so the change applies at once to live sessions and clients.
 pub async fn set_role(store: &dyn Store, user_id: &str, role: Role) -> Result<User, Error> {
     let item = store
         .get(&user_pk(user_id), "profile")
@@ -574,6 +590,7 @@ pub async fn set_role(store: &dyn Store, user_id: &str, role: Role) -> Result<Us
                 other => other.into(),
             })?;
     }
+    user.sync_grants(store).await?;
     Ok(user)
 }
 

@@ -13,9 +13,7 @@ use std::{collections::HashMap, sync::Mutex};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
-use crate::{
-    accounts::users::User, app::AppState, crypto, oauth::bearer::Identity, store::now_unix,
-};
+use crate::{app::AppState, crypto, oauth::bearer::Identity, store::now_unix};
 
 pub const IDENTITY_HEADER: HeaderName = HeaderName::from_static("x-passgate-identity");
 const FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
@@ -47,9 +45,15 @@ struct IdentityClaims<'a> {
     jti: String,
 }
 
-/// The account's verified email, when it has one (upstream accounts).
-pub fn email(user: &User) -> Option<&str> {
-    user.email.as_deref()
+/// What of the caller's account a forwarded call needs.
+pub struct Account {
+    pub id: String,
+    /// The unique user name.
+    pub name: String,
+    /// Its name, as route policies list it.
+    pub role: String,
+    /// A verified email, when it has one (upstream accounts).
+    pub email: Option<String>,
 }
 
 /// Everything an assertion says apart from its times and id: two calls
@@ -78,7 +82,7 @@ impl Assertions {
         state: &AppState,
         audience: &str,
         identity: &Identity,
-        user: &User,
+        user: &Account,
     ) -> Option<HeaderValue> {
         let now = now_unix();
         let subject = Subject {
@@ -131,7 +135,7 @@ pub fn add_headers(
     headers: &mut HeaderMap,
     audience: &str,
     identity: &Identity,
-    user: &User,
+    user: &Account,
     forward_user_headers: bool,
 ) {
     if let Some(value) = assertions.value(state, audience, identity, user) {
@@ -140,7 +144,7 @@ pub fn add_headers(
     if forward_user_headers {
         let values = [
             (FORWARDED_USER, Some(user.name.clone())),
-            (FORWARDED_EMAIL, email(user).map(str::to_owned)),
+            (FORWARDED_EMAIL, user.email.clone()),
             (FORWARDED_GROUPS, Some(identity.groups.join(","))),
         ];
         for (name, value) in values {

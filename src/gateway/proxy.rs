@@ -84,6 +84,39 @@ pub async fn forward(State(rs): State<RouteState>, request: Request) -> Response
     response
 }
 
+/// Who the caller is, as route policies and identity headers need it. The
+/// grant the bearer check read carries it (kept current with the account,
+/// and live only while the account is: see `oauth::access`); a grant made
+/// before grants carried the role and email costs one account read.
+async fn account(
+    rs: &RouteState,
+    identity: &Identity,
+) -> Result<identity::Account, GatewayRefusal> {
+    if let Some(profile) = &identity.account
+        && !identity.user_name.is_empty()
+    {
+        return Ok(identity::Account {
+            id: identity.user_id.clone(),
+            name: identity.user_name.clone(),
+            role: profile.role.clone(),
+            email: profile.email.clone(),
+        });
+    }
+    match users::get(rs.app.store.as_ref(), &identity.user_id).await {
+        Ok(Some(user)) if !user.disabled => Ok(identity::Account {
+            id: user.id,
+            name: user.name,
+            role: user.role.as_str().to_owned(),
+            email: user.email,
+        }),
+        Ok(_) => Err(GatewayRefusal::NotAdmitted),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read an account");
+            Err(GatewayRefusal::Unavailable)
+        }
+    }
+}
+
 async fn proceed(
     rs: &RouteState,
     identity: &Identity,
@@ -92,18 +125,11 @@ async fn proceed(
 ) -> Result<Response, GatewayRefusal> {
     let route = &rs.route;
     let config = &route.config;
-    let user = match users::get(rs.app.store.as_ref(), &identity.user_id).await {
-        Ok(Some(user)) if !user.disabled => user,
-        Ok(_) => return Err(GatewayRefusal::NotAdmitted),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read an account");
-            return Err(GatewayRefusal::Unavailable);
-        }
-    };
+    let user = account(rs, identity).await?;
     let caller = Caller {
         name: &user.name,
-        role: user.role.as_str(),
-        email: identity::email(&user),
+        role: &user.role,
+        email: user.email.as_deref(),
         groups: &identity.groups,
     };
     if !config.access.admits(&caller) {

@@ -80,21 +80,31 @@ pub async fn ended(
     client_id: &str,
     began_at: i64,
 ) -> Result<Option<Ended>, StoreError> {
+    Ok(check(store, user_id, client_id, began_at).await?.err())
+}
+
+/// [`ended`], giving the live account when access stands.
+pub async fn check(
+    store: &dyn Store,
+    user_id: &str,
+    client_id: &str,
+    began_at: i64,
+) -> Result<Result<users::User, Ended>, StoreError> {
     let revoked_pk = revoked_key(client_id);
     let (user, consent, revoked) = tokio::join!(
         users::get(store, user_id),
         grants::consent(store, user_id, client_id),
         store.get_json::<ClientRevoked>(&revoked_pk, "-"),
     );
-    if user?.is_none_or(|u| u.disabled) {
-        return Ok(Some(Ended::Person));
-    }
+    let Some(user) = user?.filter(|u| !u.disabled) else {
+        return Ok(Err(Ended::Person));
+    };
     if consent?.is_none() {
-        return Ok(Some(Ended::Consent));
+        return Ok(Err(Ended::Consent));
     }
     // Same second counts as before: the safe side of a tie.
     if revoked?.is_some_and(|r| r.at >= began_at) {
-        return Ok(Some(Ended::Client));
+        return Ok(Err(Ended::Client));
     }
-    Ok(None)
+    Ok(Ok(user))
 }

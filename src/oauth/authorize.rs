@@ -405,10 +405,14 @@ async fn complete(
 ) -> Result<Response, Error> {
     let store = state.store.as_ref();
     let code = crypto::random_token(32);
-    // The profile at sign-in; `users::set_groups` keeps the groups current.
-    let (user_name, display_name, groups) = crate::accounts::users::get(store, user_id)
+    // The profile at sign-in; `grants::sync_profile_for_user` keeps the
+    // groups, role and email current, and redemption takes them afresh.
+    let (user_name, display_name, groups, account) = crate::accounts::users::get(store, user_id)
         .await?
-        .map(|u| (u.name, u.display_name, u.groups))
+        .map(|u| {
+            let account = u.grant_profile();
+            (u.name, u.display_name, u.groups, Some(account))
+        })
         .unwrap_or_default();
     let family = Grant {
         family: crypto::random_id(),
@@ -422,6 +426,7 @@ async fn complete(
         groups,
         user_name,
         display_name,
+        account,
         last_used_at: None,
     };
     let grant = CodeGrant {

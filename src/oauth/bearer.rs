@@ -42,6 +42,9 @@ pub struct Identity {
     /// The account's groups, as administrators (or the identity provider)
     /// set them, current at every call.
     pub groups: Vec<String>,
+    /// The account's role and email, current like the groups (`None` for
+    /// grants made before grants carried them).
+    pub(crate) account: Option<grants::AccountProfile>,
 }
 
 impl Identity {
@@ -187,6 +190,7 @@ pub async fn authenticate(
         client_id: claims.client_id,
         scopes,
         groups: grant.groups,
+        account: grant.account,
     })
 }
 

@@ -38,10 +38,26 @@ pub struct Grant {
     pub user_name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub display_name: String,
+    /// The account's role and email, kept current with the groups, so the
+    /// gateway decides a route's policy and fills its identity headers from
+    /// the grant it reads anyway (`None` for grants made before they were
+    /// kept: those read the account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountProfile>,
     /// When the client last refreshed its tokens (kept on the account's
     /// listing copy only, which is what the account page reads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<i64>,
+}
+
+/// What of the account a grant carries beside its groups and names
+/// (`users::User::grant_profile` makes it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountProfile {
+    /// The role's name, as route policies list it.
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,13 +146,15 @@ pub async fn list_for_user(store: &dyn Store, user_id: &str) -> Result<Vec<Grant
         .collect()
 }
 
-/// Writes new groups into each of a person's live grants. Each rewrite is
-/// conditional on the grant being unchanged since it was read, so a grant
-/// revoked meanwhile is never brought back; one that changed is read again.
-pub async fn set_groups_for_user(
+/// Writes the account's groups, role and email into each of a person's live
+/// grants that says otherwise. Each rewrite is conditional on the grant
+/// being unchanged since it was read, so a grant revoked meanwhile is never
+/// brought back; one that changed is read again.
+pub async fn sync_profile_for_user(
     store: &dyn Store,
     user_id: &str,
     groups: &[String],
+    account: &AccountProfile,
 ) -> Result<(), StoreError> {
     for listed in list_for_user(store, user_id).await? {
         for _ in 0..3 {
@@ -144,9 +162,14 @@ pub async fn set_groups_for_user(
                 break;
             };
             let mut grant: Grant = item.json()?;
+            if grant.groups == groups && grant.account.as_ref() == Some(account) {
+                break;
+            }
             grant.groups = groups.to_vec();
+            grant.account = Some(account.clone());
             let mut listing = listed.clone();
             listing.groups = groups.to_vec();
+            listing.account = Some(account.clone());
             // A family whose code is not redeemed yet keeps its expiry.
             let with_expiry = |mut new: NewItem| {
                 new.expires_at = item.expires_at;

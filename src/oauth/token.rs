@@ -496,18 +496,25 @@ async fn redeem_code(
         if grant.family.is_empty() {
             return Err(ended_since());
         }
-        let (family, family_item) = grants::get_item(store, &grant.family)
+        let (mut family, family_item) = grants::get_item(store, &grant.family)
             .await?
             .ok_or_else(ended_since)?;
-        let family_writes = grants::activate_writes(&family, &family_item)?;
-        if let Some(ended) =
-            access::ended(store, &grant.user_id, &client.client_id, family.created_at).await?
+        let user = match access::check(store, &grant.user_id, &client.client_id, family.created_at)
+            .await?
         {
-            return Err(OAuthError::invalid_grant(format!(
-                "{}; sign in again",
-                ended.describe()
-            )));
-        }
+            Ok(user) => user,
+            Err(ended) => {
+                return Err(OAuthError::invalid_grant(format!(
+                    "{}; sign in again",
+                    ended.describe()
+                )));
+            }
+        };
+        // The account as it is now: a role or email changed since approval,
+        // before this family was listed, is not lost.
+        family.groups = user.groups.clone();
+        family.account = Some(user.grant_profile());
+        let family_writes = grants::activate_writes(&family, &family_item)?;
         let issued = issue(
             state,
             &family.family,

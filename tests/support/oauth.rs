@@ -63,6 +63,7 @@ impl TestApp {
             groups: Vec::new(),
             user_name: String::new(),
             display_name: String::new(),
+            account: None,
             last_used_at: None,
         };
         self.store()

@@ -19,19 +19,10 @@ use passgate::{
 };
 use serde_json::{Value, json};
 use support::{
-    authenticator::SoftAuthenticator,
     backends::{gateway_file, route_token},
-    process::{BIN, Passgate, free_port, invite},
-    remote::{McpClient, RemoteBrowser, approve, enroll},
+    process::{BIN, Passgate, free_port},
+    remote::{McpClient, RemoteBrowser, approve, person},
 };
-
-/// A person enrolled at one passgate, with the browser signed in there.
-async fn person(dir: &Path, public: &str, name: &str) -> RemoteBrowser {
-    let link = invite(dir, public, name, false);
-    let mut browser = RemoteBrowser::new(public);
-    enroll(&mut browser, public, &SoftAuthenticator::new(), &link, name).await;
-    browser
-}
 
 /// `tools/call` of `tool` on a route, as an MCP client with passgate's token.
 async fn call(url: &str, token: &str, tool: &str) -> (StatusCode, Value) {

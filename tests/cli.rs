@@ -12,7 +12,7 @@ use support::{
     authenticator::SoftAuthenticator,
     backends::route_token,
     process::{BIN, Passgate, free_port, invite},
-    remote::{McpClient, RemoteBrowser, approve, call_add, enroll},
+    remote::{McpClient, RemoteBrowser, approve, call_add, enroll, person},
 };
 
 fn passgate(data_dir: &std::path::Path, args: &[&str]) -> String {
@@ -39,13 +39,14 @@ async fn clients_are_listed_and_revoked_and_keys_rotate() {
     let server = Passgate::start_logging(dir.path(), None, &[], "trace");
     let base = server.base.clone();
     let mut browser = RemoteBrowser::new(&base);
+    // The link is kept: the log is searched for it at the end.
     let link = invite(dir.path(), &base, "alice", false);
     enroll(
         &mut browser,
         &base,
         &SoftAuthenticator::new(),
         &link,
-        "Alice",
+        "alice",
     )
     .await;
 
@@ -240,9 +241,7 @@ async fn cli_actions_end_codes_not_yet_redeemed() {
     let client = McpClient::register(&mut http, &base, "Late codes", redirect, None).await;
     // Each person approves the client; the code stays with the client.
     let late_code = async |name: &str| {
-        let mut browser = RemoteBrowser::new(&base);
-        let link = invite(dir.path(), &base, name, false);
-        enroll(&mut browser, &base, &SoftAuthenticator::new(), &link, name).await;
+        let mut browser = person(dir.path(), &base, name).await;
         let (verifier, url) = client.authorize(name);
         let back = approve(&mut browser, &[&base], &url).await;
         (back["code"].clone(), verifier, browser)
@@ -388,16 +387,7 @@ async fn the_runtime_is_chosen_by_its_variable() {
         "warn",
         &[("PASSGATE_RUNTIME", "current-thread")],
     );
-    let link = invite(dir.path(), &server.base, "alice", false);
-    let mut browser = RemoteBrowser::new(&server.base);
-    enroll(
-        &mut browser,
-        &server.base,
-        &SoftAuthenticator::new(),
-        &link,
-        "Alice",
-    )
-    .await;
+    let mut browser = person(dir.path(), &server.base, "alice").await;
     let resource = format!("{}/mcp", server.base);
     let (_, token) = route_token(&mut browser, &server.base, &resource).await;
     call_add(&server.base, &token, 41).await;

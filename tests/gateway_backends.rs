@@ -19,19 +19,11 @@ use support::{
     authenticator::SoftAuthenticator,
     backends::{Backend, Events, Kind, RawMcp, gateway_file, route_token, sdk_transcript},
     process::{Passgate, free_port, invite},
-    remote::{RemoteBrowser, enroll},
+    remote::{RemoteBrowser, enroll, person},
 };
 
 /// The static credential the TypeScript backend's route is configured with.
 const TS_BACKEND_KEY: &str = "ts-backend-key-4f1d2a9c7e";
-
-/// A signed-in person (enrolled from a fresh invitation) in a new browser.
-async fn person(dir: &std::path::Path, public: &str, name: &str) -> RemoteBrowser {
-    let link = invite(dir, public, name, false);
-    let mut browser = RemoteBrowser::new(public);
-    enroll(&mut browser, public, &SoftAuthenticator::new(), &link, name).await;
-    browser
-}
 
 fn route_extra(kind: Kind) -> &'static str {
     match kind {

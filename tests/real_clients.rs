@@ -12,9 +12,8 @@ use std::{
 };
 
 use support::{
-    authenticator::SoftAuthenticator,
-    process::{Passgate, free_port, invite, node, python},
-    remote::{RemoteBrowser, approve, enroll},
+    process::{Passgate, free_port, node, python},
+    remote::{RemoteBrowser, approve, person},
 };
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -23,16 +22,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 async fn signed_in_server(extra: &[&str]) -> (tempfile::TempDir, Passgate, RemoteBrowser) {
     let dir = tempfile::tempdir().unwrap();
     let server = Passgate::start(dir.path(), None, extra);
-    let link = invite(dir.path(), &server.base, "alice", false);
-    let mut browser = RemoteBrowser::new(&server.base);
-    enroll(
-        &mut browser,
-        &server.base,
-        &SoftAuthenticator::new(),
-        &link,
-        "Alice",
-    )
-    .await;
+    let browser = person(dir.path(), &server.base, "alice").await;
     (dir, server, browser)
 }
 

@@ -45,15 +45,25 @@ pub struct RouteState {
     pub assertions: Arc<identity::Assertions>,
 }
 
-/// The hop-by-hop headers, plus the ones `Connection` names.
-fn connection_scoped(headers: &HeaderMap) -> Vec<String> {
-    let mut names: Vec<String> = HOP_BY_HOP.iter().map(|s| (*s).to_owned()).collect();
-    for value in headers.get_all(header::CONNECTION) {
-        if let Ok(v) = value.to_str() {
-            names.extend(v.split(',').map(|n| n.trim().to_ascii_lowercase()));
+/// The headers of one connection only: the hop-by-hop ones, plus those its
+/// `Connection` header names (read once per message; usually none, so
+/// nothing is allocated).
+struct ConnectionScoped(Vec<String>);
+
+impl ConnectionScoped {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut named = Vec::new();
+        for value in headers.get_all(header::CONNECTION) {
+            if let Ok(v) = value.to_str() {
+                named.extend(v.split(',').map(|n| n.trim().to_ascii_lowercase()));
+            }
         }
+        ConnectionScoped(named)
     }
-    names
+
+    fn contains(&self, name: &str) -> bool {
+        HOP_BY_HOP.contains(&name) || self.0.iter().any(|s| s == name)
+    }
 }
 
 /// `POST`, `GET` and `DELETE` on a route. The bearer check in front (the
@@ -184,10 +194,10 @@ async fn proceed(
     };
 
     let mut headers = HeaderMap::new();
-    let scoped = connection_scoped(&parts.headers);
+    let scoped = ConnectionScoped::of(&parts.headers);
     for (name, value) in &parts.headers {
         let n = name.as_str();
-        if !is_client_only(n) && !scoped.iter().any(|s| s == n) {
+        if !is_client_only(n) && !scoped.contains(n) {
             headers.append(name.clone(), value.clone());
         }
     }
@@ -421,10 +431,10 @@ async fn relay(
     }
 
     let mut headers = HeaderMap::new();
-    let scoped = connection_scoped(response.headers());
+    let scoped = ConnectionScoped::of(response.headers());
     for (name, value) in response.headers() {
         let n = name.as_str();
-        let dropped = scoped.iter().any(|s| s == n)
+        let dropped = scoped.contains(n)
             || matches!(
                 n,
                 "content-length" | "set-cookie" | "www-authenticate" | "mcp-session-id"

@@ -161,6 +161,34 @@ fn connect_section(config: &Config, resources: &Resources) -> String {
 
 /// The MCP servers with their own sign-in: whether this person connected
 /// their account there, and a button to connect (again) or disconnect.
+enum Button {
+    Plain,
+    Danger,
+}
+
+/// A one-button form that posts `resource` (a route path) to `action`.
+/// `aria` names what the button does to screen readers.
+fn resource_button(
+    me: &SignedIn,
+    action: &str,
+    path: &str,
+    kind: Button,
+    aria: &str,
+    label: &str,
+) -> String {
+    let class = match kind {
+        Button::Plain => "",
+        Button::Danger => r#" class="danger""#,
+    };
+    format!(
+        r#"<form method="post" action="{action}" class="inline">{csrf}<input type="hidden" name="resource" value="{path}"><button type="submit"{class} aria-label="{aria}">{label}</button></form>"#,
+        csrf = ui::csrf_field(&me.csrf),
+        path = escape(path),
+        aria = escape(aria),
+        label = escape(label),
+    )
+}
+
 fn backends_section(me: &SignedIn, resources: &Resources, connected: &[(String, i64)]) -> String {
     let items: String = resources
         .iter()
@@ -174,20 +202,24 @@ fn backends_section(me: &SignedIn, resources: &Resources, connected: &[(String, 
             let (state, action) = match since {
                 Some(at) => (
                     format!("Connected {}.", ui::date_time(at)),
-                    format!(
-                        r#"<form method="post" action="/account/backends/disconnect" class="inline">{csrf}<input type="hidden" name="resource" value="{path}"><button type="submit" class="danger" aria-label="Disconnect your account at {name}">Disconnect</button></form>"#,
-                        csrf = ui::csrf_field(&me.csrf),
-                        path = escape(path),
-                        name = escape(resource.name()),
+                    resource_button(
+                        me,
+                        "/account/backends/disconnect",
+                        path,
+                        Button::Danger,
+                        &format!("Disconnect your account at {}", resource.name()),
+                        "Disconnect",
                     ),
                 ),
                 None => (
                     "Not connected: calls to this server ask you to connect.".to_owned(),
-                    format!(
-                        r#"<form method="post" action="/account/backends/connect" class="inline">{csrf}<input type="hidden" name="resource" value="{path}"><button type="submit" aria-label="Connect your account at {name}">Connect</button></form>"#,
-                        csrf = ui::csrf_field(&me.csrf),
-                        path = escape(path),
-                        name = escape(resource.name()),
+                    resource_button(
+                        me,
+                        "/account/backends/connect",
+                        path,
+                        Button::Plain,
+                        &format!("Connect your account at {}", resource.name()),
+                        "Connect",
                     ),
                 ),
             };
@@ -233,11 +265,13 @@ fn keys_section(me: &SignedIn, resources: &Resources, keys: &[KeySet]) -> String
                 )
             });
             let remove = if set.is_some() {
-                format!(
-                    r#"<form method="post" action="/account/keys/remove" class="inline">{csrf}<input type="hidden" name="resource" value="{path}"><button type="submit" class="danger" aria-label="Remove your {label}">Remove</button></form>"#,
-                    csrf = ui::csrf_field(&me.csrf),
-                    path = escape(path),
-                    label = escape(&ask.label),
+                resource_button(
+                    me,
+                    "/account/keys/remove",
+                    path,
+                    Button::Danger,
+                    &format!("Remove your {}", ask.label),
+                    "Remove",
                 )
             } else {
                 String::new()

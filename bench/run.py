@@ -539,7 +539,14 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--coldstart-runs", type=int, default=5)
     ap.add_argument("--out", required=True)
+    # An earlier build of passgate, measured in the same rounds beside this
+    # one (its own token tool: the store's records may differ between them).
+    ap.add_argument("--before-passgate")
+    ap.add_argument("--before-token-tool")
+    ap.add_argument("--before-label", default="before")
     args = ap.parse_args()
+    if bool(args.before_passgate) != bool(args.before_token_tool):
+        ap.error("--before-passgate and --before-token-tool go together")
 
     info = machine_info(args.root)
     work = tempfile.mkdtemp(prefix="passgate-bench-")
@@ -548,7 +555,8 @@ def main() -> int:
     fastmcp_py = os.path.join(HERE, "fastmcp_server.py")
     # Random addends every run, so that no answer can be a leftover.
     a, b = random.randint(10**6, 10**9), random.randint(10**6, 10**9)
-    ports = {"passgate": free_port(), "postgres": free_port(), "fastmcp": free_port(), "ceiling": free_port()}
+    ports = {"passgate": free_port(), "postgres": free_port(), "fastmcp": free_port(), "ceiling": free_port(),
+             "before": free_port()}
     servers: dict[str, Server] = {}
     cluster: PgCluster | None = None
     started = time.monotonic()
@@ -578,6 +586,20 @@ def main() -> int:
             capture_output=True,
             text=True,
         ).stdout.strip()
+        before_cmd = None
+        if args.before_passgate:
+            before_url = f"http://127.0.0.1:{ports['before']}"
+            before_dir = os.path.join(work, "passgate-before-data")
+            before_token = subprocess.run(
+                [args.before_token_tool, "--data-dir", before_dir, "--public-url", before_url],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            before_cmd = [
+                args.before_passgate, "serve", "--data-dir", before_dir, "--public-url", before_url,
+                "--listen", f"127.0.0.1:{ports['before']}",
+            ]
         keys_dir = os.path.join(work, "fastmcp-keys")
         fm_auth = ["--key-dir", keys_dir, "--issuer", fm_url, "--audience", f"{fm_url}/mcp"]
         fm_token = subprocess.run(
@@ -636,6 +658,10 @@ def main() -> int:
             "ceiling": Server("ceiling", ceiling_cmd, ports["ceiling"], os.path.join(work, "ceiling.log")),
         }
         tokens = {"passgate": pg_token, "postgres": pq_token, "fastmcp": fm_token, "ceiling": None}
+        if before_cmd:
+            servers["before"] = Server(f"passgate {args.before_label}", before_cmd, ports["before"],
+                                       os.path.join(work, "before.log"))
+            tokens["before"] = before_token
         for name, srv in servers.items():
             srv.start()
             deadline = time.monotonic() + 60
@@ -666,7 +692,7 @@ def main() -> int:
         for name in servers:
             url, sargs = call_args(name)
             wrk(url, mcp_lua, sargs, 32, 2)
-        order = ["passgate", "postgres", "fastmcp", "ceiling"]
+        order = ["passgate", "postgres", "fastmcp", "ceiling"] + (["before"] if before_cmd else [])
         load: dict[tuple[str, int], list[dict]] = {}
         for rnd in range(args.rounds):
             rotated = order[rnd % len(order) :] + order[: rnd % len(order)]
@@ -766,6 +792,39 @@ def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, signin
     def m(name: str, conns: int, key: str) -> float:
         return med([r[key] for r in load[(name, conns)]])
 
+    def before_and_after() -> list[str]:
+        """The earlier build beside this one, from the same rounds."""
+        if ("before", 1) not in load:
+            return []
+        out = [f"### Before and after: passgate {args.before_label} beside {info['passgate commit']}\n"]
+        out.append(
+            f"The same rounds as the table above, `{args.before_label}` built the same way "
+            "(release profile, `--features postgres`) with its own token tool and data "
+            "directory, SQLite store, run in alternation with the others.\n"
+        )
+        out.append(f"| `tools/call add` | {args.before_label} | {info['passgate commit']} | after / before |")
+        out.append("|---|---:|---:|---:|")
+        for conns in (1, 32):
+            label = f"{conns} connection{'s' if conns > 1 else ''}"
+            for key, what, fmt in (
+                ("rps", "requests/s", fmt_rps),
+                ("p50_us", "p50", fmt_ms),
+                ("p99_us", "p99", fmt_ms),
+                ("cpu_us_per_req", "server CPU per request", fmt_cpu),
+            ):
+                b, a = m("before", conns, key), m("passgate", conns, key)
+                out.append(f"| {label}: {what} | {fmt(b)} | {fmt(a)} | {ratio(a, b)} |")
+            ce = m("ceiling", conns, "rps")
+            out.append(
+                f"| {label}: share of the ceiling's requests/s | {100 * m('before', conns, 'rps') / ce:.0f}% "
+                f"| {100 * m('passgate', conns, 'rps') / ce:.0f}% | |"
+            )
+        for what, rss in (("idle RSS", idle_rss), ("peak RSS (VmHWM)", peak_rss)):
+            out.append(f"| {what} | {fmt_mib(rss['before'])} | {fmt_mib(rss['passgate'])} "
+                       f"| {ratio(rss['passgate'], rss['before'])} |")
+        out.append("")
+        return out
+
     # passgate (SQLite), passgate on PostgreSQL, FastMCP, ceiling, then the
     # ratios passgate / FastMCP, passgate / ceiling, PostgreSQL / SQLite.
     def row(label, fmt, pg, pq, fm, ce, compare=True):
@@ -832,6 +891,7 @@ def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, signin
         out.append("| " + " | ".join(row) + " |")
     out.append("")
 
+    out += before_and_after()
     out.append("### passgate's OAuth endpoints\n")
     out.append("| | requests/s | p50 | p99 | server CPU per request |")
     out.append("|---|---:|---:|---:|---:|")

@@ -6,6 +6,10 @@
 #   bench/run.sh                 # the full run (about 6 minutes after the builds)
 #   BENCH_DURATION=3 BENCH_ROUNDS=3 bench/run.sh    # shorter load runs
 #   BENCH_WRK_NICE=10 bench/run.sh                  # wrk under nice, on a shared machine
+#   BENCH_BEFORE=<commit> bench/run.sh              # that commit's build measured beside this one
+#   BENCH_BEFORE_DIR=<dir> BENCH_BEFORE_LABEL=<name> bench/run.sh
+#                                                   # the same, already built: <dir>/passgate and
+#                                                   # <dir>/examples/bench_token
 #
 # Needs: the Rust toolchain, python3 (3.10+), wrk and postgresql (Debian
 # packages, installed by scripts/install-test-deps.sh). Makes its own virtualenv with a
@@ -36,6 +40,26 @@ cargo build --release --quiet --features postgres --bin passgate
 cargo build --release --quiet --features lambda,dynamodb --bin passgate \
   --target-dir "$ROOT/target/bench-lambda"
 
+BEFORE_ARGS=()
+if [ -n "${BENCH_BEFORE:-}" ]; then
+  echo "== building $BENCH_BEFORE (release), to measure beside this build"
+  BEFORE_SRC="$ROOT/target/bench-before-src"
+  git worktree remove --force "$BEFORE_SRC" 2>/dev/null || rm -rf "$BEFORE_SRC"
+  git worktree add --detach --quiet "$BEFORE_SRC" "$BENCH_BEFORE"
+  # As above: the example first, the server on its own.
+  (cd "$BEFORE_SRC" \
+    && cargo build --release --quiet --features postgres --example bench_token --target-dir "$ROOT/target/bench-before" \
+    && cargo build --release --quiet --features postgres --bin passgate --target-dir "$ROOT/target/bench-before")
+  git worktree remove --force "$BEFORE_SRC"
+  BENCH_BEFORE_DIR="$ROOT/target/bench-before/release"
+  BENCH_BEFORE_LABEL="$(git rev-parse --short "$BENCH_BEFORE")"
+fi
+if [ -n "${BENCH_BEFORE_DIR:-}" ]; then
+  BEFORE_ARGS=(--before-passgate "$BENCH_BEFORE_DIR/passgate"
+    --before-token-tool "$BENCH_BEFORE_DIR/examples/bench_token"
+    --before-label "${BENCH_BEFORE_LABEL:-before}")
+fi
+
 echo "== FastMCP $FASTMCP_VERSION in .tools/bench-venv"
 if ! [ -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
@@ -59,4 +83,5 @@ exec "$VENV/bin/python" "$ROOT/bench/run.py" \
   --python "$VENV/bin/python" \
   --duration "${BENCH_DURATION:-5}" \
   --rounds "${BENCH_ROUNDS:-3}" \
-  --out "$ROOT/docs/benchmarks.md"
+  --out "$ROOT/docs/benchmarks.md" \
+  "${BEFORE_ARGS[@]}"

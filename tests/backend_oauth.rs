@@ -20,8 +20,8 @@ use passgate::{
 use serde_json::{Value, json};
 use support::{
     backends::{gateway_file, route_token},
-    process::{BIN, Passgate, free_port},
-    remote::{McpClient, RemoteBrowser, approve, person},
+    process::{BIN, Passgate, free_port, person},
+    remote::{McpClient, RemoteBrowser, approve},
 };
 
 /// `tools/call` of `tool` on a route, as an MCP client with passgate's token.

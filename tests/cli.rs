@@ -11,8 +11,8 @@ use serde_json::json;
 use support::{
     authenticator::SoftAuthenticator,
     backends::route_token,
-    process::{BIN, Passgate, free_port, invite},
-    remote::{McpClient, RemoteBrowser, approve, call_add, enroll, person},
+    process::{BIN, Passgate, free_port, invite, person},
+    remote::{McpClient, RemoteBrowser, approve, call_add, enroll},
 };
 
 fn passgate(data_dir: &std::path::Path, args: &[&str]) -> String {

@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use support::{
     authenticator::SoftAuthenticator,
     backends::{Backend, Events, Kind, RawMcp, gateway_file, route_token, sdk_transcript},
-    process::{Passgate, free_port, invite},
-    remote::{RemoteBrowser, enroll, person},
+    process::{Passgate, free_port, invite, person},
+    remote::{RemoteBrowser, enroll},
 };
 
 /// The static credential the TypeScript backend's route is configured with.

@@ -12,8 +12,8 @@ use std::{
 };
 
 use support::{
-    process::{Passgate, free_port, node, python},
-    remote::{RemoteBrowser, approve, person},
+    process::{Passgate, free_port, node, person, python},
+    remote::{RemoteBrowser, approve},
 };
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -357,3 +357,23 @@ pub fn zombies_of(parent: u32) -> usize {
         .filter(|p| p.ppid == parent && p.state == 'Z')
         .count()
 }
+
+/// A new member `name` of the passgate serving `public` from `dir`, enrolled
+/// with a passkey of their own: their browser, signed in.
+pub async fn person(
+    dir: &std::path::Path,
+    public: &str,
+    name: &str,
+) -> super::remote::RemoteBrowser {
+    let link = invite(dir, public, name, false);
+    let mut browser = super::remote::RemoteBrowser::new(public);
+    super::remote::enroll(
+        &mut browser,
+        public,
+        &super::authenticator::SoftAuthenticator::new(),
+        &link,
+        name,
+    )
+    .await;
+    browser
+}

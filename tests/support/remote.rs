@@ -260,15 +260,6 @@ fn expect_ok(reply: &Reply, what: &str) {
     );
 }
 
-/// A new member `name` of the passgate serving `public` from `dir`, enrolled
-/// with a passkey of their own: their browser, signed in.
-pub async fn person(dir: &std::path::Path, public: &str, name: &str) -> RemoteBrowser {
-    let link = super::process::invite(dir, public, name, false);
-    let mut browser = RemoteBrowser::new(public);
-    enroll(&mut browser, public, &SoftAuthenticator::new(), &link, name).await;
-    browser
-}
-
 /// Enrolls from an invitation link; the browser ends up signed in.
 pub async fn enroll(
     browser: &mut RemoteBrowser,

@@ -57,11 +57,12 @@ struct DeleteNote {
     id: u64,
 }
 
-/// One per request (the transport is stateless); the notebooks are shared.
+/// One clone per request (the transport is stateless); the notebooks and
+/// the tool router are shared.
 #[derive(Clone)]
 struct Notes {
     notebooks: Arc<Mutex<Notebooks>>,
-    tool_router: ToolRouter<Self>,
+    tool_router: Arc<ToolRouter<Self>>,
 }
 
 /// The verified caller, or the error a tool answers without one.
@@ -81,7 +82,7 @@ impl Notes {
     fn new(notebooks: Arc<Mutex<Notebooks>>) -> Self {
         Self {
             notebooks,
-            tool_router: Self::tool_router(),
+            tool_router: Arc::new(Self::tool_router()),
         }
     }
 
@@ -156,10 +157,10 @@ impl ServerHandler for Notes {
 
 /// passgate with the notes tools at `/mcp` (tests/library.rs serves it too).
 pub fn with_notes(passgate: Passgate) -> Passgate {
-    let notebooks = Arc::new(Mutex::new(Notebooks::default()));
+    let notes = Notes::new(Arc::new(Mutex::new(Notebooks::default())));
     passgate
         .name("notes")
-        .mcp(move || Notes::new(notebooks.clone()))
+        .mcp(move || notes.clone())
         .require_scopes("delete_note", [DELETE_SCOPE])
 }
 

@@ -29,6 +29,8 @@ type EndpointFactory = Arc<dyn Fn(&AppState) -> ProtectedMcp + Send + Sync>;
 /// [`Identity::from_parts`](crate::Identity::from_parts).
 ///
 /// ```no_run
+/// use std::sync::Arc;
+///
 /// use passgate::{
 ///     Identity, Passgate,
 ///     rmcp::{
@@ -38,9 +40,10 @@ type EndpointFactory = Arc<dyn Fn(&AppState) -> ProtectedMcp + Send + Sync>;
 ///     },
 /// };
 ///
+/// /// Built once; each request gets a clone that shares the router.
 /// #[derive(Clone)]
 /// struct Hello {
-///     tool_router: ToolRouter<Self>,
+///     tool_router: Arc<ToolRouter<Self>>,
 /// }
 ///
 /// #[tool_router(router = tool_router)]
@@ -61,10 +64,11 @@ type EndpointFactory = Arc<dyn Fn(&AppState) -> ProtectedMcp + Send + Sync>;
 ///
 /// #[tokio::main]
 /// async fn main() -> anyhow::Result<()> {
+///     let hello = Hello { tool_router: Arc::new(Hello::tool_router()) };
 ///     // `passgate serve`'s flags and PASSGATE_* variables: --public-url, --data-dir, ...
 ///     Passgate::from_command_line()
 ///         .await?
-///         .mcp(|| Hello { tool_router: Hello::tool_router() })
+///         .mcp(move || hello.clone())
 ///         .serve()
 ///         .await
 /// }
@@ -123,6 +127,11 @@ impl Passgate {
     /// Serves the rmcp server that `factory` makes (one per request: the
     /// transport is stateless, so any instance answers any request) at
     /// `/mcp`, behind the bearer check. Replaces the demo tools.
+    ///
+    /// `factory` runs on every request: build the handler once and return
+    /// clones that share its tool router (an `Arc<ToolRouter<Self>>` field).
+    /// Calling `Self::tool_router()` in the factory builds every tool's
+    /// description and schemas again for each call.
     pub fn mcp<H, F>(mut self, factory: F) -> Self
     where
         H: ServerHandler + Send + 'static,

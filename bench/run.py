@@ -526,6 +526,16 @@ def lambda_init_measure(args, work: str, extra_env: dict[str, str] | None = None
     return times
 
 
+def mint_token(tool: str, data_dir: str, public_url: str, *extra: str) -> str:
+    """A grant and access token from `examples/bench_token` (`tool`)."""
+    return subprocess.run(
+        [tool, "--data-dir", data_dir, "--public-url", public_url, *extra],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True)
@@ -565,12 +575,7 @@ def main() -> int:
         pg_url = f"http://127.0.0.1:{ports['passgate']}"
         fm_url = f"http://127.0.0.1:{ports['fastmcp']}"
         data_dir = os.path.join(work, "passgate-data")
-        pg_token = subprocess.run(
-            [args.token_tool, "--data-dir", data_dir, "--public-url", pg_url],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        pg_token = mint_token(args.token_tool, data_dir, pg_url)
         # The same binary on PostgreSQL: its own data directory (as on
         # another machine), its master key given, as several instances need.
         cluster = PgCluster(work)
@@ -580,22 +585,12 @@ def main() -> int:
         pq_args = postgres_args(cluster, "calls", master_key)
         pq_url = f"http://127.0.0.1:{ports['postgres']}"
         pq_data_dir = os.path.join(work, "passgate-postgres-data")
-        pq_token = subprocess.run(
-            [args.token_tool, "--data-dir", pq_data_dir, "--public-url", pq_url, *pq_args],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        pq_token = mint_token(args.token_tool, pq_data_dir, pq_url, *pq_args)
         before_cmd = None
         if args.before_passgate:
             before_url = f"http://127.0.0.1:{ports['before']}"
             before_dir = os.path.join(work, "passgate-before-data")
-            before_token = subprocess.run(
-                [args.before_token_tool, "--data-dir", before_dir, "--public-url", before_url],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
+            before_token = mint_token(args.before_token_tool, before_dir, before_url)
             before_cmd = [
                 args.before_passgate, "serve", "--data-dir", before_dir, "--public-url", before_url,
                 "--listen", f"127.0.0.1:{ports['before']}",

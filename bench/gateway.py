@@ -114,6 +114,10 @@ def main() -> int:
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", required=True)
+    # An earlier build, forwarding to the same backend in the same rounds.
+    p.add_argument("--before-passgate")
+    p.add_argument("--before-token-tool")
+    p.add_argument("--before-label", default="before")
     args = p.parse_args()
 
     info = run.machine_info(args.root)
@@ -143,6 +147,17 @@ def main() -> int:
          "--backend", f"http://127.0.0.1:{backend_port}/mcp"],
         proxy_port, os.path.join(work, "proxy.log"))
     servers = [backend, passgate, proxy]
+    before = None
+    if args.before_passgate:
+        before_port = run.free_port()
+        before_public = f"http://127.0.0.1:{before_port}"
+        before_data = os.path.join(work, "before-data")
+        before = run.Server(
+            "passgate-before",
+            [args.before_passgate, "serve", "--listen", f"127.0.0.1:{before_port}", "--public-url",
+             before_public, "--data-dir", before_data, "--backend", f"http://127.0.0.1:{backend_port}/mcp"],
+            before_port, os.path.join(work, "before.log"))
+        servers.append(before)
     os.environ["PASSGATE_LOG"] = "warn"
     try:
         proxy_token = subprocess.run(
@@ -179,6 +194,10 @@ def main() -> int:
             "passgate": (f"{public}/mcp", token, [passgate, backend]),
             "fastmcp-proxy": (f"{proxy_issuer}/mcp", proxy_token, [proxy, backend]),
         }
+        if before:
+            before_token = run.mint_token(args.before_token_tool, before_data, before_public,
+                                          "--ttl-secs", "86400")
+            targets["passgate-before"] = (f"{before_public}/mcp", before_token, [before, backend])
         run.log("== first call and warm-up (every answer checked)")
         for name, (url, tok, procs) in targets.items():
             first_call(url, tok)
@@ -233,9 +252,9 @@ def main() -> int:
     ]
     for conns in (1, 32):
         direct_rps = m("direct", conns, "rps")
-        for name in ("direct", "passgate", "fastmcp-proxy"):
+        for name in ("direct", "passgate", "fastmcp-proxy") + (("passgate-before",) if before else ()):
             rps = m(name, conns, "rps")
-            pg = run.fmt_cpu(m(name, conns, "", "passgate")) if name == "passgate" else "–"
+            pg = run.fmt_cpu(m(name, conns, "", name)) if name.startswith("passgate") else "–"
             px = run.fmt_cpu(m(name, conns, "", "fastmcp-proxy")) if name == "fastmcp-proxy" else "–"
             lines.append(
                 f"| {name} | {conns} | {run.fmt_rps(rps)} | {rps / direct_rps:.0%} | {pg} | "
@@ -255,6 +274,19 @@ def main() -> int:
         f"{'yes' if gw32 / px32 >= 20 else 'no'} |",
         f"| first SSE event through ≤ 5 ms after the backend sends it | {g_ms:.2f} ms (direct {d_ms:.2f} ms; "
         f"max {max(gateway_ms):.2f} ms, {SSE_SAMPLES} samples) | {'yes' if g_ms <= 5 else 'no'} |",
+    ]
+    if before:
+        b32 = m("passgate-before", 32, "", "passgate-before") + m("passgate-before", 32, "", "backend") \
+            - m("direct", 32, "", "backend")
+        lines += [
+            "",
+            f"`passgate-before` is {args.before_label}, built the same way, forwarding to the same "
+            "backend in the same rounds: its forwarded call costs "
+            f"{b32:.1f} µs more than the backend alone at 32 connections, this build {extra:.1f} µs "
+            f"({run.ratio(extra, b32)}), at {m('passgate-before', 32, 'rps') / d32:.0%} and {gw32 / d32:.0%} "
+            "of direct throughput.",
+        ]
+    lines += [
         "",
         "The machine was shared with other builds during the run (see the load average): the "
         "ratios, measured side by side, are what to quote.",

@@ -8,6 +8,7 @@
 #
 #   bench/gateway.sh                                   # about 2 minutes after the builds
 #   BENCH_DURATION=3 BENCH_ROUNDS=3 bench/gateway.sh   # shorter load runs
+#   BENCH_BEFORE=<commit> bench/gateway.sh             # that commit's build beside this one
 #
 # Needs wrk and the test virtualenv (scripts/install-test-deps.sh), whose
 # FastMCP is pinned at the version bench/run.sh measures. Nothing here is
@@ -44,6 +45,9 @@ cargo build --quiet --all-features --example bench_token
   exit 1
 }
 
+# BENCH_BEFORE / BENCH_BEFORE_DIR: an earlier build beside this one (bench/before.sh).
+source "$ROOT/bench/before.sh"
+
 "$VENV/bin/python" "$ROOT/bench/gateway.py" \
   --root "$ROOT" \
   --passgate "$ROOT/target/release/passgate" \
@@ -52,7 +56,8 @@ cargo build --quiet --all-features --example bench_token
   --python "$VENV/bin/python" \
   --duration "${BENCH_DURATION:-5}" \
   --rounds "${BENCH_ROUNDS:-3}" \
-  --out "$ROOT/docs/benchmarks.md"
+  --out "$ROOT/docs/benchmarks.md" \
+  "${BEFORE_ARGS[@]}"
 
 # A stdio route against the same server run directly over stdio.
 "$VENV/bin/python" "$ROOT/bench/stdio.py" \

@@ -40,25 +40,8 @@ cargo build --release --quiet --features postgres --bin passgate
 cargo build --release --quiet --features lambda,dynamodb --bin passgate \
   --target-dir "$ROOT/target/bench-lambda"
 
-BEFORE_ARGS=()
-if [ -n "${BENCH_BEFORE:-}" ]; then
-  echo "== building $BENCH_BEFORE (release), to measure beside this build"
-  BEFORE_SRC="$ROOT/target/bench-before-src"
-  git worktree remove --force "$BEFORE_SRC" 2>/dev/null || rm -rf "$BEFORE_SRC"
-  git worktree add --detach --quiet "$BEFORE_SRC" "$BENCH_BEFORE"
-  # As above: the example first, the server on its own.
-  (cd "$BEFORE_SRC" \
-    && cargo build --release --quiet --features postgres --example bench_token --target-dir "$ROOT/target/bench-before" \
-    && cargo build --release --quiet --features postgres --bin passgate --target-dir "$ROOT/target/bench-before")
-  git worktree remove --force "$BEFORE_SRC"
-  BENCH_BEFORE_DIR="$ROOT/target/bench-before/release"
-  BENCH_BEFORE_LABEL="$(git rev-parse --short "$BENCH_BEFORE")"
-fi
-if [ -n "${BENCH_BEFORE_DIR:-}" ]; then
-  BEFORE_ARGS=(--before-passgate "$BENCH_BEFORE_DIR/passgate"
-    --before-token-tool "$BENCH_BEFORE_DIR/examples/bench_token"
-    --before-label "${BENCH_BEFORE_LABEL:-before}")
-fi
+# BENCH_BEFORE / BENCH_BEFORE_DIR: sets BEFORE_ARGS.
+source "$ROOT/bench/before.sh"
 
 echo "== FastMCP $FASTMCP_VERSION in .tools/bench-venv"
 if ! [ -x "$VENV/bin/python" ]; then

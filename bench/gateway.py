@@ -242,7 +242,7 @@ def main() -> int:
         f"load average {info['load average at start']} at start and "
         f"{' '.join(f'{x:.2f}' for x in load_at_end)} at the end; passgate {info['passgate commit']}, "
         f"FastMCP {info['fastmcp']}. Medians of {args.rounds} runs of {args.duration} s each, the "
-        "three set-ups in alternation; every response checked. The backend is passgate's own `add` "
+        "set-ups in alternation; every response checked. The backend is passgate's own `add` "
         "on rmcp without authorization (`bench/backend.rs`); passgate forwards to it with "
         "`--backend`, FastMCP's proxy (`create_proxy`, FastMCP 4's `as_proxy`) with its "
         "`JWTVerifier` in front.",

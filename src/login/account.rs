@@ -159,8 +159,7 @@ fn connect_section(config: &Config, resources: &Resources) -> String {
     )
 }
 
-/// The MCP servers with their own sign-in: whether this person connected
-/// their account there, and a button to connect (again) or disconnect.
+/// How a [`resource_button`] looks: plain, or red for what takes away.
 enum Button {
     Plain,
     Danger,
@@ -189,6 +188,8 @@ fn resource_button(
     )
 }
 
+/// The MCP servers with their own sign-in: whether this person connected
+/// their account there, and a button to connect (again) or disconnect.
 fn backends_section(me: &SignedIn, resources: &Resources, connected: &[(String, i64)]) -> String {
     let items: String = resources
         .iter()

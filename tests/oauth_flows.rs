@@ -677,6 +677,124 @@ async fn a_disabled_persons_tokens_stop_working() {
     assert_eq!(r.json()["error"], "invalid_grant");
 }
 
+/// The grant a code's redemption activates carries the account as it is
+/// then, not as it was at approval: route policies and identity headers
+/// read it on every call.
+#[tokio::test]
+async fn the_grant_carries_the_account_as_it_is_at_redemption() {
+    use passgate::{accounts::users, oauth::grants, store::NewItem};
+    let app = TestApp::new().await;
+    let store: &dyn Store = app.store();
+    let client = app.register(REDIRECT).await;
+    let profile_of = |grant: &grants::Grant| {
+        let account = grant
+            .account
+            .clone()
+            .expect("the grant carries the account");
+        (account.role, account.email, grant.groups.clone())
+    };
+
+    // Changed through `users`: the pending family is rewritten at once.
+    let mut jo = person(&app, "jo").await;
+    let (code, verifier) = code_for(&app, &mut jo, &client).await;
+    users::set_role(store, &jo.user_id, Role::Admin)
+        .await
+        .unwrap();
+    users::set_email(store, &jo.user_id, Some("jo@example.com".into()))
+        .await
+        .unwrap();
+    users::set_groups(store, &jo.user_id, vec!["ops".into()])
+        .await
+        .unwrap();
+    let pending = grants::list_for_user(store, &jo.user_id).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        profile_of(&pending[0]),
+        (
+            "admin".into(),
+            Some("jo@example.com".into()),
+            vec!["ops".to_owned()]
+        )
+    );
+    tokens(&redeem(&app, &client, &code, &verifier).await);
+    let live = grants::get(store, &pending[0].family)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(profile_of(&live), profile_of(&pending[0]));
+    // An upstream sign-in sets the email and groups each time: unchanged,
+    // they write nothing.
+    let jo_pk = format!("user#{}", jo.user_id);
+    let versions = || async {
+        let profile = store.get(&jo_pk, "profile").await.unwrap().unwrap();
+        let (_, grant) = grants::get_item(store, &live.family)
+            .await
+            .unwrap()
+            .unwrap();
+        (profile.version, grant.version)
+    };
+    let before = versions().await;
+    users::set_email(store, &jo.user_id, Some("jo@example.com".into()))
+        .await
+        .unwrap();
+    users::set_groups(store, &jo.user_id, vec!["ops".into()])
+        .await
+        .unwrap();
+    assert_eq!(versions().await, before);
+    users::set_groups(store, &jo.user_id, vec![]).await.unwrap();
+    let after = versions().await;
+    assert!(
+        after.0 != before.0 && after.1 != before.1,
+        "a change writes both"
+    );
+
+    // Changed where the rewrite has not reached the family (a change racing
+    // the approval, written straight to the account): redemption itself
+    // takes the account afresh.
+    let mut kim = person(&app, "kim").await;
+    let (code, verifier) = code_for(&app, &mut kim, &client).await;
+    let pk = format!("user#{}", kim.user_id);
+    let item = store.get(&pk, "profile").await.unwrap().unwrap();
+    let mut profile: Value = item.json().unwrap();
+    assert_eq!(profile["role"], "member");
+    profile["role"] = json!("admin");
+    profile["email"] = json!("kim@example.com");
+    profile["groups"] = json!(["research"]);
+    store
+        .replace(
+            NewItem::json(&pk, "profile", &profile).unwrap(),
+            item.version,
+        )
+        .await
+        .unwrap();
+    let [approved] = &grants::list_for_user(store, &kim.user_id).await.unwrap()[..] else {
+        panic!("one family per approval");
+    };
+    assert_eq!(profile_of(approved), ("member".into(), None, vec![]));
+    let issued = tokens(&redeem(&app, &client, &code, &verifier).await);
+    let live = grants::get(store, &approved.family).await.unwrap().unwrap();
+    assert_eq!(
+        profile_of(&live),
+        (
+            "admin".into(),
+            Some("kim@example.com".into()),
+            vec!["research".to_owned()]
+        )
+    );
+    let listed = grants::list_for_user(store, &kim.user_id).await.unwrap();
+    assert_eq!(
+        profile_of(&listed[0]),
+        profile_of(&live),
+        "the listing copy too"
+    );
+    assert_eq!(
+        add(&app, issued["access_token"].as_str().unwrap())
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
 #[tokio::test]
 async fn metadata_document_clients_on_private_addresses_are_refused() {
     let app = TestApp::new().await;

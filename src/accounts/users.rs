@@ -533,8 +533,10 @@ pub async fn set_groups(
     user_id: &str,
     groups: Vec<String>,
 ) -> Result<User, Error> {
-    let user = update_profile(store, user_id, |user| user.groups = groups).await?;
-    user.sync_grants(store).await?;
+    let (user, changed) = update_profile(store, user_id, |user| user.groups = groups).await?;
+    if changed {
+        user.sync_grants(store).await?;
+    }
     Ok(user)
 }
 
@@ -544,29 +546,38 @@ pub async fn set_email(
     user_id: &str,
     email: Option<String>,
 ) -> Result<User, Error> {
-    let user = update_profile(store, user_id, |user| user.email = email).await?;
-    user.sync_grants(store).await?;
+    let (user, changed) = update_profile(store, user_id, |user| user.email = email).await?;
+    if changed {
+        user.sync_grants(store).await?;
+    }
     Ok(user)
 }
 
-/// Reads the profile, applies `change`, and writes it back if nobody wrote
-/// it in between (a concurrent write is a retryable conflict).
+/// Reads the profile, applies `change`, and writes it back if that changed
+/// it and nobody wrote it in between (a concurrent write is a retryable
+/// conflict). Says whether it changed: every upstream sign-in sets the
+/// email and groups, and an unchanged one writes nothing, here or in the
+/// person's grants.
 async fn update_profile(
     store: &dyn Store,
     user_id: &str,
     change: impl FnOnce(&mut User),
-) -> Result<User, Error> {
+) -> Result<(User, bool), Error> {
     let item = store
         .get(&user_pk(user_id), "profile")
         .await?
         .ok_or_else(|| Error::NotFound("There is no such user.".into()))?;
-    let mut user: User = item.json()?;
+    let read: User = item.json()?;
+    let mut user = read.clone();
     change(&mut user);
+    if user == read {
+        return Ok((user, false));
+    }
     store
         .transact(profile_writes(&user, item.version)?)
         .await
         .map_err(conflict_as_retry)?;
-    Ok(user)
+    Ok((user, true))
 }
 
 /// Makes an account an administrator or a member. Pages read the role at

@@ -68,9 +68,10 @@ impl ConnectionScoped {
 
 /// `POST`, `GET` and `DELETE` on a route. The bearer check in front (the
 /// route's own audience) put the caller's identity in the extensions.
-pub async fn forward(State(rs): State<RouteState>, request: Request) -> Response {
+pub async fn forward(State(rs): State<RouteState>, mut request: Request) -> Response {
     let started = Instant::now();
-    let Some(identity) = request.extensions().get::<Identity>().cloned() else {
+    // Taken, not cloned: nothing after this reads the request's extensions.
+    let Some(identity) = request.extensions_mut().remove::<Identity>() else {
         // Unreachable through the route table, which always checks first.
         return GatewayRefusal::NotAdmitted.into_response();
     };
@@ -246,11 +247,14 @@ async fn proceed(
             })
         }
     };
-    let mut response = send(headers.clone()).await?;
+    // Kept for a second try only where there can be one.
+    let retry_headers = sign_in.is_some().then(|| headers.clone());
+    let mut response = send(headers).await?;
     // The backend refused the person's token (expired early, or revoked):
     // refreshed once, then sent once more. A refused refresh asks the
     // person to connect again; nothing loops.
-    if let (Some(sign_in), Some(version)) = (sign_in, seen_version)
+    if let (Some(sign_in), Some(version), Some(mut headers)) =
+        (sign_in, seen_version, retry_headers)
         && response.status() == StatusCode::UNAUTHORIZED
     {
         let (token, _) = sign_in

@@ -152,11 +152,11 @@ impl HttpBackend {
             }
             Ok(Ok(response)) => response,
         };
-        let mut out = Response::builder().status(response.status());
-        if let Some(headers) = out.headers_mut() {
-            *headers = response.headers().clone();
-        }
-        out.body(Body::from_stream(response.bytes_stream()))
-            .map_err(|_| BackendError::Unreachable)
+        // The head moved, the body relayed frame by frame as it arrives.
+        let (head, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+        let mut out = Response::new(Body::new(body));
+        *out.status_mut() = head.status;
+        *out.headers_mut() = head.headers;
+        Ok(out)
     }
 }

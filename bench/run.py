@@ -674,6 +674,7 @@ def main() -> int:
                     time.sleep(0.05)
         time.sleep(2)
         idle_rss = {name: srv.status_kib("VmRSS") for name, srv in servers.items()}
+        idle_anon = {name: srv.status_kib("RssAnon") for name, srv in servers.items()}
         log("   idle RSS: " + ", ".join(f"{n} {fmt_mib(k)}" for n, k in idle_rss.items()))
 
         def call_args(name: str) -> tuple[str, list[str]]:
@@ -775,7 +776,7 @@ def main() -> int:
 
     info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     info["wall time of the measurements"] = f"{time.monotonic() - started:.0f} s"
-    report = render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, signin_pq, lambda_init)
+    report = render(args, info, cold, idle_rss, idle_anon, peak_rss, load, meta, dcr, signin, signin_pq, lambda_init)
     print()
     print(report)
     write_doc(args.out, report)
@@ -783,7 +784,7 @@ def main() -> int:
     return 0
 
 
-def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, signin_pq, lambda_init) -> str:
+def render(args, info, cold, idle_rss, idle_anon, peak_rss, load, meta, dcr, signin, signin_pq, lambda_init) -> str:
     def m(name: str, conns: int, key: str) -> float:
         return med([r[key] for r in load[(name, conns)]])
 
@@ -814,7 +815,8 @@ def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, signin
                 f"| {label}: share of the ceiling's requests/s | {100 * m('before', conns, 'rps') / ce:.0f}% "
                 f"| {100 * m('passgate', conns, 'rps') / ce:.0f}% | |"
             )
-        for what, rss in (("idle RSS", idle_rss), ("peak RSS (VmHWM)", peak_rss)):
+        for what, rss in (("idle RSS", idle_rss), ("idle RSS, private pages (RssAnon)", idle_anon),
+                          ("peak RSS (VmHWM)", peak_rss)):
             out.append(f"| {what} | {fmt_mib(rss['before'])} | {fmt_mib(rss['passgate'])} "
                        f"| {ratio(rss['passgate'], rss['before'])} |")
         out.append("")
@@ -858,6 +860,8 @@ def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, signin
          ratio(cpg, cfm), "–", "–"),
         row("idle RSS", fmt_mib, idle_rss["passgate"], idle_rss["postgres"], idle_rss["fastmcp"],
             idle_rss["ceiling"]),
+        row("idle RSS, private pages (RssAnon)", fmt_mib, idle_anon["passgate"], idle_anon["postgres"],
+            idle_anon["fastmcp"], idle_anon["ceiling"]),
         row("peak RSS (VmHWM, after all load)", fmt_mib, peak_rss["passgate"], peak_rss["postgres"],
             peak_rss["fastmcp"], peak_rss["ceiling"]),
         (f"whole sign-in ({signin['requests_per_flow']} requests): wall time per flow", fmt_ms(signin["p50_us"]),
@@ -979,7 +983,10 @@ def render(args, info, cold, idle_rss, peak_rss, load, meta, dcr, signin, signin
         "of /proc/PID/task/*/schedstat, which has nanosecond resolution). Cold start is from "
         "process start to the first correct authenticated `tools/call` answer, polling every "
         "0.5 ms, with the operating system's file cache warm. Idle RSS is VmRSS two seconds "
-        "after the first answer; peak RSS is VmHWM after all the load. passgate runs "
+        "after the first answer, and its private part RssAnon; the rest is the binary's and "
+        "its libraries' file pages, shared and reclaimable, of which each fault maps as much "
+        "as the page cache holds around it, so that part moves with the cache's state "
+        "(\"Release profile\" above). Peak RSS is VmHWM after all the load. passgate runs "
         "`target/release/passgate serve` with a SQLite data directory, its default logging, "
         "and a token from `examples/bench_token`; FastMCP runs `bench/fastmcp_server.py` "
         "(stateless HTTP, JSON responses, JWTVerifier with ES256, issuer and audience, no "

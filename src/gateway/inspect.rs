@@ -54,10 +54,17 @@ pub fn request_id(body: &[u8]) -> Option<Value> {
 
 /// Reads the body and checks the headers against it.
 pub fn inspect(headers: &HeaderMap, body: &[u8]) -> Result<Message, Refused> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| Refused::NotJson)?;
     // One message per POST (batches left JSON-RPC for MCP in 2025-06-18):
-    // policy is decided per message.
-    let envelope: Envelope = serde_json::from_value(value).map_err(|_| Refused::NotJsonRpc)?;
+    // policy is decided per message. Read in one pass; a repeated member is
+    // refused, as it could be read differently by the backend. Only a body
+    // that fails is parsed again, to tell "not JSON" from "not JSON-RPC".
+    let envelope: Envelope =
+        serde_json::from_slice(body).map_err(|_| {
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => Refused::NotJsonRpc,
+                Err(_) => Refused::NotJson,
+            }
+        })?;
     if envelope.jsonrpc.as_deref() != Some("2.0") {
         return Err(Refused::NotJsonRpc);
     }
@@ -273,6 +280,12 @@ mod tests {
         assert_eq!(
             inspect(&headers(&[]), b"[1]").unwrap_err(),
             Refused::NotJsonRpc
+        );
+        let twice = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"add"}}"#;
+        assert_eq!(
+            inspect(&headers(&[]), twice.as_bytes()).unwrap_err(),
+            Refused::NotJsonRpc,
+            "a repeated member is read one way by passgate, maybe another by the backend"
         );
     }
 

@@ -1441,7 +1441,12 @@ async fn each_person_reaches_a_keyed_backend_with_their_own_key() {
         "{page}"
     );
     // Stored sealed: the store holds no copy of it.
-    let stored = gw.state.store.list(&format!("user#{ann}")).await.unwrap();
+    let stored = gw
+        .state
+        .store
+        .list(&passgate::store::keys::Partition::User(&ann).key())
+        .await
+        .unwrap();
     assert!(stored.iter().any(|i| i.sk == "personal-key#/mcp/keyed"));
     assert!(
         stored

@@ -682,7 +682,11 @@ async fn a_disabled_persons_tokens_stop_working() {
 /// read it on every call.
 #[tokio::test]
 async fn the_grant_carries_the_account_as_it_is_at_redemption() {
-    use passgate::{accounts::users, oauth::grants, store::NewItem};
+    use passgate::{
+        accounts::users,
+        oauth::grants,
+        store::{NewItem, keys::Partition},
+    };
     let app = TestApp::new().await;
     let store: &dyn Store = app.store();
     let client = app.register(REDIRECT).await;
@@ -724,7 +728,7 @@ async fn the_grant_carries_the_account_as_it_is_at_redemption() {
     assert_eq!(profile_of(&live), profile_of(&pending[0]));
     // An upstream sign-in sets the email and groups each time: unchanged,
     // they write nothing.
-    let jo_pk = format!("user#{}", jo.user_id);
+    let jo_pk = Partition::User(&jo.user_id).key();
     let versions = || async {
         let profile = store.get(&jo_pk, "profile").await.unwrap().unwrap();
         let (_, grant) = grants::get_item(store, &live.family)
@@ -753,7 +757,7 @@ async fn the_grant_carries_the_account_as_it_is_at_redemption() {
     // takes the account afresh.
     let mut kim = person(&app, "kim").await;
     let (code, verifier) = code_for(&app, &mut kim, &client).await;
-    let pk = format!("user#{}", kim.user_id);
+    let pk = Partition::User(&kim.user_id).key();
     let item = store.get(&pk, "profile").await.unwrap().unwrap();
     let mut profile: Value = item.json().unwrap();
     assert_eq!(profile["role"], "member");

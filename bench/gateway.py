@@ -111,6 +111,8 @@ def main() -> int:
     p.add_argument("--token-tool", required=True)
     p.add_argument("--backend", required=True)
     p.add_argument("--python", required=True)
+    # The floor: examples `bench_bare_proxy` (bench/bare_proxy.rs), with each client.
+    p.add_argument("--bare-proxy")
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", required=True)
@@ -147,6 +149,15 @@ def main() -> int:
          "--backend", f"http://127.0.0.1:{backend_port}/mcp"],
         proxy_port, os.path.join(work, "proxy.log"))
     servers = [backend, passgate, proxy]
+    bare = {}
+    if args.bare_proxy:
+        for client in ("reqwest", "hyper"):
+            port = run.free_port()
+            bare[client] = run.Server(
+                f"bare-{client}",
+                [args.bare_proxy, f"127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}/mcp", client],
+                port, os.path.join(work, f"bare-{client}.log"))
+            servers.append(bare[client])
     before = None
     if args.before_passgate:
         before_port = run.free_port()
@@ -194,6 +205,8 @@ def main() -> int:
             "passgate": (f"{public}/mcp", token, [passgate, backend]),
             "fastmcp-proxy": (f"{proxy_issuer}/mcp", proxy_token, [proxy, backend]),
         }
+        for client, server in bare.items():
+            targets[server.name] = (f"http://127.0.0.1:{server.port}/mcp", "-", [server, backend])
         if before:
             before_token = run.mint_token(args.before_token_tool, before_data, before_public,
                                           "--ttl-secs", "86400")
@@ -245,17 +258,24 @@ def main() -> int:
         "set-ups in alternation; every response checked. The backend is passgate's own `add` "
         "on rmcp without authorization (`bench/backend.rs`); passgate forwards to it with "
         "`--backend`, FastMCP's proxy (`create_proxy`, FastMCP 4's `as_proxy`) with its "
-        "`JWTVerifier` in front.",
+        "`JWTVerifier` in front."
+        + (" `bare-reqwest` and `bare-hyper` are the floor (`bench/bare_proxy.rs`): a proxy on "
+           "passgate's stack that reads the body, copies the headers and relays the answer, with "
+           "no token check, policy, identity or logging, through reqwest (passgate's client) and "
+           "through hyper-util's pooled client." if bare else ""),
         "",
         "| `tools/call add` | connections | req/s | vs direct | passgate CPU/call | backend CPU/call | proxy CPU/call |",
         "|---|---|---|---|---|---|---|",
     ]
     for conns in (1, 32):
         direct_rps = m("direct", conns, "rps")
-        for name in ("direct", "passgate", "fastmcp-proxy") + (("passgate-before",) if before else ()):
+        names = ("direct", "passgate", "fastmcp-proxy") + (("passgate-before",) if before else ()) \
+            + tuple(s.name for s in bare.values())
+        for name in names:
             rps = m(name, conns, "rps")
             pg = run.fmt_cpu(m(name, conns, "", name)) if name.startswith("passgate") else "–"
-            px = run.fmt_cpu(m(name, conns, "", "fastmcp-proxy")) if name == "fastmcp-proxy" else "–"
+            own = name == "fastmcp-proxy" or name.startswith("bare-")
+            px = run.fmt_cpu(m(name, conns, "", name)) if own else "–"
             lines.append(
                 f"| {name} | {conns} | {run.fmt_rps(rps)} | {rps / direct_rps:.0%} | {pg} | "
                 f"{run.fmt_cpu(m(name, conns, '', 'backend'))} | {px} |"
@@ -285,6 +305,19 @@ def main() -> int:
             f"{b32:.1f} µs more than the backend alone at 32 connections, this build {extra:.1f} µs "
             f"({run.ratio(extra, b32)}), at {m('passgate-before', 32, 'rps') / d32:.0%} and {gw32 / d32:.0%} "
             "of direct throughput.",
+        ]
+    if bare:
+        def over(name: str) -> float:
+            return m(name, 32, "", name) + m(name, 32, "", "backend") - m("direct", 32, "", "backend")
+        floor = {s.name: over(s.name) for s in bare.values()}
+        lines += [
+            "",
+            "What a forwarded call costs above the backend alone at 32 connections (the proxy's "
+            "CPU plus the backend's extra): "
+            + ", ".join(f"`{n}` {v:.1f} µs at {m(n, 32, 'rps') / d32:.0%} of direct" for n, v in floor.items())
+            + f", passgate {extra:.1f} µs at {gw32 / d32:.0%}. passgate's own work (token check, "
+            f"policy, identity, sealed sessions, logging) is the difference from `bare-reqwest`: "
+            f"{extra - floor['bare-reqwest']:.1f} µs.",
         ]
     lines += [
         "",

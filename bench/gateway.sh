@@ -31,7 +31,8 @@ echo "== building (release)"
 # binary is exactly what `cargo build --release` makes. `--features
 # postgres`, as bench/run.sh and bench/soak.sh build it: one binary for all
 # three (and one build).
-cargo build --release --quiet --features postgres --example bench_token --example bench_backend
+cargo build --release --quiet --features postgres --example bench_token --example bench_backend \
+  --example bench_bare_proxy
 cargo build --release --quiet --features postgres --bin passgate
 # The Lambda build in its own target directory, as bench/run.sh builds it,
 # and a token tool that reads its DynamoDB table: the test build's, whose
@@ -53,6 +54,7 @@ source "$ROOT/bench/before.sh"
   --passgate "$ROOT/target/release/passgate" \
   --token-tool "$ROOT/target/release/examples/bench_token" \
   --backend "$ROOT/target/release/examples/bench_backend" \
+  --bare-proxy "$ROOT/target/release/examples/bench_bare_proxy" \
   --python "$VENV/bin/python" \
   --duration "${BENCH_DURATION:-5}" \
   --rounds "${BENCH_ROUNDS:-3}" \

@@ -546,6 +546,10 @@ fn backend_url(route: &str, raw: &str) -> Result<Url, GatewayConfigError> {
     if url.fragment().is_some() {
         return Err(fail("must not have a fragment"));
     }
+    // The forwarding client takes an `http::Uri`, which is stricter.
+    if url.as_str().parse::<http::Uri>().is_err() {
+        return Err(fail("is not a valid HTTP request URI"));
+    }
     Ok(url)
 }
 

@@ -64,10 +64,10 @@ pub struct Gateway {
     routes: Arc<Vec<Arc<Route>>>,
 }
 
-/// The one HTTP client every route shares. Redirects are never followed (a
-/// backend must not send passgate, and the identity it carries, elsewhere),
-/// and no proxy from the environment sees the identity JWT or the static
-/// credentials.
+/// The HTTP client of backends' own sign-ins (their authorization servers).
+/// Redirects are never followed, and no proxy from the environment sees
+/// the tokens. Forwarded calls have their own client
+/// ([`backend::BackendClient`]).
 fn backend_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -97,6 +97,7 @@ impl Gateway {
 
     pub fn new(routes: Vec<RouteConfig>) -> Self {
         let client = backend_client();
+        let forwarding = backend::BackendClient::new();
         let routes = routes
             .into_iter()
             .map(|config| {
@@ -109,7 +110,7 @@ impl Gateway {
                     None => Backend::http(
                         config.url.clone(),
                         config.timeout,
-                        client.clone(),
+                        forwarding.clone(),
                         #[cfg(feature = "aws")]
                         config.sigv4.as_ref().and_then(|s| {
                             let service = sigv4::SigV4Service::named(&s.service)?;

@@ -202,27 +202,12 @@ impl HttpBackend {
         match tokio::time::timeout(self.timeout, send).await {
             Err(_) => Err(BackendError::Timeout),
             Ok(Err(e)) => {
-                tracing::warn!(error = %ErrorChain(&e), "a gateway backend is unreachable");
+                // hyper's error alone says only "client error (Connect)".
+                tracing::warn!(error = %super::backend_auth::describe(&e), "a gateway backend is unreachable");
                 Err(BackendError::Unreachable)
             }
             // The body relayed frame by frame as it arrives.
             Ok(Ok(response)) => Ok(response.map(Body::new)),
         }
-    }
-}
-
-/// An error with its causes, as one line: hyper's client error alone says
-/// only "client error (Connect)".
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(e) = source {
-            write!(f, ": {e}")?;
-            source = e.source();
-        }
-        Ok(())
     }
 }

@@ -911,7 +911,8 @@ fn unavailable(what: &str, e: reqwest::Error) -> BackendAuthError {
     })
 }
 
-fn describe<E: std::error::Error>(e: &E) -> String {
+/// An error with its causes, as one line.
+pub(super) fn describe<E: std::error::Error>(e: &E) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
